@@ -1,0 +1,259 @@
+//! `#[task]`: parse the options and the function, check the signature, expand into a call
+//! function, a hidden `TaskMeta` type and compile-time assertions on the user's types.
+
+use crate::options::{default_crate, parse_opts, Errors};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+const OPTIONS: &[&str] = &[
+    "retries", "timeout", "backoff", "reads", "writes", "name", "crate",
+];
+
+struct TaskOpts {
+    krate: TokenStream,
+    name: Option<String>,
+    retries: u32,
+    timeout_ms: Option<u64>,
+    backoff_ms: u64,
+    reads: Vec<String>,
+    writes: Vec<String>,
+}
+
+fn parse(args: TokenStream, errors: &mut Errors) -> TaskOpts {
+    let mut opts = TaskOpts {
+        krate: default_crate(),
+        name: None,
+        retries: 0,
+        timeout_ms: None,
+        backoff_ms: 100,
+        reads: Vec::new(),
+        writes: Vec::new(),
+    };
+    for opt in parse_opts(args, "task", OPTIONS, errors) {
+        match opt.key.to_string().as_str() {
+            "retries" => opts.retries = opt.u32(errors).unwrap_or(0),
+            "timeout" => opts.timeout_ms = opt.duration_millis(errors),
+            "backoff" => opts.backoff_ms = opt.duration_millis(errors).unwrap_or(100),
+            "reads" => opts.reads = resource_names(&opt.paths(errors)),
+            "writes" => opts.writes = resource_names(&opt.paths(errors)),
+            "name" => opts.name = opt.str("\"fetch-page\"", errors).map(|s| s.value()),
+            "crate" => {
+                if let Some(p) = opt.crate_path(errors) {
+                    opts.krate = p.into_token_stream();
+                }
+            }
+            _ => unreachable!("parse_opts keeps known options only"),
+        }
+    }
+    opts
+}
+
+fn resource_names(paths: &[syn::Path]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| p.to_token_stream().to_string().replace(' ', ""))
+        .collect()
+}
+
+/// Finds references and lifetimes anywhere inside a type.
+struct Borrows(Option<Span>);
+
+impl Visit<'_> for Borrows {
+    fn visit_type_reference(&mut self, r: &syn::TypeReference) {
+        self.0.get_or_insert(r.span());
+    }
+    fn visit_lifetime(&mut self, l: &syn::Lifetime) {
+        self.0.get_or_insert(l.span());
+    }
+}
+
+fn owned_hint(ty: &Type) -> String {
+    if let Type::Reference(r) = ty {
+        let inner = r.elem.to_token_stream().to_string();
+        return match &*r.elem {
+            Type::Path(p) if p.path.is_ident("str") => "take `String` instead".into(),
+            Type::Path(p) if p.path.is_ident("Path") => "take `PathBuf` instead".into(),
+            Type::Slice(s) => format!("take `Vec<{}>` instead", s.elem.to_token_stream()),
+            _ => format!("take `{inner}` by value instead"),
+        };
+    }
+    "take an owned type instead".into()
+}
+
+/// Checks the signature; returns the parameters (pattern, type) when usable.
+fn check(func: &ItemFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token.span(),
+            "a `#[task]` must be an `async fn`: write `async fn` (a task's work is awaited and journaled)",
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        errors.at(
+            sig.generics.span(),
+            "a `#[task]` cannot be generic: its inputs and output are journaled, so they need concrete types",
+        );
+    }
+    if let ReturnType::Default = sig.output {
+        errors.at(
+            sig.ident.span(),
+            "a `#[task]` must return `Result<T, E>`: add `-> Result<T, TaskError>`",
+        );
+    }
+    let mut params = Vec::new();
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(r) => errors.at(
+                r.span(),
+                "a `#[task]` cannot take `self`: make it a free `async fn` and pass the data it needs as owned arguments",
+            ),
+            FnArg::Typed(pt) => {
+                let mut borrows = Borrows(None);
+                borrows.visit_type(&pt.ty);
+                if let Some(span) = borrows.0 {
+                    errors.at(
+                        span,
+                        format!(
+                            "task inputs are journaled and must be owned, but `{}` borrows; {}",
+                            pt.ty.to_token_stream(),
+                            owned_hint(&pt.ty)
+                        ),
+                    );
+                } else if let Type::ImplTrait(_) = &*pt.ty {
+                    errors.at(
+                        pt.ty.span(),
+                        "task inputs are journaled and need a concrete type, not `impl Trait`",
+                    );
+                } else {
+                    params.push(((*pt.pat).clone(), (*pt.ty).clone()));
+                }
+            }
+        }
+    }
+    params
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let e = syn::Error::new(
+                Span::call_site(),
+                "`#[task]` goes on an `async fn`",
+            );
+            let e = e.into_compile_error();
+            return quote!(#e #item);
+        }
+    };
+    let mut errors = Errors::default();
+    let opts = parse(args, &mut errors);
+    let params = check(&func, &mut errors);
+    if !errors.is_empty() {
+        // Re-emit the function so callers do not cascade into "cannot find function".
+        let errs = errors.into_tokens();
+        return quote!(#errs #func);
+    }
+    generate(&func, &opts, &params)
+}
+
+fn generate(func: &ItemFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStream {
+    let krate = &opts.krate;
+    let vis = &func.vis;
+    let ident = &func.sig.ident;
+    let name = opts.name.clone().unwrap_or_else(|| ident.to_string());
+    let meta = format_ident!("__minder_task_{}", ident);
+    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let ret = match &func.sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => unreachable!("checked"),
+    };
+    let outer_attrs: Vec<_> = func
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc") || a.path().is_ident("allow") || a.path().is_ident("deprecated"))
+        .collect();
+
+    let arg_idents: Vec<Ident> = params
+        .iter()
+        .enumerate()
+        .map(|(i, (pat, _))| match pat {
+            Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
+            _ => format_ident!("arg{}", i),
+        })
+        .collect();
+    let arg_types: Vec<&Type> = params.iter().map(|(_, t)| t).collect();
+
+    let timeout = match opts.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let retries = opts.retries;
+    let backoff = opts.backoff_ms;
+    let reads = &opts.reads;
+    let writes = &opts.writes;
+    let conflicts: Vec<String> = writes
+        .iter()
+        .map(|w| {
+            format!(
+                "task `{name}` writes `{w}`, and another branch of this `parallel!` also reads or writes `{w}`: \
+                 branches run at the same time, so await one before starting the other, or declare both as `reads`"
+            )
+        })
+        .collect();
+
+    let assertions = arg_types.iter().map(|ty| {
+        quote_spanned! {ty.span()=> #krate::__private::assert_journaled::<#ty>(); }
+    });
+    let ret_assert = quote_spanned! {ret.span()=> #krate::__private::assert_task_return::<#ret>(); };
+
+    let mut inner = func.clone();
+    inner.vis = syn::Visibility::Inherited;
+    inner.attrs.retain(|a| !a.path().is_ident("doc"));
+
+    quote! {
+        #(#outer_attrs)*
+        #vis fn #ident(#(#arg_idents: #arg_types),*) -> #krate::__private::TaskCall<#meta> {
+            #krate::__private::TaskCall::new((#(#arg_idents,)*))
+        }
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis struct #meta;
+
+        impl #krate::__private::TaskMeta for #meta {
+            type Args = (#(#arg_types,)*);
+            type Return = #ret;
+            const DEF: &'static #krate::__private::TaskDef = &#krate::__private::TaskDef {
+                name: #name,
+                module: ::core::module_path!(),
+                file: ::core::file!(),
+                line: #line,
+                retries: #retries,
+                backoff: #krate::__private::Duration::from_millis(#backoff),
+                timeout: #timeout,
+                access: #krate::__private::AccessDef {
+                    reads: &[#(#reads),*],
+                    writes: &[#(#writes),*],
+                    write_conflicts: &[#(#conflicts),*],
+                },
+            };
+            fn body(args: Self::Args) -> #krate::__private::BoxFuture<'static, Self::Return> {
+                #inner
+                let (#(#arg_idents,)*) = args;
+                ::std::boxed::Box::pin(#ident(#(#arg_idents),*))
+            }
+        }
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn assert_types() {
+                #(#assertions)*
+                #ret_assert
+            }
+        };
+    }
+}

@@ -1,0 +1,74 @@
+//! Journal events: what a run records, in order. Knows values and keys, not tasks.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The result of a step as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The step succeeded with this value.
+    Ok(Value),
+    /// The step failed with this error value.
+    Err(Value),
+}
+
+/// One entry of a run's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The run was created.
+    RunCreated {
+        /// The run id.
+        run_id: String,
+        /// The process name.
+        process: String,
+        /// The process input.
+        input: Value,
+        /// The structural fingerprint of the process graph.
+        fingerprint: String,
+    },
+    /// A step began (its first attempt, or an attempt after a crash).
+    StepStarted {
+        /// The step key.
+        key: String,
+        /// The task's path (`module::name`).
+        task: String,
+        /// The task's source location (`file:line`).
+        location: String,
+        /// The task's arguments.
+        args: Value,
+    },
+    /// A step finished.
+    StepCompleted {
+        /// The step key.
+        key: String,
+        /// Its result.
+        outcome: Outcome,
+    },
+    /// A value recorded once and replayed (`ctx.now()`, `ctx.random()`, sleep deadlines).
+    Recorded {
+        /// The step key.
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// A log line from the process.
+    Log {
+        /// The step key.
+        key: String,
+        /// The message.
+        message: String,
+    },
+    /// The process returned its output.
+    RunCompleted {
+        /// The output.
+        output: Value,
+    },
+    /// The process returned an error.
+    RunFailed {
+        /// The error, as displayed.
+        error: String,
+    },
+}

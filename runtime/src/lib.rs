@@ -1,0 +1,202 @@
+//! # minder
+//!
+//! Type-checked, durable workflows in async Rust. A workflow is an ordinary `async fn` marked
+//! [`#[process]`](macro@process); its steps are async fns marked [`#[task]`](macro@task);
+//! [`parallel!`] runs independent steps at once and returns a typed tuple; [`Ctx::map`] runs a
+//! step over a collection with a concurrency limit. Every step is journaled, so a run that
+//! stopped (a crash, a deploy) resumes without redoing finished work.
+//!
+//! ```
+//! use minder::prelude::*;
+//!
+//! #[data]
+//! struct Report {
+//!     words: usize,
+//!     lines: usize,
+//! }
+//!
+//! #[task]
+//! async fn count_words(text: String) -> Result<usize, TaskError> {
+//!     Ok(text.split_whitespace().count())
+//! }
+//!
+//! #[task]
+//! async fn count_lines(text: String) -> Result<usize, TaskError> {
+//!     Ok(text.lines().count())
+//! }
+//!
+//! #[process]
+//! async fn text_stats(ctx: &Ctx, text: String) -> Result<Report, ProcessError> {
+//!     let (words, lines) = parallel!(count_words(text.clone()), count_lines(text.clone()))?;
+//!     ctx.log(format!("{words} words on {lines} lines"));
+//!     Ok(Report { words, lines })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let runner = Runner::in_memory();
+//! let done = runner.run::<text_stats>("one two\nthree".to_string()).await.unwrap();
+//! assert_eq!((done.output.words, done.output.lines), (3, 2));
+//! # }
+//! ```
+//!
+//! What the macros reject at compile time, and why, is in the README.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod ctx;
+mod error;
+pub mod graph;
+pub mod journal;
+mod parallel;
+mod run;
+pub mod store;
+mod task;
+
+pub use crate::ctx::Ctx;
+pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind};
+pub use crate::graph::{Graph, Node};
+pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
+pub use crate::run::{Finished, Notice, Process, Runner};
+pub use crate::store::{MemoryStore, Store};
+pub use crate::task::{idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+
+/// Marks a data type as journaled: derives serde's `Serialize` and `Deserialize` through
+/// minder, so the user's crate needs no direct serde dependency. Serde's field and container
+/// attributes (`#[serde(...)]`) work as usual.
+///
+/// ```
+/// use minder::prelude::*;
+///
+/// #[data]
+/// #[derive(Debug, Clone, PartialEq)]
+/// struct Summary {
+///     file: String,
+///     #[serde(default)]
+///     bytes: u64,
+/// }
+/// ```
+pub use minder_macros::data;
+
+/// Turns an `async fn` into a journaled task.
+///
+/// ```
+/// use minder::prelude::*;
+///
+/// #[task(retries = 2, timeout = "30s", reads = [Repo])]
+/// async fn count_files(dir: String) -> Result<usize, TaskError> {
+///     Ok(std::fs::read_dir(dir)?.count())
+/// }
+/// ```
+///
+/// Options: `retries = N` (extra attempts after a failure), `backoff = "100ms"` (first retry
+/// delay, doubled each time), `timeout = "60s"` (per attempt; units `ms`, `s`, `m`, `h`),
+/// `reads = [A, B]` / `writes = [C]` (resources checked by `parallel!`), `name = "..."`,
+/// `crate = "path"`.
+///
+/// Inside a process, a call is a journaled step: replayed from the journal when it already
+/// completed, otherwise run (on the tokio runtime) with its retries and timeout. Outside any
+/// process the call just runs the body.
+pub use minder_macros::task;
+
+/// Turns `async fn name(ctx: &Ctx, input: I) -> Result<O, E>` into a durable process.
+///
+/// The function stays callable; a type of the same name (in the type namespace) implements
+/// [`Process`], so `runner.run::<name>(input)` runs it. Option `name = "..."` sets the process
+/// name (default: the function name with `-` for `_`); `crate = "path"` renames minder.
+///
+/// The body is checked at compile time: no wall clock, randomness, spawning, environment,
+/// direct I/O or plain sleeps outside tasks (use the [`Ctx`] equivalents), no task future left
+/// un-awaited, and no `parallel!` branch that uses the result of a sibling branch.
+pub use minder_macros::process;
+
+/// Runs independent steps at once and returns their results as a tuple, in branch order.
+///
+/// * `parallel!(a(x), b(y), c(z))` — fail-fast: `Result<(A, B, C), E>`. The first error
+///   cancels the unfinished branches and is returned.
+/// * `parallel!(settle: a(x), b(y))` — every branch runs to its end:
+///   `(Result<A, E>, Result<B, E>)`.
+///
+/// A branch is any expression whose value is a future of `Result`: a task call, another
+/// `parallel!`, or a sequence `async { let a = x().await?; y(a).await }`. Each branch is its own
+/// step scope, so replay hands every branch its own results whatever order they finished in.
+/// Branches whose tasks declare conflicting `reads`/`writes` of one resource are rejected by
+/// `cargo build`.
+///
+/// Without the macro, a fail-fast block is roughly:
+///
+/// ```ignore
+/// let par = Parallel::enter("a+b", 2);
+/// let fa = par.poll_in(0, par.create(0, || a(x)));
+/// let fb = par.poll_in(1, par.create(1, || b(y)));
+/// futures::try_join!(fa, fb)
+/// ```
+#[macro_export]
+macro_rules! parallel {
+    ($($tokens:tt)*) => {
+        $crate::__private::parallel_impl! { ($crate) $($tokens)* }
+    };
+}
+
+/// A value that can be journaled: serde in both directions, `Send`, owned.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be journaled",
+    label = "not serde-serializable and -deserializable",
+    note = "mark the type `#[minder::data]` (or derive serde's `Serialize` and `Deserialize`); references and non-`Send` types cannot be journaled"
+)]
+pub trait Journaled: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Journaled for T {}
+
+/// Everything a workflow file needs: `use minder::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        data, parallel, process, task, Ctx, Finished, ProcessError, Runner, TaskError,
+    };
+}
+
+/// Re-exported for code the macros generate. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::parallel::{conflict, HasAccess, NotATask, Parallel, ProbeOther, ProbeTask};
+    pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+    pub use crate::{Ctx, Graph, Journaled, Node, Process};
+    pub use core::future::{poll_fn, Future, IntoFuture};
+    pub use core::marker::PhantomData;
+    pub use core::pin::pin;
+    pub use core::task::Poll;
+    pub use core::time::Duration;
+    pub use futures::future::BoxFuture;
+    pub use minder_macros::parallel_impl;
+    pub use serde;
+
+    /// Fails to compile, under the user's type, unless `T` can be journaled.
+    pub fn assert_journaled<T: Journaled>() {}
+
+    /// Fails to compile, under the user's return type, unless it is a journaled `Result`.
+    pub fn assert_task_return<T: TaskReturn>() {}
+
+    /// Fails to compile, under the user's return type, unless it is `Result<Output, Error>`.
+    pub fn assert_process_return<T: ProcessReturn>() {}
+
+    /// What a process returns: a journaled output or an error that can be displayed.
+    #[diagnostic::on_unimplemented(
+        message = "a `#[process]` must return `Result<Output, Error>` with a journaled `Output` and an `Error: Display`, found `{Self}`",
+        label = "not a process result",
+        note = "use `Result<Output, ProcessError>`; `Output` needs `#[minder::data]` or serde's derives"
+    )]
+    pub trait ProcessReturn {
+        /// The output.
+        type Ok: Journaled;
+        /// The error.
+        type Err: core::fmt::Display + Send + 'static;
+    }
+
+    impl<T: Journaled, E: core::fmt::Display + Send + 'static> ProcessReturn for Result<T, E> {
+        type Ok = T;
+        type Err = E;
+    }
+}

@@ -1,0 +1,264 @@
+//! Support for `parallel!` (branch scopes, the compile-time access check) and `ctx.map`.
+
+use crate::ctx::{current_scope, in_scope, with_scope, Ctx, Scope};
+use crate::run::Notice;
+use crate::task::{AccessDef, TaskCall, TaskMeta};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// The scopes of one `parallel!` block: one per branch.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Parallel {
+    branches: Vec<Option<Arc<Scope>>>,
+}
+
+impl Parallel {
+    /// Enters a parallel block of `n` branches labelled `label` in the current scope.
+    pub fn enter(label: &str, n: usize) -> Self {
+        let branches = match current_scope() {
+            None => vec![None; n],
+            Some(scope) => {
+                let base = scope.enter(&format!("par({label})"));
+                (0..n).map(|i| Some(base.child(&format!("b{i}")))).collect()
+            }
+        };
+        Parallel { branches }
+    }
+
+    /// Evaluates a branch expression inside branch `i` (task calls take their keys there).
+    pub fn create<R>(&self, i: usize, f: impl FnOnce() -> R) -> R {
+        with_scope(self.branches[i].clone(), f)
+    }
+
+    /// Polls a branch future inside branch `i`.
+    pub fn poll_in<F: Future>(&self, i: usize, fut: F) -> impl Future<Output = F::Output> {
+        in_scope(self.branches[i].clone(), fut)
+    }
+}
+
+/// What a branch of `parallel!` declares it accesses (task calls) or not (anything else).
+#[doc(hidden)]
+pub trait HasAccess {
+    const ACCESS: &'static AccessDef;
+}
+
+/// The probe result for a branch that is not a direct task call.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct NotATask;
+
+impl HasAccess for NotATask {
+    const ACCESS: &'static AccessDef = &AccessDef::NONE;
+}
+
+impl<M: TaskMeta> HasAccess for TaskCall<M> {
+    const ACCESS: &'static AccessDef = &M::DEF.access;
+}
+
+/// Autoref probe, chosen for a direct task call.
+#[doc(hidden)]
+pub trait ProbeTask {
+    type Probed;
+    fn __minder_probe(&self) -> PhantomData<Self::Probed>;
+}
+
+impl<M: TaskMeta> ProbeTask for TaskCall<M> {
+    type Probed = TaskCall<M>;
+    fn __minder_probe(&self) -> PhantomData<TaskCall<M>> {
+        PhantomData
+    }
+}
+
+/// Autoref probe, chosen for anything else.
+#[doc(hidden)]
+pub trait ProbeOther {
+    fn __minder_probe(&self) -> PhantomData<NotATask>;
+}
+
+impl<T> ProbeOther for &T {
+    fn __minder_probe(&self) -> PhantomData<NotATask> {
+        PhantomData
+    }
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn contains(list: &[&str], x: &str) -> bool {
+    let mut i = 0;
+    while i < list.len() {
+        if same(list[i], x) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The message for the first resource that branch `a` writes and `b` touches, or that `b`
+/// writes and `a` reads. Evaluated at compile time by `parallel!`.
+#[doc(hidden)]
+pub const fn conflict(a: &AccessDef, b: &AccessDef) -> Option<&'static str> {
+    let mut i = 0;
+    while i < a.writes.len() {
+        if contains(b.writes, a.writes[i]) || contains(b.reads, a.writes[i]) {
+            return Some(a.write_conflicts[i]);
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.writes.len() {
+        if contains(a.reads, b.writes[j]) {
+            return Some(b.write_conflicts[j]);
+        }
+        j += 1;
+    }
+    None
+}
+
+/// A map over a collection, built by [`Ctx::map`]. Await it (fail-fast) or [`Map::settle`] it.
+#[must_use = "a map does nothing unless it is awaited"]
+pub struct Map<'c, T, F> {
+    ctx: &'c Ctx,
+    label: &'static str,
+    items: Vec<T>,
+    f: F,
+    limit: usize,
+}
+
+impl<T, F> fmt::Debug for Map<'_, T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("label", &self.label)
+            .field("items", &self.items.len())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+/// The default number of map items in flight at once.
+pub const DEFAULT_MAP_LIMIT: usize = 32;
+
+impl<'c, T, F> Map<'c, T, F> {
+    pub(crate) fn new(ctx: &'c Ctx, label: &'static str, items: Vec<T>, f: F) -> Self {
+        Map {
+            ctx,
+            label,
+            items,
+            f,
+            limit: DEFAULT_MAP_LIMIT,
+        }
+    }
+
+    /// At most `limit` items in flight at once.
+    ///
+    /// # Panics
+    /// If `limit` is zero.
+    pub fn limit(mut self, limit: usize) -> Self {
+        assert!(limit > 0, "a map limit must be at least 1");
+        self.limit = limit;
+        self
+    }
+
+}
+
+impl<'c, T, F, Fut, R, E> Map<'c, T, F>
+where
+    T: Send + 'c,
+    F: FnMut(T) -> Fut + Send + 'c,
+    Fut: Future<Output = Result<R, E>> + Send + 'c,
+    R: Send + 'c,
+    E: Send + 'c,
+{
+    /// Runs every item to its end and returns one `Result` per item, in input order: one
+    /// failure does not stop or lose the others.
+    pub async fn settle(self) -> Vec<Result<R, E>> {
+        match self.drive(false).await {
+            Ok(all) => all,
+            Err(_) => unreachable!("settle never stops early"),
+        }
+    }
+
+    async fn drive(self, fail_fast: bool) -> Result<Vec<Result<R, E>>, E> {
+        let Map {
+            ctx,
+            label,
+            items,
+            mut f,
+            limit,
+        } = self;
+        let scope = ctx.current();
+        let base = scope.enter(&format!("map({label})"));
+        let total = items.len();
+        let mut results: Vec<Option<Result<R, E>>> = (0..total).map(|_| None).collect();
+        let mut pending = items.into_iter().enumerate();
+        let mut running = FuturesUnordered::new();
+        let mut done = 0;
+        loop {
+            while running.len() < limit {
+                let Some((i, item)) = pending.next() else {
+                    break;
+                };
+                let item_scope = Some(base.child(&i.to_string()));
+                let fut = with_scope(item_scope.clone(), || f(item));
+                running.push(in_scope(item_scope, async move { (i, fut.await) }));
+            }
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
+            done += 1;
+            scope.run.notify(Notice::Progress {
+                label: label.to_string(),
+                done,
+                total,
+            });
+            match result {
+                Err(e) if fail_fast => return Err(e),
+                r => results[i] = Some(r),
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+}
+
+impl<'c, T, F, Fut, R, E> IntoFuture for Map<'c, T, F>
+where
+    T: Send + 'c,
+    F: FnMut(T) -> Fut + Send + 'c,
+    Fut: Future<Output = Result<R, E>> + Send + 'c,
+    R: Send + 'c,
+    E: Send + 'c,
+{
+    type Output = Result<Vec<R>, E>;
+    type IntoFuture = BoxFuture<'c, Result<Vec<R>, E>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let all = self.drive(true).await?;
+            Ok(all
+                .into_iter()
+                .map(|r| match r {
+                    Ok(v) => v,
+                    Err(_) => unreachable!("fail-fast returned at the first error"),
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! Where journals live. The [`Store`] trait is what a backend implements; [`MemoryStore`] keeps
+//! runs in memory (tests, benchmarks, embedding).
+
+use crate::journal::Event;
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// A failure of the journal store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No run with this id exists.
+    #[error("no run `{0}`")]
+    UnknownRun(String),
+    /// A run with this id already exists.
+    #[error("run `{0}` already exists")]
+    RunExists(String),
+    /// Another writer holds the run.
+    #[error("run `{0}` is already open by another writer")]
+    Locked(String),
+    /// The run id is not a valid name.
+    #[error("invalid run id `{0}`: use letters, digits, `-` and `_`")]
+    InvalidRunId(String),
+    /// The journal is damaged.
+    #[error("{0}")]
+    Corrupt(String),
+    /// An I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// An open, exclusively held journal of one run.
+pub trait RunLog: Send + Sync + fmt::Debug {
+    /// Appends an event. It is durable once a later [`RunLog::flush`] resolves.
+    fn append(&self, event: Event) -> Result<(), StoreError>;
+    /// Resolves once every event appended so far is durable. Concurrent flushes may share one
+    /// sync (group commit).
+    fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+/// A place that keeps run journals.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Creates a new run whose journal starts with `first`, and opens it for writing.
+    fn create(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError>;
+    /// Opens an existing run for writing; returns its journal so far.
+    fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError>;
+    /// Reads a run's journal without opening it for writing.
+    fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// The ids of all runs.
+    fn list(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Checks that a run id is a plain name (no path separators, no `..`).
+pub fn validate_run_id(run_id: &str) -> Result<(), StoreError> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 128
+        && run_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidRunId(run_id.to_string()))
+    }
+}
+
+/// Keeps every journal in memory. Cloning shares the same runs.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    runs: Arc<Mutex<HashMap<String, Arc<MemoryLog>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The events of a run, for inspection in tests.
+    pub fn events(&self, run_id: &str) -> Option<Vec<Event>> {
+        let runs = self.runs.lock().unwrap();
+        runs.get(run_id).map(|log| log.events.lock().unwrap().clone())
+    }
+
+    /// Replaces a run's journal (for tests that edit or truncate a journal).
+    pub fn set_events(&self, run_id: &str, events: Vec<Event>) {
+        let mut runs = self.runs.lock().unwrap();
+        runs.insert(
+            run_id.to_string(),
+            Arc::new(MemoryLog {
+                events: Mutex::new(events),
+                held: Mutex::new(false),
+            }),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct MemoryLog {
+    events: Mutex<Vec<Event>>,
+    held: Mutex<bool>,
+}
+
+#[derive(Debug)]
+struct MemoryWriter {
+    log: Arc<MemoryLog>,
+}
+
+impl Drop for MemoryWriter {
+    fn drop(&mut self) {
+        *self.log.held.lock().unwrap() = false;
+    }
+}
+
+impl RunLog for MemoryWriter {
+    fn append(&self, event: Event) -> Result<(), StoreError> {
+        self.log.events.lock().unwrap().push(event);
+        Ok(())
+    }
+
+    fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+fn hold(run_id: &str, log: &Arc<MemoryLog>) -> Result<Arc<dyn RunLog>, StoreError> {
+    let mut held = log.held.lock().unwrap();
+    if *held {
+        return Err(StoreError::Locked(run_id.to_string()));
+    }
+    *held = true;
+    Ok(Arc::new(MemoryWriter { log: log.clone() }))
+}
+
+impl Store for MemoryStore {
+    fn create(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError> {
+        validate_run_id(run_id)?;
+        let mut runs = self.runs.lock().unwrap();
+        if runs.contains_key(run_id) {
+            return Err(StoreError::RunExists(run_id.to_string()));
+        }
+        let log = Arc::new(MemoryLog {
+            events: Mutex::new(vec![first]),
+            held: Mutex::new(false),
+        });
+        runs.insert(run_id.to_string(), log.clone());
+        hold(run_id, &log)
+    }
+
+    fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError> {
+        validate_run_id(run_id)?;
+        let log = self
+            .runs
+            .lock()
+            .unwrap()
+            .get(run_id)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
+        let writer = hold(run_id, &log)?;
+        let events = log.events.lock().unwrap().clone();
+        Ok((events, writer))
+    }
+
+    fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
+        validate_run_id(run_id)?;
+        self.events(run_id)
+            .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))
+    }
+
+    fn list(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids: Vec<String> = self.runs.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
+    }
+}

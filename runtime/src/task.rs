@@ -1,0 +1,321 @@
+//! What a `#[task]` becomes: its definition, the call, and running it as a journaled step.
+
+use crate::ctx::{current_scope, Scope};
+use crate::error::{RunError, TaskError, TaskErrorKind};
+use crate::journal::{Event, Outcome};
+use crate::run::Replayed;
+use crate::Journaled;
+use futures::future::BoxFuture;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+tokio::task_local! {
+    static STEP_KEY: String;
+}
+
+/// The idempotency key of the task step running now: `<run-id>/<step-key>`. The same on every
+/// attempt and after a crash, so a task can hand it to an external system to make a retried
+/// effect happen once. `None` outside a journaled step.
+pub fn idempotency_key() -> Option<String> {
+    STEP_KEY.try_with(|k| k.clone()).ok()
+}
+
+/// Which resources a task declares it reads and writes (`#[task(reads = [..], writes = [..])]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessDef {
+    /// Resources read.
+    pub reads: &'static [&'static str],
+    /// Resources written.
+    pub writes: &'static [&'static str],
+    /// For each write, the compile error shown when a parallel sibling touches that resource.
+    pub write_conflicts: &'static [&'static str],
+}
+
+impl AccessDef {
+    /// No declared access.
+    pub const NONE: AccessDef = AccessDef {
+        reads: &[],
+        writes: &[],
+        write_conflicts: &[],
+    };
+}
+
+/// The static description of a task.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskDef {
+    /// The task's name (the function name unless `name = ".."` is given).
+    pub name: &'static str,
+    /// The module that defines it.
+    pub module: &'static str,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+    /// Extra attempts after a failure.
+    pub retries: u32,
+    /// The delay before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    /// The longest one attempt may take.
+    pub timeout: Option<Duration>,
+    /// Declared resource access.
+    pub access: AccessDef,
+}
+
+impl TaskDef {
+    fn path(&self) -> String {
+        format!("{}::{}", self.module, self.name)
+    }
+
+    fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// What a task returns: `Result<T, E>` with journaled `T` and `E`, and `E: From<TaskError>` so a
+/// timeout or a panic can be reported in the task's own error type.
+#[diagnostic::on_unimplemented(
+    message = "a `#[task]` must return `Result<T, E>` with serde types, found `{Self}`",
+    label = "not a journaled `Result`",
+    note = "`T` and `E` need `Serialize + Deserialize`, and `E: From<minder::TaskError>` (use `TaskError` if in doubt)"
+)]
+pub trait TaskReturn: Send + Sized + 'static {
+    /// The success type.
+    type Ok: Journaled;
+    /// The error type.
+    type Err: Journaled + From<TaskError>;
+    /// Splits into a `Result`.
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    /// Builds from a `Result`.
+    fn from_result(r: Result<Self::Ok, Self::Err>) -> Self;
+}
+
+impl<T: Journaled, E: Journaled + From<TaskError>> TaskReturn for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_result(self) -> Self {
+        self
+    }
+    fn from_result(r: Self) -> Self {
+        r
+    }
+}
+
+/// Implemented by the hidden type `#[task]` generates for each task.
+pub trait TaskMeta: Send + 'static {
+    /// The arguments as a tuple.
+    type Args: Journaled;
+    /// The declared return type.
+    type Return: TaskReturn;
+    /// The static description.
+    const DEF: &'static TaskDef;
+    /// The task body.
+    fn body(args: Self::Args) -> BoxFuture<'static, Self::Return>;
+}
+
+/// A call of a task: a future that runs it (inside a process: as a journaled step with
+/// retries and timeout; outside: just the body).
+#[must_use = "a task does nothing unless it is awaited: add `.await`, or pass it to `parallel!`"]
+pub struct TaskCall<M: TaskMeta> {
+    fut: BoxFuture<'static, M::Return>,
+    _meta: PhantomData<fn() -> M>,
+}
+
+impl<M: TaskMeta> fmt::Debug for TaskCall<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskCall")
+            .field("task", &M::DEF.name)
+            .finish()
+    }
+}
+
+impl<M: TaskMeta> TaskCall<M> {
+    /// Calls the task with its arguments. Inside a process the step key is taken now, in
+    /// program order, so it does not depend on when the future is first polled.
+    pub fn new(args: M::Args) -> Self {
+        let fut = match current_scope() {
+            None => M::body(args),
+            Some(scope) => {
+                let key = scope.next_key(M::DEF.name);
+                Box::pin(run_step::<M>(scope, key, args))
+            }
+        };
+        TaskCall {
+            fut,
+            _meta: PhantomData,
+        }
+    }
+}
+
+impl<M: TaskMeta> Future for TaskCall<M> {
+    type Output = M::Return;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Return> {
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+/// Reports a fatal error to the run and never resolves: the runner drops the process body.
+async fn fatal<T>(scope: &Scope, error: RunError) -> T {
+    scope.run.fail(error);
+    std::future::pending().await
+}
+
+async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) -> M::Return {
+    let def = M::DEF;
+    let args_value = match serde_json::to_value(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            let error = RunError::Decode(format!("cannot journal the arguments of `{key}`: {e}"));
+            return fatal(&scope, error).await;
+        }
+    };
+    let run = scope.run.clone();
+    match run.replayed(&key) {
+        Some(
+            Replayed::Completed {
+                ref task,
+                ref location,
+                args: ref recorded,
+                ..
+            }
+            | Replayed::Started {
+                ref task,
+                ref location,
+                args: ref recorded,
+            },
+        ) => {
+            if *task != def.path() {
+                let detail = format!(
+                    "the journal has task `{task}` ({location}) here, the code now calls `{}` ({})",
+                    def.path(),
+                    def.location()
+                );
+                return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
+            }
+            if *recorded != args_value {
+                let detail = format!(
+                    "task `{task}` was journaled with arguments {recorded} and is now called with {args_value}"
+                );
+                return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
+            }
+            if let Some(Replayed::Completed { outcome, .. }) = run.replayed(&key) {
+                let decoded = match outcome {
+                    Outcome::Ok(v) => serde_json::from_value(v).map(Ok),
+                    Outcome::Err(v) => serde_json::from_value(v).map(Err),
+                };
+                return match decoded {
+                    Ok(r) => M::Return::from_result(r),
+                    Err(e) => {
+                        let error = RunError::Decode(format!(
+                            "the journaled result of `{key}` does not fit the task's types: {e}"
+                        ));
+                        fatal(&scope, error).await
+                    }
+                };
+            }
+            // Started but never completed: it was in flight at a crash, so it runs again.
+        }
+        Some(_) => {
+            let detail = format!("the journal has no task here, the code now calls `{}`", def.path());
+            return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
+        }
+        None => {}
+    }
+    run.append(Event::StepStarted {
+        key: key.clone(),
+        task: def.path(),
+        location: def.location(),
+        args: args_value.clone(),
+    });
+    let idempotency = format!("{}/{key}", run.run_id);
+    let mut args = Some(args);
+    let mut attempt = 0u32;
+    let result = loop {
+        let this_args = match args.take() {
+            Some(a) => a,
+            None => match serde_json::from_value(args_value.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    let error =
+                        RunError::Decode(format!("cannot re-read the arguments of `{key}`: {e}"));
+                    return fatal(&scope, error).await;
+                }
+            },
+        };
+        let result = attempt_once::<M>(def, this_args, idempotency.clone()).await;
+        match result {
+            Err(_) if attempt < def.retries => {
+                let delay = def.backoff.saturating_mul(1 << attempt.min(16));
+                tracing::debug!(step = %key, attempt, "task failed, retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            r => break r,
+        }
+    };
+    let outcome = match &result {
+        Ok(v) => serde_json::to_value(v).map(Outcome::Ok),
+        Err(e) => serde_json::to_value(e).map(Outcome::Err),
+    };
+    match outcome {
+        Ok(outcome) => run.append(Event::StepCompleted {
+            key: key.clone(),
+            outcome,
+        }),
+        Err(e) => {
+            let error = RunError::Decode(format!("cannot journal the result of `{key}`: {e}"));
+            return fatal(&scope, error).await;
+        }
+    }
+    if let Err(e) = run.flush().await {
+        return fatal(&scope, RunError::Store(e)).await;
+    }
+    M::Return::from_result(result)
+}
+
+/// Aborts a spawned task body when the step is dropped (a fail-fast sibling failed).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn attempt_once<M: TaskMeta>(
+    def: &TaskDef,
+    args: M::Args,
+    idempotency: String,
+) -> Result<<M::Return as TaskReturn>::Ok, <M::Return as TaskReturn>::Err> {
+    let body = STEP_KEY.scope(idempotency, M::body(args));
+    let mut handle = AbortOnDrop(tokio::spawn(body));
+    let joined = match def.timeout {
+        None => (&mut handle.0).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut handle.0).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                let message = format!("task `{}` timed out after {limit:?}", def.name);
+                return Err(TaskError::with_kind(TaskErrorKind::Timeout, message).into());
+            }
+        },
+    };
+    match joined {
+        Ok(r) => r.into_result(),
+        Err(e) => {
+            let message = match e.try_into_panic() {
+                Ok(payload) => payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic".to_string()),
+                Err(e) => e.to_string(),
+            };
+            let message = format!("task `{}` panicked: {message}", def.name);
+            Err(TaskError::with_kind(TaskErrorKind::Panicked, message).into())
+        }
+    }
+}
