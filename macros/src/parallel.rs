@@ -106,8 +106,14 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
 
     let creates = parsed.branches.iter().enumerate().map(|(i, expr)| {
         let v = &values[i];
+        // A nested macro (`parallel!`) awaits, so it becomes an async block; any other
+        // expression is evaluated as it is, which keeps a task call's type for the access check.
+        let value = match expr {
+            Expr::Macro(_) => quote_spanned!(expr.span()=> async { #expr }),
+            _ => quote_spanned!(expr.span()=> #expr),
+        };
         quote_spanned! {expr.span()=>
-            let #v = #par.create(#i, || #expr);
+            let #v = #par.create(#i, || #value);
         }
     });
     let pins = (0..n).map(|i| {
