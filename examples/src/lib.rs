@@ -1,1 +1,28 @@
+//! # minder examples
+//!
+//! The scenarios and examples of the parallel-execution guide
+//! (`shared/seeds/parallel-execution.md`), each as a real minder workflow that does real work
+//! on real files and real programs:
+//!
+//! | module | seed | process |
+//! |---|---|---|
+//! | [`quality_checks`] | Scenario 1: parallel quality checks | `quality-checks` |
+//! | [`batch_files`] | Scenario 2 + Example 2: batch file processing with error handling | `batch-files` |
+//! | [`deploy`] | Scenario 3: multi-service deployment | `deploy-services` |
+//! | [`build_test_deploy`] | Scenario 4: mixed sequential and parallel | `build-test-deploy` |
+//! | [`quality_convergence`] | Example 1: parallel checks inside a convergence loop | `quality-convergence` |
+//! | [`chunked`] | Example 3 + pitfall 5: chunked processing, and `limit` instead | `process-in-chunks`, `process-with-limit` |
+//! | [`final_verification`] | Example 4: parallel final verification | `final-verification` |
+//!
+//! Every input and output is a `#[data]` struct, so runs are journaled and resumable. All I/O
+//! happens inside `#[task]`s; the process bodies only decide what runs when.
+#![warn(missing_docs)]
 
+pub mod batch_files;
+pub mod build_test_deploy;
+pub mod chunked;
+pub mod deploy;
+pub mod final_verification;
+pub mod quality_checks;
+pub mod quality_convergence;
+pub mod support;

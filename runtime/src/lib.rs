@@ -50,18 +50,22 @@
 mod ctx;
 mod error;
 pub mod graph;
+pub mod inspect;
 pub mod journal;
 mod parallel;
 mod run;
 pub mod store;
 mod task;
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 pub use crate::ctx::Ctx;
 pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{Finished, Notice, Process, Runner};
-pub use crate::store::{MemoryStore, Store};
+pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
 
 /// Marks a data type as journaled: derives serde's `Serialize` and `Deserialize` through

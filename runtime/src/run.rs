@@ -291,13 +291,12 @@ impl Runner {
                         },
                     );
                 }
-                Event::StepCompleted { key, outcome } => {
-                    if let Some(Replayed::Started {
+                Event::StepCompleted { key, outcome } => match replay.remove(&key) {
+                    Some(Replayed::Started {
                         task,
                         location,
                         args,
-                    }) = replay.remove(&key)
-                    {
+                    }) => {
                         replay.insert(
                             key,
                             Replayed::Completed {
@@ -308,7 +307,12 @@ impl Runner {
                             },
                         );
                     }
-                }
+                    _ => {
+                        return Err(RunError::Store(StoreError::Corrupt(format!(
+                            "run `{run_id}`: step `{key}` completed without having started"
+                        ))))
+                    }
+                },
                 Event::Recorded { key, value } => {
                     replay.insert(key, Replayed::Recorded(value));
                 }
@@ -368,10 +372,20 @@ impl Runner {
                 result = body => Ok(result),
             }
         };
-        if let Some(fatal) = state.fatal.lock().unwrap().take() {
+        let fatal = state.fatal.lock().unwrap().take();
+        if let Some(fatal) = fatal {
+            // What was journaled before the error stays: make it durable.
+            let _ = state.flush().await;
             return Err(fatal);
         }
-        match result? {
+        let result = match result {
+            Err(fatal) => {
+                let _ = state.flush().await;
+                return Err(fatal);
+            }
+            Ok(r) => r,
+        };
+        match result {
             Ok(output) => {
                 let value = serde_json::to_value(&output)
                     .map_err(|e| RunError::Decode(format!("cannot journal the output: {e}")))?;

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+mod file;
+pub use file::FileStore;
+
 /// A failure of the journal store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -86,7 +89,8 @@ impl MemoryStore {
     /// The events of a run, for inspection in tests.
     pub fn events(&self, run_id: &str) -> Option<Vec<Event>> {
         let runs = self.runs.lock().unwrap();
-        runs.get(run_id).map(|log| log.events.lock().unwrap().clone())
+        runs.get(run_id)
+            .map(|log| log.events.lock().unwrap().clone())
     }
 
     /// Replaces a run's journal (for tests that edit or truncate a journal).

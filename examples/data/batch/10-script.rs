@@ -1,0 +1,6 @@
+fn main() {
+    let words = ["alpha", "beta", "gamma"];
+    for w in words {
+        println!("{w}");
+    }
+}

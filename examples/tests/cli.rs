@@ -1,0 +1,387 @@
+//! The command line end to end on the file journal: crash safety under SIGKILL, lock
+//! contention, and bad input (BRIEF §5, §7).
+
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_minder-examples");
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the examples binary runs")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A directory of `n` real text files of varied sizes.
+fn make_files(dir: &Path, n: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let body: String = (0..(i % 17 + 1))
+            .map(|l| format!("line {l} of file {i}: {}\n", "word ".repeat(l % 7 + 1)))
+            .collect();
+        fs::write(dir.join(format!("f{i:04}.txt")), body).unwrap();
+    }
+}
+
+fn write_input(path: &Path, dir: &Path, limit: usize) {
+    let input = serde_json::json!({ "dir": dir, "limit": limit });
+    fs::write(path, input.to_string()).unwrap();
+}
+
+/// No `step_started` may follow a `step_completed` of the same key. Returns the steps completed.
+fn assert_no_completed_step_ran_again(events: &[Value]) -> usize {
+    let mut completed = HashSet::new();
+    for e in events {
+        let key = e["key"].as_str().unwrap_or_default().to_string();
+        match e["event"].as_str() {
+            Some("step_completed") => {
+                completed.insert(key);
+            }
+            Some("step_started") => {
+                assert!(
+                    !completed.contains(&key),
+                    "completed step `{key}` ran again"
+                );
+            }
+            _ => {}
+        }
+    }
+    completed.len()
+}
+
+/// A tiny deterministic generator for kill delays.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn run_ids(runs: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(runs)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 800);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 4);
+    let input_s = input.to_str().unwrap();
+
+    // The reference: one uninterrupted run, also timed to pick kill moments inside a run.
+    let clean = tmp.path().join("clean");
+    let timer = Instant::now();
+    let out = cli(&[
+        "run",
+        "batch-files",
+        "--input",
+        input_s,
+        "--runs-dir",
+        clean.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean_ms = timer.elapsed().as_millis() as u64;
+    let reference = stdout_json(&out)["output"].clone();
+    assert_eq!(reference["processed"], 800);
+
+    let runs = tmp.path().join("crashy");
+    let runs_s = runs.to_str().unwrap().to_string();
+    let mut rng = Lcg(0x5eed);
+    let mut kills = 0;
+    let mut starts = 0;
+    // Kills that landed after some progress and before the end: steps in flight.
+    let mut mid_run_kills = 0;
+    let mut last_done = 0;
+    let output = loop {
+        starts += 1;
+        assert!(starts < 400, "the run never completed");
+        let mut cmd = Command::new(BIN);
+        match run_ids(&runs).first() {
+            None => cmd.args(["run", "batch-files", "--input", input_s]),
+            Some(id) => cmd.args(["resume", id]),
+        };
+        // Output goes to a file: a pipe nobody reads while we wait would fill and block.
+        let out_path = tmp.path().join(format!("out-{starts}.json"));
+        let mut child = cmd
+            .args(["--runs-dir", &runs_s, "--json"])
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at a random moment (start-up, replay, running steps, group commits) for the
+        // first 60 starts, each within a twentieth of a clean run; then let it finish.
+        let wait = if kills < 60 {
+            1 + rng.below((clean_ms / 20).max(3))
+        } else {
+            120_000
+        };
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        match finished {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            Some(status) => {
+                assert!(status.success(), "exit {status}");
+                let out: Value = serde_json::from_slice(&fs::read(&out_path).unwrap()).unwrap();
+                break out["output"].clone();
+            }
+        }
+        // After every kill the journal opens.
+        if let Some(id) = run_ids(&runs).first() {
+            let status = cli(&["status", id, "--runs-dir", &runs_s, "--json"]);
+            assert!(
+                status.status.success(),
+                "the journal did not open after kill {kills}: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+            let done = stdout_json(&status)["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["state"] == "done")
+                .count();
+            if done > last_done && done < 801 {
+                mid_run_kills += 1;
+            }
+            last_done = done;
+        }
+    };
+    assert!(
+        kills >= 30,
+        "only {kills} kills landed before the run completed"
+    );
+    assert!(starts > kills, "the run completed on its own at the end");
+    assert!(
+        mid_run_kills >= 10,
+        "only {mid_run_kills} kills landed while steps ran"
+    );
+    assert_eq!(
+        output, reference,
+        "the output differs from an uninterrupted run"
+    );
+
+    let id = &run_ids(&runs)[0];
+    let events = stdout_json(&cli(&["events", id, "--runs-dir", &runs_s, "--json"]));
+    let completed = assert_no_completed_step_ran_again(events.as_array().unwrap());
+    assert_eq!(completed, 801, "list_files plus one step per file");
+    eprintln!(
+        "crash test: {kills} SIGKILLs over {starts} starts ({mid_run_kills} while steps ran; clean run {clean_ms} ms); {completed} steps, none ran again after completing"
+    );
+}
+
+#[test]
+fn two_processes_resuming_one_run_get_a_lock_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 300);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 1);
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+
+    let mut first = Command::new(BIN)
+        .args([
+            "run",
+            "batch-files",
+            "--input",
+            input.to_str().unwrap(),
+            "--runs-dir",
+            runs_s,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let id = loop {
+        if let Some(id) = run_ids(&runs).first() {
+            break id.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run never appeared"
+        );
+        thread::sleep(Duration::from_millis(2));
+    };
+    let journal = runs.join(&id).join("journal.log");
+    let second = cli(&["resume", &id, "--runs-dir", runs_s]);
+    let still_running = first.try_wait().unwrap().is_none();
+    first.kill().ok();
+    first.wait().unwrap();
+    assert!(
+        still_running,
+        "the first run ended before the second could contend"
+    );
+    assert_eq!(second.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!("run `{id}` is already open by another writer")),
+        "{err}"
+    );
+    // Once the first writer is gone, resuming works and finishes the run.
+    let before = fs::metadata(&journal).unwrap().len();
+    let out = cli(&["resume", &id, "--runs-dir", runs_s, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["output"]["processed"], 300);
+    assert!(fs::metadata(&journal).unwrap().len() > before);
+}
+
+/// Every file under a directory with its bytes, to show nothing changed.
+fn snapshot(dir: &Path) -> HashMap<PathBuf, Vec<u8>> {
+    let mut out = HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 3);
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let good = tmp.path().join("good.json");
+    write_input(&good, &files, 2);
+    let out = cli(&[
+        "run",
+        "batch-files",
+        "--input",
+        good.to_str().unwrap(),
+        "--runs-dir",
+        runs_s,
+    ]);
+    assert!(out.status.success());
+    let id = run_ids(&runs)[0].clone();
+    let before = snapshot(&runs);
+
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let malformed = write("malformed.json", "{\"dir\": \"x\", \"limit\": ");
+    let mistyped = write("mistyped.json", "{\"dir\": \"x\", \"limit\": \"four\"}");
+    let missing = write("missing.json", "{\"limit\": 4}");
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["run", "batch-files", "--input", &malformed],
+            2,
+            format!("the input in `{malformed}` is not valid JSON: EOF while parsing"),
+        ),
+        (
+            vec!["run", "batch-files", "--input", &mistyped],
+            2,
+            "invalid input for process `batch-files` at `limit`: invalid type: string \"four\", expected usize".into(),
+        ),
+        (
+            vec!["run", "batch-files", "--input", &missing],
+            2,
+            "invalid input for process `batch-files`: missing field `dir`".into(),
+        ),
+        (
+            vec!["run", "batch-files", "--input", "/no/such/file.json"],
+            2,
+            "cannot read the input file `/no/such/file.json`".into(),
+        ),
+        (
+            vec!["run", "no-such-process", "--input", &malformed],
+            2,
+            "unknown process `no-such-process`; this binary has: batch-files".into(),
+        ),
+        (
+            vec!["resume", "20990101-000000-abcdef"],
+            2,
+            "no run `20990101-000000-abcdef`".into(),
+        ),
+        (
+            vec!["status", "20990101-000000-abcdef"],
+            2,
+            "no run `20990101-000000-abcdef`".into(),
+        ),
+        (vec!["resume", "../x"], 2, "invalid run id `../x`".into()),
+        (vec!["events", "../../etc"], 2, "invalid run id `../../etc`".into()),
+    ];
+    for (args, code, message) in cases {
+        let mut all = args.clone();
+        all.extend(["--runs-dir", runs_s]);
+        let out = cli(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: {message}")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert_eq!(
+            snapshot(&runs),
+            before,
+            "{args:?} changed the runs directory"
+        );
+    }
+    assert_eq!(run_ids(&runs), [id]);
+}

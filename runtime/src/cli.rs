@@ -1,0 +1,499 @@
+//! The command line: `run`, `resume`, `status`, `list`, `events`, `graph`, for any binary that
+//! registers its processes. Behind the `cli` feature.
+//!
+//! ```no_run
+//! use minder::prelude::*;
+//!
+//! #[task]
+//! async fn shout(text: String) -> Result<String, TaskError> {
+//!     Ok(text.to_uppercase())
+//! }
+//!
+//! #[process]
+//! async fn loud(_ctx: &Ctx, text: String) -> Result<String, ProcessError> {
+//!     Ok(shout(text).await?)
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     minder::cli::main(minder::cli::Registry::new().process::<loud>())
+//! }
+//! ```
+//!
+//! Exit status: 0 when the command did what it was asked (a run completed), 1 when the run's
+//! process failed, 2 for bad input (arguments, input JSON, unknown run or process), 3 when the
+//! journal cannot be used (corrupt, locked, I/O), 4 for non-determinism or a version mismatch.
+
+use crate::graph::Graph;
+use crate::inspect::{summarize, RunSummary, StepState};
+use crate::journal::Event;
+use crate::run::{Notice, Process, Runner};
+use crate::store::{FileStore, Store, StoreError};
+use crate::RunError;
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+/// Prints a line to standard output; a closed pipe (`| head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+type RunFn = for<'a> fn(&'a Runner, &'a str) -> BoxFuture<'a, Result<Value, RunError>>;
+type DecodeFn = fn(&str, Value) -> Result<(), CliError>;
+type CreateFn = fn(&Runner, Value) -> Result<String, CliError>;
+
+/// One registered process, with its types erased so the command line can handle it by name.
+struct Entry {
+    name: &'static str,
+    graph: &'static Graph,
+    check_input: DecodeFn,
+    create: CreateFn,
+    resume: RunFn,
+}
+
+/// The processes a binary offers on its command line.
+#[derive(Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| e.name))
+            .finish()
+    }
+}
+
+fn decode_input<P: Process>(name: &str, input: Value) -> Result<P::Input, CliError> {
+    serde_path_to_error::deserialize(input).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        CliError::Input(format!(
+            "invalid input for process `{name}`{at}: {}",
+            e.into_inner()
+        ))
+    })
+}
+
+fn check_input<P: Process>(name: &str, input: Value) -> Result<(), CliError> {
+    decode_input::<P>(name, input).map(drop)
+}
+
+fn create<P: Process>(runner: &Runner, input: Value) -> Result<String, CliError> {
+    let input = decode_input::<P>(P::NAME, input)?;
+    Ok(runner.create::<P>(&input)?)
+}
+
+fn resume<'a, P: Process>(runner: &'a Runner, id: &'a str) -> BoxFuture<'a, Result<Value, RunError>> {
+    Box::pin(async move {
+        let done = runner.resume::<P>(id).await?;
+        serde_json::to_value(done.output)
+            .map_err(|e| RunError::Decode(format!("cannot encode the output: {e}")))
+    })
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a process (the type `#[process]` generated).
+    pub fn process<P: Process>(mut self) -> Self {
+        self.entries.push(Entry {
+            name: P::NAME,
+            graph: P::graph(),
+            check_input: check_input::<P>,
+            create: create::<P>,
+            resume: resume::<P>,
+        });
+        self
+    }
+
+    fn find(&self, name: &str) -> Result<&Entry, CliError> {
+        self.entries.iter().find(|e| e.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.entries.iter().map(|e| e.name).collect();
+            CliError::Input(format!(
+                "unknown process `{name}`; this binary has: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The names of the registered processes.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.name).collect()
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Run and inspect durable minder workflows", version)]
+struct Cli {
+    /// Directory that holds the run journals.
+    #[arg(long, global = true, default_value = ".minder/runs")]
+    runs_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a run of a process and drive it to its end.
+    Run {
+        /// The process name.
+        process: String,
+        /// The input JSON: a file, or `-` for standard input.
+        #[arg(long)]
+        input: String,
+    },
+    /// Continue a run: journaled steps are replayed, the rest runs.
+    Resume {
+        /// The run id.
+        run_id: String,
+    },
+    /// One run's steps, or every run when no id is given.
+    Status {
+        /// The run id.
+        run_id: Option<String>,
+    },
+    /// Every run in the runs directory.
+    List,
+    /// A run's journal, event by event.
+    Events {
+        /// The run id.
+        run_id: String,
+    },
+    /// Draw a process's static graph.
+    Graph {
+        /// The process name.
+        process: String,
+        /// The drawing format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+    Tree,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        CliError::Run(RunError::Store(e))
+    }
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::Run(RunError::Failed { .. }) => 1,
+            CliError::Run(RunError::Store(
+                StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
+            )) => 2,
+            CliError::Run(RunError::Store(_)) => 3,
+            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version(_)) => 4,
+            CliError::Run(_) => 3,
+        }
+    }
+}
+
+/// Parses the process arguments and runs the command. Call it from `main`.
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(execute(&registry, &cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.json {
+                out!("{}", json!({ "error": e.to_string(), "exit": e.exit_code() }));
+            }
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn read_input(source: &str) -> Result<Value, CliError> {
+    let (text, origin) = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Input(format!("cannot read the input from standard input: {e}")))?;
+        (text, "standard input".to_string())
+    } else {
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| CliError::Input(format!("cannot read the input file `{source}`: {e}")))?;
+        (text, format!("`{source}`"))
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Input(format!("the input in {origin} is not valid JSON: {e}")))
+}
+
+async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
+    let store = FileStore::new(cli.runs_dir.clone());
+    match &cli.command {
+        Command::Run { process, input } => {
+            let entry = registry.find(process)?;
+            let input = read_input(input)?;
+            (entry.check_input)(entry.name, input.clone())?;
+            let runner = runner(store, cli.json);
+            let run_id = (entry.create)(&runner, input)?;
+            if !cli.json {
+                eprintln!("run {run_id} of `{}` started in {}", entry.name, cli.runs_dir.display());
+            }
+            drive(entry, &runner, &run_id, cli).await
+        }
+        Command::Resume { run_id } => {
+            let events = store.read(run_id)?;
+            let summary = summarize(&events);
+            let entry = registry.find(&summary.process)?;
+            let runner = runner(store, cli.json);
+            drive(entry, &runner, run_id, cli).await
+        }
+        Command::Status { run_id: Some(id) } => {
+            let summary = summarize(&store.read(id)?);
+            if cli.json {
+                print_json(&summary);
+            } else {
+                print_status(&summary);
+            }
+            Ok(())
+        }
+        Command::Status { run_id: None } | Command::List => {
+            let mut runs = Vec::new();
+            for id in store.list()? {
+                match store.read(&id) {
+                    Ok(events) => runs.push(summarize(&events)),
+                    Err(e) => eprintln!("warning: run `{id}`: {e}"),
+                }
+            }
+            if cli.json {
+                print_json(&runs);
+            } else {
+                print_list(&runs);
+            }
+            Ok(())
+        }
+        Command::Events { run_id } => {
+            let events = store.read(run_id)?;
+            if cli.json {
+                print_json(&events);
+            } else {
+                for (i, e) in events.iter().enumerate() {
+                    out!("{i:>5}  {}", describe(e));
+                }
+            }
+            Ok(())
+        }
+        Command::Graph { process, format } => {
+            let graph = registry.find(process)?.graph;
+            match format {
+                GraphFormat::Mermaid => out!("{}", graph.to_mermaid().trim_end()),
+                GraphFormat::Dot => out!("{}", graph.to_dot().trim_end()),
+                GraphFormat::Tree => out!("{}", graph.to_string().trim_end()),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Result<(), CliError> {
+    let result = (entry.resume)(runner, run_id).await;
+    match result {
+        Ok(output) => {
+            if cli.json {
+                print_json(&json!({ "run_id": run_id, "state": "completed", "output": output }));
+            } else {
+                out!("run {run_id} completed");
+                out!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+                eprintln!(
+                    "look at it with: status {run_id} | events {run_id} (add --runs-dir {} if not the default)",
+                    cli.runs_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(RunError::Failed { process, message }) => {
+            if !cli.json {
+                out!("run {run_id} failed");
+            }
+            Err(CliError::Run(RunError::Failed { process, message }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A runner over the file store that shows logs and map progress on a terminal.
+fn runner(store: FileStore, json: bool) -> Runner {
+    let runner = Runner::new(store);
+    if json {
+        return runner;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let bars = Arc::new(Mutex::new(Progress::new(terminal)));
+    runner.on_notice(move |_, notice| bars.lock().unwrap().show(notice))
+}
+
+struct Progress {
+    multi: Option<indicatif::MultiProgress>,
+    bars: HashMap<String, indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(terminal: bool) -> Self {
+        Progress {
+            multi: terminal.then(indicatif::MultiProgress::new),
+            bars: HashMap::new(),
+        }
+    }
+
+    fn show(&mut self, notice: &Notice) {
+        match notice {
+            Notice::Log { message, .. } => match &self.multi {
+                Some(m) => {
+                    let _ = m.println(format!("  log: {message}"));
+                }
+                None => eprintln!("  log: {message}"),
+            },
+            Notice::Progress { label, done, total } => {
+                let Some(multi) = &self.multi else {
+                    return;
+                };
+                let bar = self.bars.entry(label.clone()).or_insert_with(|| {
+                    let bar = multi.add(indicatif::ProgressBar::new(*total as u64));
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "  {prefix} [{bar:30}] {pos}/{len} {elapsed}",
+                    ) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.set_prefix(label.clone());
+                    bar
+                });
+                bar.set_position(*done as u64);
+                if done == total {
+                    bar.finish();
+                    self.bars.remove(label);
+                }
+            }
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    out!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("\"{e}\""))
+    );
+}
+
+fn print_list(runs: &[RunSummary]) {
+    if runs.is_empty() {
+        out!("no runs");
+        return;
+    }
+    let width = runs.iter().map(|r| r.process.len()).max().unwrap_or(7).max(7);
+    out!("{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}", "RUN", "PROCESS", "STATE", "DONE", "FAILED");
+    for r in runs {
+        out!(
+            "{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}",
+            r.run_id,
+            r.process,
+            r.state.to_string(),
+            r.count(StepState::Done),
+            r.count(StepState::Failed),
+        );
+    }
+}
+
+fn print_status(s: &RunSummary) {
+    out!("run      {}", s.run_id);
+    out!("process  {}", s.process);
+    out!("state    {}", s.state);
+    out!(
+        "steps    {} done, {} failed, {} running or interrupted",
+        s.count(StepState::Done),
+        s.count(StepState::Failed),
+        s.count(StepState::Running)
+    );
+    if let Some(e) = &s.error {
+        out!("error    {e}");
+    }
+    let width = s.steps.iter().map(|st| st.key.len()).max().unwrap_or(4).max(4);
+    if !s.steps.is_empty() {
+        out!("");
+        out!("{:<8}  {:<width$}  TASK", "STATE", "STEP");
+        for st in &s.steps {
+            let state = match st.state {
+                StepState::Done => "done",
+                StepState::Failed => "failed",
+                StepState::Running => "running",
+            };
+            out!("{state:<8}  {:<width$}  {}", st.key, st.task);
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn describe(e: &Event) -> String {
+    use crate::journal::Outcome;
+    match e {
+        Event::RunCreated { process, input, fingerprint, .. } => {
+            format!("created     {process} input={} structure={fingerprint}", short(input))
+        }
+        Event::StepStarted { key, task, args, .. } => {
+            format!("started     {key}  {task}{}", short(args))
+        }
+        Event::StepCompleted { key, outcome: Outcome::Ok(v) } => {
+            format!("completed   {key}  ok {}", short(v))
+        }
+        Event::StepCompleted { key, outcome: Outcome::Err(v) } => {
+            format!("completed   {key}  error {}", short(v))
+        }
+        Event::Recorded { key, value } => format!("recorded    {key}  {}", short(value)),
+        Event::Log { key, message } => format!("log         {key}  {message}"),
+        Event::RunCompleted { output } => format!("run done    output={}", short(output)),
+        Event::RunFailed { error } => format!("run failed  {error}"),
+    }
+}

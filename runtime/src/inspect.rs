@@ -1,0 +1,132 @@
+//! Reading a journal back as a summary: what `status` and `list` show.
+
+use crate::journal::{Event, Outcome};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// The process returned its output.
+    Completed,
+    /// The process returned an error.
+    Failed,
+    /// Not finished: running now, or stopped (a crash, a kill); `resume` continues it.
+    Incomplete,
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunState::Completed => "completed",
+            RunState::Failed => "failed",
+            RunState::Incomplete => "incomplete",
+        })
+    }
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Completed with a value.
+    Done,
+    /// Completed with an error.
+    Failed,
+    /// Started, not completed (in flight, or interrupted).
+    Running,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepSummary {
+    /// The step key.
+    pub key: String,
+    /// The task path.
+    pub task: String,
+    /// Where it stands.
+    pub state: StepState,
+}
+
+/// A run as its journal tells it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The process name.
+    pub process: String,
+    /// Where the run stands.
+    pub state: RunState,
+    /// The steps, in the order they started.
+    pub steps: Vec<StepSummary>,
+    /// The output, when completed.
+    pub output: Option<Value>,
+    /// The error, when failed.
+    pub error: Option<String>,
+    /// The number of log lines.
+    pub logs: usize,
+}
+
+impl RunSummary {
+    /// Steps in a given state.
+    pub fn count(&self, state: StepState) -> usize {
+        self.steps.iter().filter(|s| s.state == state).count()
+    }
+}
+
+/// Summarizes a journal.
+pub fn summarize(events: &[Event]) -> RunSummary {
+    let mut summary = RunSummary {
+        run_id: String::new(),
+        process: String::new(),
+        state: RunState::Incomplete,
+        steps: Vec::new(),
+        output: None,
+        error: None,
+        logs: 0,
+    };
+    let mut index = std::collections::HashMap::new();
+    for event in events {
+        match event {
+            Event::RunCreated {
+                run_id, process, ..
+            } => {
+                summary.run_id = run_id.clone();
+                summary.process = process.clone();
+            }
+            Event::StepStarted { key, task, .. } => {
+                if let Some(&i) = index.get(key) {
+                    let step: &mut StepSummary = &mut summary.steps[i];
+                    step.state = StepState::Running;
+                } else {
+                    index.insert(key.clone(), summary.steps.len());
+                    summary.steps.push(StepSummary {
+                        key: key.clone(),
+                        task: task.clone(),
+                        state: StepState::Running,
+                    });
+                }
+            }
+            Event::StepCompleted { key, outcome } => {
+                if let Some(&i) = index.get(key) {
+                    summary.steps[i].state = match outcome {
+                        Outcome::Ok(_) => StepState::Done,
+                        Outcome::Err(_) => StepState::Failed,
+                    };
+                }
+            }
+            Event::Log { .. } => summary.logs += 1,
+            Event::RunCompleted { output } => {
+                summary.state = RunState::Completed;
+                summary.output = Some(output.clone());
+            }
+            Event::RunFailed { error } => {
+                summary.state = RunState::Failed;
+                summary.error = Some(error.clone());
+            }
+            Event::Recorded { .. } => {}
+        }
+    }
+    summary
+}

@@ -1,0 +1,10 @@
+//! Compile-fail and pass cases for the macros: every diagnostic of the brief's §3, and
+//! legal code that looks like a mistake. Regenerate `.stderr` with
+//! `TRYBUILD=overwrite cargo test -p minder-ui-tests` and review the diff.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/fail/*.rs");
+    t.pass("tests/ui/pass/*.rs");
+}

@@ -1,0 +1,8 @@
+use minder::prelude::*;
+
+#[process]
+async fn nightly(ctx: &Ctx, job: String) {
+    ctx.log(job);
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use minder::prelude::*;
+
+#[task]
+async fn greet(name: &str) -> Result<String, TaskError> {
+    Ok(format!("hello {name}"))
+}
+
+fn main() {
+    let _ = greet("world");
+}

@@ -1,0 +1,10 @@
+use minder::prelude::*;
+
+#[task]
+async fn count(files: Vec<String>) -> usize {
+    files.len()
+}
+
+fn main() {
+    let _ = count(Vec::new());
+}
