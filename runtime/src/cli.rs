@@ -21,7 +21,9 @@
 //!
 //! Exit status: 0 when the command did what it was asked (a run completed), 1 when the run's
 //! process failed, 2 for bad input (arguments, input JSON, unknown run or process), 3 when the
-//! journal cannot be used (corrupt, locked, I/O), 4 for non-determinism or a version mismatch.
+//! journal cannot be used (corrupt, locked, I/O), 4 for non-determinism or a version mismatch,
+//! 5 when the run stopped to wait for breakpoints or external tasks (`tasks --pending` lists
+//! them; `approve`, `reject` and `post` resolve them; `resume` continues).
 
 use crate::graph::Graph;
 use crate::inspect::{summarize, RunSummary, StepState};
@@ -50,6 +52,12 @@ macro_rules! out {
 type RunFn = for<'a> fn(&'a Runner, &'a str) -> BoxFuture<'a, Result<Value, RunError>>;
 type DecodeFn = fn(&str, Value) -> Result<(), CliError>;
 type CreateFn = fn(&Runner, Value) -> Result<String, CliError>;
+type PostFn = for<'a> fn(
+    &'a Runner,
+    &'a str,
+    &'a str,
+    Result<Value, Value>,
+) -> BoxFuture<'a, Result<(), RunError>>;
 
 /// One registered process, with its types erased so the command line can handle it by name.
 struct Entry {
@@ -58,6 +66,7 @@ struct Entry {
     check_input: DecodeFn,
     create: CreateFn,
     resume: RunFn,
+    post: PostFn,
 }
 
 /// The processes a binary offers on its command line.
@@ -106,6 +115,15 @@ fn resume<'a, P: Process>(runner: &'a Runner, id: &'a str) -> BoxFuture<'a, Resu
     })
 }
 
+fn post<'a, P: Process>(
+    runner: &'a Runner,
+    id: &'a str,
+    effect: &'a str,
+    value: Result<Value, Value>,
+) -> BoxFuture<'a, Result<(), RunError>> {
+    Box::pin(runner.post::<P>(id, effect, value))
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
@@ -120,6 +138,7 @@ impl Registry {
             check_input: check_input::<P>,
             create: create::<P>,
             resume: resume::<P>,
+            post: post::<P>,
         });
         self
     }
@@ -180,6 +199,47 @@ enum Command {
         /// The run id.
         run_id: String,
     },
+    /// The breakpoints and external tasks of a run.
+    Tasks {
+        /// The run id.
+        run_id: String,
+        /// Only those still waiting for a result.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Post the result of a pending external task (checked against its type); then `resume`.
+    Post {
+        /// The run id.
+        run_id: String,
+        /// The effect id (from `tasks --pending`).
+        effect: String,
+        /// The result, as JSON.
+        #[arg(long, conflicts_with = "error", required_unless_present = "error")]
+        value: Option<String>,
+        /// Post a failure with this message instead.
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Approve a pending breakpoint; then `resume`.
+    Approve {
+        /// The run id.
+        run_id: String,
+        /// The breakpoint's effect id.
+        breakpoint: String,
+        /// What to tell the process.
+        #[arg(long)]
+        feedback: Option<String>,
+    },
+    /// Reject a pending breakpoint; then `resume`.
+    Reject {
+        /// The run id.
+        run_id: String,
+        /// The breakpoint's effect id.
+        breakpoint: String,
+        /// What to tell the process.
+        #[arg(long)]
+        feedback: Option<String>,
+    },
     /// Draw a process's static graph.
     Graph {
         /// The process name.
@@ -203,6 +263,8 @@ enum CliError {
     Input(String),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("the run is waiting: resolve what it waits for, then resume it")]
+    Waiting,
 }
 
 impl From<StoreError> for CliError {
@@ -215,6 +277,8 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Input(_) => 2,
+            CliError::Waiting => 5,
+            CliError::Run(RunError::Effect(_)) => 2,
             CliError::Run(RunError::Failed { .. }) => 1,
             CliError::Run(RunError::Store(
                 StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
@@ -320,6 +384,69 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Tasks { run_id, pending } => {
+            let summary = summarize(&store.read(run_id)?);
+            let effects: Vec<_> = summary
+                .effects
+                .iter()
+                .filter(|e| !*pending || !e.resolved)
+                .collect();
+            if cli.json {
+                print_json(&effects);
+            } else if effects.is_empty() {
+                out!("no {}effects", if *pending { "pending " } else { "" });
+            } else {
+                for e in effects {
+                    let state = if e.resolved { "resolved" } else { "pending" };
+                    out!("{state:<9} {:<11} {}  {}", e.kind, e.key, short(&e.input));
+                }
+            }
+            Ok(())
+        }
+        Command::Post {
+            run_id,
+            effect,
+            value,
+            error,
+        } => {
+            let summary = summarize(&store.read(run_id)?);
+            let entry = registry.find(&summary.process)?;
+            let result = match (value, error) {
+                (Some(v), _) => Ok(serde_json::from_str(v).map_err(|e| {
+                    CliError::Input(format!("the value for `{effect}` is not valid JSON: {e}"))
+                })?),
+                (None, Some(message)) => Err(json!({ "kind": "failed", "message": message })),
+                (None, None) => return Err(CliError::Input("give --value or --error".into())),
+            };
+            let runner = Runner::new(store);
+            (entry.post)(&runner, run_id, effect, result).await?;
+            report(cli, run_id, effect, "posted");
+            Ok(())
+        }
+        Command::Approve {
+            run_id,
+            breakpoint,
+            feedback,
+        }
+        | Command::Reject {
+            run_id,
+            breakpoint,
+            feedback,
+        } => {
+            let approve = matches!(cli.command, Command::Approve { .. });
+            let decision = if approve {
+                crate::Decision::Approved {
+                    feedback: feedback.clone(),
+                }
+            } else {
+                crate::Decision::Rejected {
+                    feedback: feedback.clone(),
+                }
+            };
+            Runner::new(store).decide(run_id, breakpoint, decision).await?;
+            report(cli, run_id, breakpoint, if approve { "approved" } else { "rejected" });
+            Ok(())
+        }
         Command::Graph { process, format } => {
             let graph = registry.find(process)?.graph;
             match format {
@@ -329,6 +456,14 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+fn report(cli: &Cli, run_id: &str, effect: &str, what: &str) {
+    if cli.json {
+        print_json(&json!({ "run_id": run_id, "effect": effect, "result": what }));
+    } else {
+        out!("{what} `{effect}` of run {run_id}; continue it with: resume {run_id}");
     }
 }
 
@@ -347,6 +482,20 @@ async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Resul
                 );
             }
             Ok(())
+        }
+        Err(RunError::Suspended { run_id, waiting }) => {
+            if cli.json {
+                print_json(&json!({ "run_id": run_id, "state": "waiting", "waiting": waiting }));
+            } else {
+                out!("run {run_id} is waiting for:");
+                for w in &waiting {
+                    out!("  {:<11} {}  {}", w.kind, w.key, short(&w.input));
+                }
+                out!(
+                    "resolve with: approve|reject {run_id} <breakpoint>, post {run_id} <effect> --value JSON; then: resume {run_id}"
+                );
+            }
+            Err(CliError::Waiting)
         }
         Err(RunError::Failed { process, message }) => {
             if !cli.json {
@@ -493,6 +642,16 @@ fn describe(e: &Event) -> String {
         }
         Event::Recorded { key, value } => format!("recorded    {key}  {}", short(value)),
         Event::Log { key, message } => format!("log         {key}  {message}"),
+        Event::EffectRequested { key, kind, name, input } => {
+            format!("waits for   {key}  {kind} `{name}` {}", short(input))
+        }
+        Event::EffectResolved { key, outcome: Outcome::Ok(v) } => {
+            format!("resolved    {key}  ok {}", short(v))
+        }
+        Event::EffectResolved { key, outcome: Outcome::Err(v) } => {
+            format!("resolved    {key}  error {}", short(v))
+        }
+        Event::Suspended { waiting } => format!("suspended   waiting for {}", waiting.join(", ")),
         Event::RunCompleted { output } => format!("run done    output={}", short(output)),
         Event::RunFailed { error } => format!("run failed  {error}"),
     }

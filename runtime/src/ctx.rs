@@ -188,13 +188,22 @@ impl Ctx {
         let deadline = self.recorded("sleep", || {
             unix_millis(SystemTime::now()) + duration.as_millis() as u64
         });
+        self.wait_until(deadline).await;
+    }
+
+    async fn wait_until(&self, deadline: u64) {
+        let run = &self.root.run;
+        if run.posting.is_some() && deadline > unix_millis(SystemTime::now()) {
+            return std::future::pending().await;
+        }
+        let _active = run.active();
         wait_until_millis(deadline).await;
     }
 
     /// Waits until `when`, durably.
     pub async fn sleep_until(&self, when: SystemTime) {
         let deadline = self.recorded("sleep", || unix_millis(when));
-        wait_until_millis(deadline).await;
+        self.wait_until(deadline).await;
     }
 
     /// Runs `f` on every item, at most [`Map::limit`] at once (32 unless set), and returns the
@@ -213,6 +222,10 @@ impl Ctx {
 
     pub(crate) fn current(&self) -> Arc<Scope> {
         self.scope()
+    }
+
+    pub(crate) fn run(&self) -> &Arc<RunState> {
+        &self.root.run
     }
 }
 

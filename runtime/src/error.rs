@@ -134,4 +134,16 @@ pub enum RunError {
     /// The run's input or a journaled value does not fit the current types.
     #[error("{0}")]
     Decode(String),
+    /// The run is waiting for breakpoints or external tasks (journaled); post their results
+    /// and resume it.
+    #[error("run `{run_id}` is waiting for {}", crate::run::describe_waiting(.waiting))]
+    Suspended {
+        /// The run id.
+        run_id: String,
+        /// What it waits for.
+        waiting: Vec<crate::run::Waiting>,
+    },
+    /// A result was posted for an effect that cannot take it.
+    #[error("{0}")]
+    Effect(String),
 }

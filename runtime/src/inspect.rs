@@ -12,6 +12,8 @@ pub enum RunState {
     Completed,
     /// The process returned an error.
     Failed,
+    /// Stopped to wait for breakpoints or external tasks: resolve them, then `resume`.
+    Waiting,
     /// Not finished: running now, or stopped (a crash, a kill); `resume` continues it.
     Incomplete,
 }
@@ -21,6 +23,7 @@ impl std::fmt::Display for RunState {
         f.write_str(match self {
             RunState::Completed => "completed",
             RunState::Failed => "failed",
+            RunState::Waiting => "waiting",
             RunState::Incomplete => "incomplete",
         })
     }
@@ -49,6 +52,21 @@ pub struct StepSummary {
     pub state: StepState,
 }
 
+/// A breakpoint or external task of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectSummary {
+    /// The effect id (its step key): what `post`, `approve` and `reject` take.
+    pub key: String,
+    /// `breakpoint` or `external`.
+    pub kind: String,
+    /// The breakpoint's or external task's name.
+    pub name: String,
+    /// What the person or system is given.
+    pub input: Value,
+    /// Whether a result was posted (or a decision made).
+    pub resolved: bool,
+}
+
 /// A run as its journal tells it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -66,6 +84,8 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// The number of log lines.
     pub logs: usize,
+    /// Breakpoints and external tasks, in the order they were requested.
+    pub effects: Vec<EffectSummary>,
 }
 
 impl RunSummary {
@@ -85,7 +105,9 @@ pub fn summarize(events: &[Event]) -> RunSummary {
         output: None,
         error: None,
         logs: 0,
+        effects: Vec::new(),
     };
+    let mut suspended = false;
     let mut index = std::collections::HashMap::new();
     for event in events {
         match event {
@@ -125,8 +147,36 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                 summary.state = RunState::Failed;
                 summary.error = Some(error.clone());
             }
+            Event::EffectRequested {
+                key,
+                kind,
+                name,
+                input,
+            } => summary.effects.push(EffectSummary {
+                key: key.clone(),
+                kind: kind.clone(),
+                name: name.clone(),
+                input: input.clone(),
+                resolved: false,
+            }),
+            Event::EffectResolved { key, .. } => {
+                if let Some(e) = summary.effects.iter_mut().find(|e| &e.key == key) {
+                    e.resolved = true;
+                }
+            }
+            Event::Suspended { .. } => suspended = true,
             Event::Recorded { .. } => {}
         }
     }
+    if summary.state == RunState::Incomplete && suspended {
+        summary.state = RunState::Waiting;
+    }
     summary
+}
+
+impl RunSummary {
+    /// The effects still waiting for a result.
+    pub fn pending(&self) -> impl Iterator<Item = &EffectSummary> {
+        self.effects.iter().filter(|e| !e.resolved)
+    }
 }

@@ -61,6 +61,30 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// The run asked for something done outside the program: a breakpoint's decision or an
+    /// external task's result.
+    EffectRequested {
+        /// The step key (the effect id `post` / `approve` use).
+        key: String,
+        /// `breakpoint` or `external`.
+        kind: String,
+        /// The breakpoint's or external task's name.
+        name: String,
+        /// What the person or system is given.
+        input: Value,
+    },
+    /// An effect's result arrived (posted, approved or rejected).
+    EffectResolved {
+        /// The step key.
+        key: String,
+        /// The result.
+        outcome: Outcome,
+    },
+    /// Nothing could progress but external effects: the run stopped, waiting for these keys.
+    Suspended {
+        /// The keys of the pending effects.
+        waiting: Vec<String>,
+    },
     /// The process returned its output.
     RunCompleted {
         /// The output.

@@ -48,6 +48,7 @@
 )]
 
 mod ctx;
+pub mod effects;
 mod error;
 pub mod graph;
 pub mod inspect;
@@ -64,7 +65,8 @@ pub use crate::ctx::Ctx;
 pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
-pub use crate::run::{Finished, Notice, Process, Runner};
+pub use crate::effects::Decision;
+pub use crate::run::{Finished, Notice, Process, Runner, Waiting};
 pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
 
@@ -158,7 +160,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Journal
 /// Everything a workflow file needs: `use minder::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        data, parallel, process, task, Ctx, Finished, ProcessError, Runner, TaskError,
+        data, parallel, process, task, Ctx, Decision, Finished, ProcessError, Runner, TaskError,
     };
 }
 

@@ -8,9 +8,12 @@ use crate::store::{MemoryStore, RunLog, Store, StoreError};
 use crate::Journaled;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::SystemTime;
 
 /// A process: what `#[process]` generates for an `async fn(&Ctx, Input) -> Result<Output, E>`.
@@ -72,6 +75,40 @@ pub(crate) enum Replayed {
     },
     Recorded(Value),
     Logged,
+    Effect {
+        kind: String,
+        name: String,
+        resolved: Option<Outcome>,
+    },
+}
+
+/// Something a suspended run waits for: a breakpoint's decision or an external task's result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Waiting {
+    /// The effect id: its step key.
+    pub key: String,
+    /// `breakpoint` or `external`.
+    pub kind: String,
+    /// The breakpoint's or external task's name.
+    pub name: String,
+    /// What the person or system is given.
+    pub input: Value,
+}
+
+pub(crate) fn describe_waiting(waiting: &[Waiting]) -> String {
+    waiting
+        .iter()
+        .map(|w| format!("{} `{}` ({})", w.kind, w.name, w.key))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A result being posted: the run replays until the effect, which checks the value's type.
+#[derive(Debug)]
+pub(crate) struct Posting {
+    pub(crate) key: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) result: Mutex<Option<Result<(), String>>>,
 }
 
 /// The state of one run while its process body executes.
@@ -80,8 +117,23 @@ pub(crate) struct RunState {
     log: Arc<dyn RunLog>,
     replay: Mutex<HashMap<String, Replayed>>,
     fatal: Mutex<Option<RunError>>,
-    fatal_notify: tokio::sync::Notify,
+    waker: futures::task::AtomicWaker,
     observer: Option<Observer>,
+    /// Steps that can progress by themselves (running tasks, sleeps).
+    active: AtomicUsize,
+    /// Effects nothing in the program can resolve.
+    waiting: Mutex<BTreeMap<String, Waiting>>,
+    /// Set while validating a posted result: replay only, nothing runs or is written.
+    pub(crate) posting: Option<Arc<Posting>>,
+}
+
+/// Counts a step as able to progress while it lives.
+pub(crate) struct Active<'a>(&'a RunState);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl fmt::Debug for RunState {
@@ -97,11 +149,31 @@ impl RunState {
         self.replay.lock().unwrap().get(key).cloned()
     }
 
-    /// Appends an event; a failure to write stops the run.
+    /// Appends an event; a failure to write stops the run. Nothing is written while a posted
+    /// result is being validated.
     pub(crate) fn append(&self, event: Event) {
+        if self.posting.is_some() {
+            return;
+        }
         if let Err(e) = self.log.append(event) {
             self.fail(RunError::Store(e));
         }
+    }
+
+    pub(crate) fn active(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Active(self)
+    }
+
+    pub(crate) fn wait_for(&self, waiting: Waiting) {
+        self.waiting
+            .lock()
+            .unwrap()
+            .insert(waiting.key.clone(), waiting);
+    }
+
+    pub(crate) fn log(&self) -> &Arc<dyn RunLog> {
+        &self.log
     }
 
     /// Waits until everything appended is durable.
@@ -114,17 +186,12 @@ impl RunState {
         let mut fatal = self.fatal.lock().unwrap();
         if fatal.is_none() {
             *fatal = Some(error);
-            self.fatal_notify.notify_one();
+            self.waker.wake();
         }
     }
 
-    async fn wait_fatal(&self) -> RunError {
-        loop {
-            self.fatal_notify.notified().await;
-            if let Some(e) = self.fatal.lock().unwrap().take() {
-                return e;
-            }
-        }
+    fn take_fatal(&self) -> Option<RunError> {
+        self.fatal.lock().unwrap().take()
     }
 
     pub(crate) fn notify(&self, notice: Notice) {
@@ -243,12 +310,21 @@ impl Runner {
         let run_id = new_run_id();
         let log = self.create_log::<P>(&run_id, &input)?;
         log.flush().await?;
-        self.drive::<P>(run_id, log, HashMap::new(), input).await
+        self.drive::<P>(run_id, log, HashMap::new(), input, None)
+            .await
     }
 
     /// Resumes a run: journaled steps return their recorded results without running, the rest
     /// runs. A completed or failed run returns its recorded end again.
     pub async fn resume<P: Process>(&self, run_id: &str) -> Result<Finished<P::Output>, RunError> {
+        self.resume_with::<P>(run_id, None).await
+    }
+
+    async fn resume_with<P: Process>(
+        &self,
+        run_id: &str,
+        posting: Option<Arc<Posting>>,
+    ) -> Result<Finished<P::Output>, RunError> {
         let (events, log) = self.store.open(run_id)?;
         let mut replay = HashMap::new();
         let mut input = None;
@@ -319,6 +395,25 @@ impl Runner {
                 Event::Log { key, .. } => {
                     replay.insert(key, Replayed::Logged);
                 }
+                Event::EffectRequested { key, kind, name, .. } => {
+                    replay.insert(
+                        key,
+                        Replayed::Effect {
+                            kind,
+                            name,
+                            resolved: None,
+                        },
+                    );
+                }
+                Event::EffectResolved { key, outcome } => match replay.get_mut(&key) {
+                    Some(Replayed::Effect { resolved, .. }) => *resolved = Some(outcome),
+                    _ => {
+                        return Err(RunError::Store(StoreError::Corrupt(format!(
+                            "run `{run_id}`: effect `{key}` resolved without having been requested"
+                        ))))
+                    }
+                },
+                Event::Suspended { .. } => {}
                 Event::RunCompleted { output } => {
                     let output = serde_json::from_value(output).map_err(|e| {
                         RunError::Decode(format!("the recorded output does not fit: {e}"))
@@ -343,8 +438,56 @@ impl Runner {
         })?;
         let input: P::Input = serde_json::from_value(input)
             .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
-        self.drive::<P>(run_id.to_string(), log, replay, input)
+        self.drive::<P>(run_id.to_string(), log, replay, input, posting)
             .await
+    }
+
+    /// Posts the result of a pending external task. The run is replayed (nothing runs, nothing
+    /// else is written) up to the effect, which checks `value` against the task's output type:
+    /// a value that does not fit is an error naming the type and the field, and nothing is
+    /// written. `Err(value)` posts a failure (a `TaskError`). Then [`Runner::resume`] continues.
+    pub async fn post<P: Process>(
+        &self,
+        run_id: &str,
+        effect: &str,
+        result: Result<Value, Value>,
+    ) -> Result<(), RunError> {
+        pending_effect(&self.store.read(run_id)?, run_id, effect, "external")?;
+        let posting = Arc::new(Posting {
+            key: effect.to_string(),
+            outcome: match result {
+                Ok(v) => Outcome::Ok(v),
+                Err(e) => Outcome::Err(e),
+            },
+            result: Mutex::new(None),
+        });
+        let replayed = self.resume_with::<P>(run_id, Some(posting.clone())).await;
+        let checked = posting.result.lock().unwrap().take();
+        match checked {
+            Some(Ok(())) => Ok(()),
+            Some(Err(why)) => Err(RunError::Effect(why)),
+            None => Err(replayed.err().unwrap_or_else(|| {
+                RunError::Effect(format!("effect `{effect}` was not reached"))
+            })),
+        }
+    }
+
+    /// Approves or rejects a pending breakpoint. Then [`Runner::resume`] continues.
+    pub async fn decide(
+        &self,
+        run_id: &str,
+        breakpoint: &str,
+        decision: crate::effects::Decision,
+    ) -> Result<(), RunError> {
+        let (events, log) = self.store.open(run_id)?;
+        pending_effect(&events, run_id, breakpoint, "breakpoint")?;
+        let value = serde_json::to_value(&decision).expect("a decision is plain data");
+        log.append(Event::EffectResolved {
+            key: breakpoint.to_string(),
+            outcome: Outcome::Ok(value),
+        })?;
+        log.flush().await?;
+        Ok(())
     }
 
     async fn drive<P: Process>(
@@ -353,37 +496,74 @@ impl Runner {
         log: Arc<dyn RunLog>,
         replay: HashMap<String, Replayed>,
         input: P::Input,
+        posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
         let state = Arc::new(RunState {
             run_id: run_id.clone(),
             log,
             replay: Mutex::new(replay),
             fatal: Mutex::new(None),
-            fatal_notify: tokio::sync::Notify::new(),
+            waker: futures::task::AtomicWaker::new(),
             observer: self.observer.clone(),
+            active: AtomicUsize::new(0),
+            waiting: Mutex::new(BTreeMap::new()),
+            posting,
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());
-        let result = {
-            let body = in_scope(Some(root), P::run(&ctx, input));
-            tokio::select! {
-                biased;
-                fatal = state.wait_fatal() => Err(fatal),
-                result = body => Ok(result),
-            }
+        let stop = {
+            let mut body = std::pin::pin!(in_scope(Some(root), P::run(&ctx, input)));
+            std::future::poll_fn(|cx| {
+                state.waker.register(cx.waker());
+                if let Some(fatal) = state.take_fatal() {
+                    return Poll::Ready(Err(fatal));
+                }
+                let polled = body.as_mut().poll(cx);
+                if let Some(fatal) = state.take_fatal() {
+                    return Poll::Ready(Err(fatal));
+                }
+                match polled {
+                    Poll::Ready(result) => Poll::Ready(Ok(Some(result))),
+                    // Only effects nobody here can resolve are left: stop and say so.
+                    Poll::Pending
+                        if state.active.load(Ordering::SeqCst) == 0
+                            && (state.posting.is_some()
+                                || !state.waiting.lock().unwrap().is_empty()) =>
+                    {
+                        Poll::Ready(Ok(None))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
         };
-        let fatal = state.fatal.lock().unwrap().take();
-        if let Some(fatal) = fatal {
-            // What was journaled before the error stays: make it durable.
-            let _ = state.flush().await;
-            return Err(fatal);
-        }
-        let result = match result {
+        let stop = match stop {
             Err(fatal) => {
+                // What was journaled before the error stays: make it durable.
                 let _ = state.flush().await;
                 return Err(fatal);
             }
-            Ok(r) => r,
+            Ok(stop) => stop,
+        };
+        if let Some(posting) = &state.posting {
+            let _ = state.flush().await;
+            return Err(RunError::Effect(format!(
+                "effect `{}` of run `{run_id}` is not reached when the run is replayed: it may \
+                 wait behind another effect; resolve that first",
+                posting.key
+            )));
+        }
+        let result = match stop {
+            Some(result) => result,
+            None => {
+                let waiting: Vec<Waiting> =
+                    state.waiting.lock().unwrap().values().cloned().collect();
+                state.append(Event::Suspended {
+                    waiting: waiting.iter().map(|w| w.key.clone()).collect(),
+                });
+                state.flush().await?;
+                return Err(RunError::Suspended { run_id, waiting });
+            }
         };
         match result {
             Ok(output) => {
@@ -405,6 +585,60 @@ impl Runner {
                 })
             }
         }
+    }
+}
+
+/// Checks that `key` is a pending effect of kind `kind` in a journal.
+pub(crate) fn pending_effect(
+    events: &[Event],
+    run_id: &str,
+    key: &str,
+    kind: &str,
+) -> Result<(), RunError> {
+    let mut found = None;
+    let mut resolved = false;
+    let mut ended = false;
+    let mut is_step = false;
+    let mut pending = Vec::new();
+    for e in events {
+        match e {
+            Event::EffectRequested { key: k, kind: kd, .. } => {
+                if k == key {
+                    found = Some(kd.clone());
+                }
+                pending.push(k.clone());
+            }
+            Event::EffectResolved { key: k, .. } => {
+                if k == key {
+                    resolved = true;
+                }
+                pending.retain(|p| p != k);
+            }
+            Event::StepStarted { key: k, .. } if k == key => is_step = true,
+            Event::RunCompleted { .. } | Event::RunFailed { .. } => ended = true,
+            _ => {}
+        }
+    }
+    let listed = if pending.is_empty() {
+        "it has no pending effects".to_string()
+    } else {
+        format!("pending: {}", pending.join(", "))
+    };
+    let err = |m: String| Err(RunError::Effect(m));
+    match found {
+        None if is_step => err(format!(
+            "`{key}` is a task step of run `{run_id}`, not an effect; {listed}"
+        )),
+        None => err(format!("run `{run_id}` has no effect `{key}`; {listed}")),
+        Some(_) if resolved => err(format!(
+            "effect `{key}` of run `{run_id}` is already resolved"
+        )),
+        Some(_) if ended => err(format!("run `{run_id}` has already ended")),
+        Some(k) if k != kind => err(match k.as_str() {
+            "breakpoint" => format!("`{key}` is a breakpoint: approve or reject it"),
+            _ => format!("`{key}` is an external task: post its result"),
+        }),
+        Some(_) => Ok(()),
     }
 }
 

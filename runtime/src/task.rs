@@ -225,6 +225,11 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
         }
         None => {}
     }
+    if run.posting.is_some() {
+        // Validating a posted result: replay only, nothing new runs.
+        return std::future::pending().await;
+    }
+    let _active = run.active();
     run.append(Event::StepStarted {
         key: key.clone(),
         task: def.path(),

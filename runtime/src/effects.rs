@@ -1,0 +1,177 @@
+//! Effects done outside the program: breakpoints that wait for a person's decision, and
+//! external tasks whose result an agent, a person or another system posts later.
+//!
+//! A run that reaches one journals the request; when nothing else can progress it stops as
+//! waiting ([`RunError::Suspended`](crate::RunError::Suspended)). `approve` / `reject` /
+//! `post` journal the result, and the next resume continues from there.
+
+use crate::ctx::Ctx;
+use crate::error::{RunError, TaskError};
+use crate::journal::{Event, Outcome};
+use crate::run::{Replayed, Waiting};
+use crate::Journaled;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A person's decision at a breakpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Go on.
+    Approved {
+        /// What the person said.
+        feedback: Option<String>,
+    },
+    /// Do not go on (the process decides what that means).
+    Rejected {
+        /// What the person said.
+        feedback: Option<String>,
+    },
+}
+
+impl Decision {
+    /// Whether it is an approval.
+    pub fn is_approved(&self) -> bool {
+        matches!(self, Decision::Approved { .. })
+    }
+
+    /// The feedback, if any.
+    pub fn feedback(&self) -> Option<&str> {
+        match self {
+            Decision::Approved { feedback } | Decision::Rejected { feedback } => feedback.as_deref(),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        format!("{at}: {}", e.into_inner())
+    })
+}
+
+impl Ctx {
+    /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
+    /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
+    pub async fn breakpoint(&self, name: &str, input: impl Serialize) -> Decision {
+        let outcome = self.effect::<Decision>("breakpoint", name, input).await;
+        match outcome {
+            Ok(d) => d,
+            Err(e) => Decision::Rejected {
+                feedback: Some(e.message),
+            },
+        }
+    }
+
+    /// Waits for the result of a task done outside the program (an agent, a person, another
+    /// system), typed `T`. The run stops as waiting until `post` and a resume; `post` checks the
+    /// value against `T`.
+    pub async fn external<T: Journaled>(
+        &self,
+        name: &str,
+        input: impl Serialize,
+    ) -> Result<T, TaskError> {
+        self.effect::<T>("external", name, input).await
+    }
+
+    async fn effect<T: Journaled>(
+        &self,
+        kind: &str,
+        name: &str,
+        input: impl Serialize,
+    ) -> Result<T, TaskError> {
+        let scope = self.current();
+        let key = scope.next_key(name);
+        let run = self.run().clone();
+        let input = match serde_json::to_value(input) {
+            Ok(v) => v,
+            Err(e) => {
+                run.fail(RunError::Decode(format!("cannot journal the input of `{key}`: {e}")));
+                return std::future::pending().await;
+            }
+        };
+        match run.replayed(&key) {
+            Some(Replayed::Effect {
+                kind: k,
+                name: n,
+                resolved,
+            }) => {
+                if k != kind || n != name {
+                    let detail = format!(
+                        "the journal has {k} `{n}` here, the code now asks for {kind} `{name}`"
+                    );
+                    run.fail(RunError::NonDeterminism { key, detail });
+                    return std::future::pending().await;
+                }
+                if let Some(outcome) = resolved {
+                    let decoded = match &outcome {
+                        Outcome::Ok(v) => decode::<T>(v).map(Ok),
+                        Outcome::Err(v) => decode::<TaskError>(v).map(Err),
+                    };
+                    return match decoded {
+                        Ok(r) => r,
+                        Err(why) => {
+                            run.fail(RunError::Decode(format!(
+                                "the journaled result of `{key}` does not fit `{}`{why}",
+                                std::any::type_name::<T>()
+                            )));
+                            std::future::pending().await
+                        }
+                    };
+                }
+            }
+            Some(_) => {
+                let detail = format!("the journal has a task step here, the code now asks for {kind} `{name}`");
+                run.fail(RunError::NonDeterminism { key, detail });
+                return std::future::pending().await;
+            }
+            None => run.append(Event::EffectRequested {
+                key: key.clone(),
+                kind: kind.to_string(),
+                name: name.to_string(),
+                input: input.clone(),
+            }),
+        }
+        if let Some(posting) = run.posting.as_ref().filter(|p| p.key == key) {
+            let checked = match &posting.outcome {
+                Outcome::Ok(v) => decode::<T>(v).map(drop).map_err(|why| {
+                    format!(
+                        "the value posted for `{key}` does not fit `{}`{why}; nothing was written",
+                        std::any::type_name::<T>()
+                    )
+                }),
+                Outcome::Err(v) => decode::<TaskError>(v).map(drop).map_err(|why| {
+                    format!("the error posted for `{key}` is not a `TaskError` (`{{\"kind\": \"failed\", \"message\": \"...\"}}`){why}; nothing was written")
+                }),
+            };
+            let written = match checked {
+                Ok(()) => {
+                    let event = Event::EffectResolved {
+                        key: key.clone(),
+                        outcome: posting.outcome.clone(),
+                    };
+                    match run.log().append(event) {
+                        Ok(()) => run.log().flush().await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(why) => Err(why),
+            };
+            *posting.result.lock().unwrap() = Some(written);
+            run.fail(RunError::Effect(String::new()));
+            return std::future::pending().await;
+        }
+        run.wait_for(Waiting {
+            key,
+            kind: kind.to_string(),
+            name: name.to_string(),
+            input,
+        });
+        std::future::pending().await
+    }
+}

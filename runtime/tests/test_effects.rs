@@ -1,0 +1,160 @@
+//! Breakpoints and external tasks: a run stops as waiting, the result is posted or decided,
+//! and the next resume continues without redoing finished steps (BRIEF §2, §4 "Suspension").
+
+mod common;
+
+use common::*;
+use minder::journal::Event;
+use minder::prelude::*;
+use minder::{MemoryStore, RunError};
+use serde_json::json;
+
+#[process]
+async fn deploy(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    let build = step(tag.clone(), "build".into(), 0).await?;
+    let decision = ctx
+        .breakpoint("approve-production", format!("deploy {build} to production?"))
+        .await;
+    let feedback = decision.feedback().unwrap_or("none").to_string();
+    if decision.is_approved() {
+        let done = step(tag.clone(), "deploy".into(), 0).await?;
+        Ok(format!("{done} ({feedback})"))
+    } else {
+        Ok(format!("not deployed ({feedback})"))
+    }
+}
+
+fn waiting_keys(err: &RunError) -> Vec<String> {
+    match err {
+        RunError::Suspended { waiting, .. } => waiting.iter().map(|w| w.key.clone()).collect(),
+        other => panic!("expected a waiting run, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn breakpoint_suspends_and_an_approval_resumes() {
+    let tag = "bp-approve";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let id = runner.create::<deploy>(&tag.to_string()).unwrap();
+    let err = runner.resume::<deploy>(&id).await.unwrap_err();
+    assert_eq!(waiting_keys(&err), ["approve-production#0"]);
+    assert!(err.to_string().contains("breakpoint `approve-production`"), "{err}");
+    // Resuming before a decision keeps waiting and runs nothing again.
+    let err = runner.resume::<deploy>(&id).await.unwrap_err();
+    assert_eq!(waiting_keys(&err), ["approve-production#0"]);
+    assert_eq!(count(tag, "build"), 1);
+
+    let approve = Decision::Approved {
+        feedback: Some("ship it".into()),
+    };
+    runner.decide(&id, "approve-production#0", approve.clone()).await.unwrap();
+    let done = runner.resume::<deploy>(&id).await.unwrap();
+    assert_eq!(done.output, "deploy-result (ship it)");
+    assert_eq!((count(tag, "build"), count(tag, "deploy")), (1, 1));
+
+    // Deciding again: already resolved, nothing written.
+    let len = store.events(&id).unwrap().len();
+    let err = runner.decide(&id, "approve-production#0", approve).await.unwrap_err();
+    assert!(err.to_string().contains("already resolved"), "{err}");
+    assert_eq!(store.events(&id).unwrap().len(), len);
+}
+
+#[tokio::test]
+async fn a_rejection_takes_the_other_branch() {
+    let tag = "bp-reject";
+    let runner = Runner::in_memory();
+    let id = runner.create::<deploy>(&tag.to_string()).unwrap();
+    runner.resume::<deploy>(&id).await.unwrap_err();
+    let reject = Decision::Rejected {
+        feedback: Some("tests are flaky".into()),
+    };
+    runner.decide(&id, "approve-production#0", reject).await.unwrap();
+    let done = runner.resume::<deploy>(&id).await.unwrap();
+    assert_eq!(done.output, "not deployed (tests are flaky)");
+    assert_eq!(count(tag, "deploy"), 0);
+}
+
+#[data]
+#[derive(Debug, PartialEq)]
+struct Review {
+    score: u32,
+    comments: Vec<String>,
+}
+
+#[process]
+async fn reviewed(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    // A slow task and an external review at once: the run stops only when the task is done.
+    let (draft, review) = parallel!(
+        step(tag.clone(), "draft".into(), 60),
+        ctx.external::<Review>("review", json!({ "document": "README.md" })),
+    )?;
+    Ok(format!("{draft}: {} ({})", review.score, review.comments.join("; ")))
+}
+
+#[tokio::test]
+async fn external_task_result_is_type_checked_then_resumed() {
+    let tag = "external";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let id = runner.create::<reviewed>(&tag.to_string()).unwrap();
+    let err = runner.resume::<reviewed>(&id).await.unwrap_err();
+    let key = "par(step+external)#0/b1/review#0";
+    assert_eq!(waiting_keys(&err), [key]);
+    let events = store.events(&id).unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::StepCompleted { .. })),
+        "the run stopped before the running task finished"
+    );
+    let len = events.len();
+
+    // A value of the wrong shape: an error naming the type and the field; nothing written.
+    let bad = json!({ "score": "high", "comments": [] });
+    let err = runner.post::<reviewed>(&id, key, Ok(bad)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("does not fit `test_effects::Review`"), "{msg}");
+    assert!(msg.contains("at `score`"), "{msg}");
+    assert!(msg.contains("nothing was written"), "{msg}");
+    assert_eq!(store.events(&id).unwrap().len(), len);
+
+    // Unknown effect, a task step, the wrong kind: errors, nothing written.
+    let err = runner.post::<reviewed>(&id, "nope#0", Ok(json!(1))).await.unwrap_err();
+    assert!(err.to_string().contains("has no effect `nope#0`; pending: par(step+external)#0/b1/review#0"), "{err}");
+    let err = runner
+        .post::<reviewed>(&id, "par(step+external)#0/b0/step#0", Ok(json!(1)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is a task step"), "{err}");
+    let err = runner
+        .decide(&id, key, Decision::Approved { feedback: None })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is an external task: post its result"), "{err}");
+    assert_eq!(store.events(&id).unwrap().len(), len);
+
+    let good = json!({ "score": 91, "comments": ["clear", "short"] });
+    runner.post::<reviewed>(&id, key, Ok(good.clone())).await.unwrap();
+    assert_eq!(store.events(&id).unwrap().len(), len + 1, "one event: the result");
+    let err = runner.post::<reviewed>(&id, key, Ok(good)).await.unwrap_err();
+    assert!(err.to_string().contains("already resolved"), "{err}");
+
+    let done = runner.resume::<reviewed>(&id).await.unwrap();
+    assert_eq!(done.output, "draft-result: 91 (clear; short)");
+    assert_eq!(count(tag, "draft"), 1);
+}
+
+#[tokio::test]
+async fn a_posted_error_reaches_the_process() {
+    let tag = "external-error";
+    let runner = Runner::in_memory();
+    let id = runner.create::<reviewed>(&tag.to_string()).unwrap();
+    runner.resume::<reviewed>(&id).await.unwrap_err();
+    let key = "par(step+external)#0/b1/review#0";
+    let error = json!({ "kind": "failed", "message": "reviewer unavailable" });
+    runner.post::<reviewed>(&id, key, Err(error)).await.unwrap();
+    let err = runner.resume::<reviewed>(&id).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "process `reviewed` failed: task failed: reviewer unavailable"
+    );
+}
