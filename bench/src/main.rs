@@ -1,0 +1,189 @@
+//! `minder-bench`: minder measured against its floors, in one run (machines are noisy, so every
+//! figure is a ratio against a floor measured alongside it).
+//!
+//! ```sh
+//! cargo run --release -p minder-bench
+//! ```
+//!
+//! 1. fan-out of 1,000 / 10,000 / 100,000 no-op tasks through `ctx.map(..).limit(256)`, against
+//!    plain `futures` + `tokio`, on the in-memory and on the file journal;
+//! 2. 1,000 sequential durable tasks against appends + `sync_data` of the same size;
+//! 3. replay of 10,000 and 100,000 journaled steps;
+//! 4. peak resident memory of the 100,000-task fan-out and the 100,000-step replay;
+//! 5. `cargo check` of 50 processes × 10 tasks with the macros, against the same by hand.
+//!
+//! Options: `--dir DIR` (where journals go; default a new temporary directory),
+//! `--compile-target DIR` (the generated crates' target directory; default
+//! `$TMPDIR/minder-bench-target`, kept so later runs skip the dependency build),
+//! `--skip-compile`, `--quick` (smaller and fewer runs, for a smoke test).
+
+mod compile;
+mod fanout;
+mod machine;
+mod memory;
+mod replay;
+mod report;
+mod sequential;
+mod stats;
+mod workflows;
+
+use minder::FileStore;
+use report::Results;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// The runtime every measurement uses: tokio's multi-threaded scheduler, one worker per core.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
+}
+
+/// Command-line options.
+#[derive(Debug, Default)]
+struct Options {
+    dir: Option<PathBuf>,
+    compile_target: Option<PathBuf>,
+    skip_compile: bool,
+    quick: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dir" => options.dir = Some(args.next().ok_or("--dir needs a directory")?.into()),
+            "--compile-target" => {
+                options.compile_target = Some(
+                    args.next()
+                        .ok_or("--compile-target needs a directory")?
+                        .into(),
+                )
+            }
+            "--skip-compile" => options.skip_compile = true,
+            "--quick" => options.quick = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: minder-bench [--dir DIR] [--compile-target DIR] [--skip-compile] \
+                     [--quick]"
+                        .to_string(),
+                )
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)")),
+        }
+    }
+    Ok(options)
+}
+
+fn progress(what: &str) {
+    eprintln!("minder-bench: {what}");
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return match memory::run_child(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("minder-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let options = match parse(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = run(&options);
+    println!("{}", results.render());
+    ExitCode::SUCCESS
+}
+
+fn run(options: &Options) -> Results {
+    let started = Instant::now();
+    let temp = match &options.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("cannot create --dir");
+            tempfile::tempdir_in(dir)
+        }
+        None => tempfile::tempdir(),
+    }
+    .expect("cannot create a temporary directory");
+    let dir = temp.path().to_path_buf();
+    let machine = machine::describe(&dir);
+
+    let (sizes, replay_sizes, big): (&[(u64, usize)], &[u64], u64) = if options.quick {
+        (&[(1_000, 2), (10_000, 1)], &[10_000], 10_000)
+    } else {
+        (
+            &[(1_000, 7), (10_000, 5), (100_000, 2)],
+            &[10_000, 100_000],
+            100_000,
+        )
+    };
+
+    let rt = runtime();
+    let (fan_out, sequential, replay) = rt.block_on(async {
+        progress("warming up");
+        fanout::measure(1_000, 1, &dir.join("warm-up")).await;
+
+        let mut fan_out = Vec::new();
+        for &(n, reps) in sizes {
+            progress(&format!("fan-out of {n} tasks, {reps} runs of each variant"));
+            fan_out.push(fanout::measure(n, reps, &dir).await);
+        }
+
+        progress("1,000 sequential durable tasks");
+        let reps = if options.quick { 1 } else { 3 };
+        let sequential = sequential::measure(1_000, reps, &dir).await;
+
+        let replay_store = FileStore::new(dir.join("replay"));
+        let mut replay = Vec::new();
+        let mut journals = Vec::new();
+        for &n in replay_sizes {
+            progress(&format!("building a journal of {n} completed steps"));
+            journals.push((n, replay::journal_events(n).await));
+        }
+        for (n, events) in &journals {
+            progress(&format!("replaying {n} steps"));
+            let reps = if options.quick { 1 } else { 3 };
+            replay.push(replay::measure(events, *n, reps, &replay_store).await);
+        }
+        if let Some((_, events)) = journals.iter().find(|(n, _)| *n == big) {
+            replay::write_journal(&replay_store, "memory-replay", events).await;
+        }
+        (fan_out, sequential, replay)
+    });
+    drop(rt);
+
+    progress(&format!("peak memory of {big} tasks and {big} replayed steps"));
+    let memory = memory::measure(big, &dir, &dir.join("replay"), "memory-replay");
+
+    let compile = if options.skip_compile {
+        None
+    } else {
+        progress("compile time (the first check builds the dependencies)");
+        let target = options
+            .compile_target
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("minder-bench-target"));
+        let reps = if options.quick { 1 } else { 3 };
+        Some(compile::measure(&dir.join("compile"), &target, reps))
+    };
+
+    Results {
+        machine,
+        fan_out,
+        sequential: Some(sequential),
+        replay,
+        memory: Some(memory),
+        compile,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    }
+}
