@@ -602,6 +602,10 @@ fn print_status(s: &RunSummary) {
     if let Some(e) = &s.error {
         out!("error    {e}");
     }
+    for e in &s.effects {
+        let state = if e.resolved { "resolved" } else { "waiting" };
+        out!("{:<8} {} `{}` ({})", state, e.kind, e.name, e.key);
+    }
     let width = s.steps.iter().map(|st| st.key.len()).max().unwrap_or(4).max(4);
     if !s.steps.is_empty() {
         out!("");
@@ -611,6 +615,7 @@ fn print_status(s: &RunSummary) {
                 StepState::Done => "done",
                 StepState::Failed => "failed",
                 StepState::Running => "running",
+                StepState::Cancelled => "cancelled",
             };
             out!("{state:<8}  {:<width$}  {}", st.key, st.task);
         }
@@ -651,6 +656,10 @@ fn describe(e: &Event) -> String {
         Event::EffectResolved { key, outcome: Outcome::Err(v) } => {
             format!("resolved    {key}  error {}", short(v))
         }
+        Event::AttemptFailed { key, attempt, error } => {
+            format!("retrying    {key}  attempt {attempt} failed: {}", short(error))
+        }
+        Event::StepCancelled { key } => format!("cancelled   {key}"),
         Event::Suspended { waiting } => format!("suspended   waiting for {}", waiting.join(", ")),
         Event::RunCompleted { output } => format!("run done    output={}", short(output)),
         Event::RunFailed { error } => format!("run failed  {error}"),

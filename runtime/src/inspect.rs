@@ -39,6 +39,8 @@ pub enum StepState {
     Failed,
     /// Started, not completed (in flight, or interrupted).
     Running,
+    /// Cancelled before it completed (a fail-fast sibling failed).
+    Cancelled,
 }
 
 /// One step of a run.
@@ -50,6 +52,8 @@ pub struct StepSummary {
     pub task: String,
     /// Where it stands.
     pub state: StepState,
+    /// Failed attempts that were retried.
+    pub attempts: u32,
 }
 
 /// A breakpoint or external task of a run.
@@ -127,6 +131,7 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                         key: key.clone(),
                         task: task.clone(),
                         state: StepState::Running,
+                        attempts: 0,
                     });
                 }
             }
@@ -165,6 +170,16 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                 }
             }
             Event::Suspended { .. } => suspended = true,
+            Event::AttemptFailed { key, .. } => {
+                if let Some(&i) = index.get(key) {
+                    summary.steps[i].attempts += 1;
+                }
+            }
+            Event::StepCancelled { key } => {
+                if let Some(&i) = index.get(key) {
+                    summary.steps[i].state = StepState::Cancelled;
+                }
+            }
             Event::Recorded { .. } => {}
         }
     }

@@ -47,6 +47,21 @@ pub enum Event {
         /// Its result.
         outcome: Outcome,
     },
+    /// An attempt of a step failed and the step will be retried.
+    AttemptFailed {
+        /// The step key.
+        key: String,
+        /// The attempt that failed (0 is the first).
+        attempt: u32,
+        /// The error.
+        error: Value,
+    },
+    /// A step was cancelled before it completed (a fail-fast sibling failed); it runs again
+    /// if the process reaches it again.
+    StepCancelled {
+        /// The step key.
+        key: String,
+    },
     /// A value recorded once and replayed (`ctx.now()`, `ctx.random()`, sleep deadlines).
     Recorded {
         /// The step key.

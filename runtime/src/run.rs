@@ -413,7 +413,8 @@ impl Runner {
                         ))))
                     }
                 },
-                Event::Suspended { .. } => {}
+                Event::Suspended { .. } | Event::AttemptFailed { .. } => {}
+                Event::StepCancelled { .. } => {}
                 Event::RunCompleted { output } => {
                     let output = serde_json::from_value(output).map_err(|e| {
                         RunError::Decode(format!("the recorded output does not fit: {e}"))

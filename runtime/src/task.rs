@@ -237,6 +237,10 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
         args: args_value.clone(),
     });
     let idempotency = format!("{}/{key}", run.run_id);
+    let mut cancelled = CancelGuard {
+        run: &run,
+        key: Some(key.clone()),
+    };
     let mut args = Some(args);
     let mut attempt = 0u32;
     let result = loop {
@@ -253,15 +257,21 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
         };
         let result = attempt_once::<M>(def, this_args, idempotency.clone()).await;
         match result {
-            Err(_) if attempt < def.retries => {
+            Err(e) if attempt < def.retries => {
                 let delay = def.backoff.saturating_mul(1 << attempt.min(16));
                 tracing::debug!(step = %key, attempt, "task failed, retrying");
+                run.append(Event::AttemptFailed {
+                    key: key.clone(),
+                    attempt,
+                    error: serde_json::to_value(&e).unwrap_or(serde_json::Value::Null),
+                });
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
             r => break r,
         }
     };
+    cancelled.key = None;
     let outcome = match &result {
         Ok(v) => serde_json::to_value(v).map(Outcome::Ok),
         Err(e) => serde_json::to_value(e).map(Outcome::Err),
@@ -280,6 +290,20 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
         return fatal(&scope, RunError::Store(e)).await;
     }
     M::Return::from_result(result)
+}
+
+/// Journals a step as cancelled when its future is dropped before it completed.
+struct CancelGuard<'a> {
+    run: &'a crate::run::RunState,
+    key: Option<String>,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.run.append(Event::StepCancelled { key });
+        }
+    }
 }
 
 /// Aborts a spawned task body when the step is dropped (a fail-fast sibling failed).

@@ -82,11 +82,22 @@ async fn fail_fast_returns_the_first_error_and_cancels_siblings() {
     assert_eq!(done.output, "caught boom-failed");
     assert!(started.elapsed() < Duration::from_millis(250), "waited for the slow sibling");
 
-    let done = Runner::in_memory()
+    let store = minder::MemoryStore::new();
+    let done = Runner::new(store.clone())
         .run::<cancels_sibling>("cancel".into())
         .await
         .unwrap();
     assert_eq!(done.output, "true");
+    let cancelled: Vec<_> = store
+        .events(&done.run_id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            minder::journal::Event::StepCancelled { key } => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, ["par(slow_marker+failing)#0/b0/slow_marker#0"]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         SLOW_FINISHED.load(Ordering::SeqCst),
@@ -265,7 +276,22 @@ async fn failures(_ctx: &Ctx, _input: ()) -> Result<Vec<String>, ProcessError> {
 #[tokio::test]
 async fn retries_timeouts_and_panics() {
     let started = Instant::now();
-    let done = Runner::in_memory().run::<failures>(()).await.unwrap();
+    let store = minder::MemoryStore::new();
+    let done = Runner::new(store.clone()).run::<failures>(()).await.unwrap();
+    let attempts: Vec<(String, u32)> = store
+        .events(&done.run_id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            minder::journal::Event::AttemptFailed { key, attempt, .. } => Some((key, attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [("flaky#0".to_string(), 0), ("flaky#0".to_string(), 1)],
+        "each failed attempt is journaled"
+    );
     assert_eq!(done.output[0], "2", "two failures, then the third attempt succeeds");
     assert_eq!(done.output[1], "Timeout: task `too_slow` timed out after 30ms");
     assert_eq!(done.output[2], "Panicked: task `panics` panicked: kaboom");
