@@ -509,7 +509,8 @@ async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Resul
 
 /// A runner over the file store that shows logs and map progress on a terminal.
 fn runner(store: FileStore, json: bool) -> Runner {
-    let runner = Runner::new(store);
+    let root = store.runs_dir().to_path_buf();
+    let runner = Runner::new(store).artifacts_in(root);
     if json {
         return runner;
     }

@@ -47,6 +47,7 @@
     unreachable_pub
 )]
 
+pub mod command;
 mod ctx;
 pub mod effects;
 mod error;
@@ -68,7 +69,7 @@ pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::effects::Decision;
 pub use crate::run::{Finished, Notice, Process, Runner, Waiting};
 pub use crate::store::{FileStore, MemoryStore, Store};
-pub use crate::task::{idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+pub use crate::task::{artifact_dir, idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
 
 /// Marks a data type as journaled: derives serde's `Serialize` and `Deserialize` through
 /// minder, so the user's crate needs no direct serde dependency. Serde's field and container

@@ -125,6 +125,8 @@ pub(crate) struct RunState {
     waiting: Mutex<BTreeMap<String, Waiting>>,
     /// Set while validating a posted result: replay only, nothing runs or is written.
     pub(crate) posting: Option<Arc<Posting>>,
+    /// Where task steps keep large outputs.
+    pub(crate) artifacts: Option<std::path::PathBuf>,
 }
 
 /// Counts a step as able to progress while it lives.
@@ -238,6 +240,7 @@ pub struct Runner {
     store: Arc<dyn Store>,
     observer: Option<Observer>,
     allow_version_change: bool,
+    artifacts: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Runner {
@@ -255,6 +258,7 @@ impl Runner {
             store: Arc::new(store),
             observer: None,
             allow_version_change: false,
+            artifacts: None,
         }
     }
 
@@ -273,6 +277,14 @@ impl Runner {
     /// current code's (off by default: such a resume is a [`RunError::Version`]).
     pub fn allow_version_change(mut self, allow: bool) -> Self {
         self.allow_version_change = allow;
+        self
+    }
+
+    /// Lets task steps keep large outputs in `<root>/<run-id>/artifacts/` (see
+    /// [`artifact_dir`](crate::artifact_dir)); with a [`FileStore`](crate::FileStore), pass its
+    /// runs directory.
+    pub fn artifacts_in(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        self.artifacts = Some(root.into());
         self
     }
 
@@ -509,6 +521,10 @@ impl Runner {
             active: AtomicUsize::new(0),
             waiting: Mutex::new(BTreeMap::new()),
             posting,
+            artifacts: self
+                .artifacts
+                .as_ref()
+                .map(|root| root.join(&run_id).join("artifacts")),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());

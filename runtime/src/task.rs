@@ -9,20 +9,34 @@ use futures::future::BoxFuture;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// What a running task body can ask about its step.
+#[derive(Debug, Clone)]
+struct StepInfo {
+    key: String,
+    artifacts: Option<PathBuf>,
+}
+
 tokio::task_local! {
-    static STEP_KEY: String;
+    static STEP: StepInfo;
 }
 
 /// The idempotency key of the task step running now: `<run-id>/<step-key>`. The same on every
 /// attempt and after a crash, so a task can hand it to an external system to make a retried
 /// effect happen once. `None` outside a journaled step.
 pub fn idempotency_key() -> Option<String> {
-    STEP_KEY.try_with(|k| k.clone()).ok()
+    STEP.try_with(|s| s.key.clone()).ok()
+}
+
+/// The directory where the task step running now may keep large outputs: the run's
+/// `artifacts/` directory when the runner has one (the command line sets it). `None` otherwise.
+pub fn artifact_dir() -> Option<PathBuf> {
+    STEP.try_with(|s| s.artifacts.clone()).ok().flatten()
 }
 
 /// Which resources a task declares it reads and writes (`#[task(reads = [..], writes = [..])]`).
@@ -255,7 +269,11 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
                 }
             },
         };
-        let result = attempt_once::<M>(def, this_args, idempotency.clone()).await;
+        let info = StepInfo {
+            key: idempotency.clone(),
+            artifacts: run.artifacts.clone(),
+        };
+        let result = attempt_once::<M>(def, this_args, info).await;
         match result {
             Err(e) if attempt < def.retries => {
                 let delay = def.backoff.saturating_mul(1 << attempt.min(16));
@@ -318,9 +336,9 @@ impl<T> Drop for AbortOnDrop<T> {
 async fn attempt_once<M: TaskMeta>(
     def: &TaskDef,
     args: M::Args,
-    idempotency: String,
+    info: StepInfo,
 ) -> Result<<M::Return as TaskReturn>::Ok, <M::Return as TaskReturn>::Err> {
-    let body = STEP_KEY.scope(idempotency, M::body(args));
+    let body = STEP.scope(info, M::body(args));
     let mut handle = AbortOnDrop(tokio::spawn(body));
     let joined = match def.timeout {
         None => (&mut handle.0).await,
