@@ -23,7 +23,8 @@
 //! process failed, 2 for bad input (arguments, input JSON, unknown run or process), 3 when the
 //! journal cannot be used (corrupt, locked, I/O), 4 for non-determinism or a version mismatch,
 //! 5 when the run stopped to wait for breakpoints or external tasks (`tasks --pending` lists
-//! them; `approve`, `reject` and `post` resolve them; `resume` continues).
+//! them; `approve`, `reject` and `post` resolve them; `resume` continues), 6 when the run was
+//! cancelled.
 
 use crate::graph::Graph;
 use crate::inspect::{summarize, RunSummary, StepState};
@@ -240,6 +241,14 @@ enum Command {
         #[arg(long)]
         feedback: Option<String>,
     },
+    /// Cancel a run that is not running now: it never runs again.
+    Cancel {
+        /// The run id.
+        run_id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Draw a process's static graph.
     Graph {
         /// The process name.
@@ -279,6 +288,7 @@ impl CliError {
             CliError::Input(_) => 2,
             CliError::Waiting => 5,
             CliError::Run(RunError::Effect(_)) => 2,
+            CliError::Run(RunError::Cancelled(_)) => 6,
             CliError::Run(RunError::Failed { .. }) => 1,
             CliError::Run(RunError::Store(
                 StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
@@ -445,6 +455,15 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             };
             Runner::new(store).decide(run_id, breakpoint, decision).await?;
             report(cli, run_id, breakpoint, if approve { "approved" } else { "rejected" });
+            Ok(())
+        }
+        Command::Cancel { run_id, reason } => {
+            Runner::new(store).cancel(run_id, reason.clone()).await?;
+            if cli.json {
+                print_json(&json!({ "run_id": run_id, "state": "cancelled" }));
+            } else {
+                out!("run {run_id} cancelled");
+            }
             Ok(())
         }
         Command::Graph { process, format } => {
@@ -664,5 +683,8 @@ fn describe(e: &Event) -> String {
         Event::Suspended { waiting } => format!("suspended   waiting for {}", waiting.join(", ")),
         Event::RunCompleted { output } => format!("run done    output={}", short(output)),
         Event::RunFailed { error } => format!("run failed  {error}"),
+        Event::RunCancelled { reason } => {
+            format!("cancelled   {}", reason.as_deref().unwrap_or("(no reason given)"))
+        }
     }
 }

@@ -143,6 +143,9 @@ pub enum RunError {
         /// What it waits for.
         waiting: Vec<crate::run::Waiting>,
     },
+    /// The run was cancelled.
+    #[error("run `{0}` was cancelled")]
+    Cancelled(String),
     /// A result was posted for an effect that cannot take it.
     #[error("{0}")]
     Effect(String),

@@ -12,6 +12,8 @@ pub enum RunState {
     Completed,
     /// The process returned an error.
     Failed,
+    /// Cancelled: it never runs again.
+    Cancelled,
     /// Stopped to wait for breakpoints or external tasks: resolve them, then `resume`.
     Waiting,
     /// Not finished: running now, or stopped (a crash, a kill); `resume` continues it.
@@ -23,6 +25,7 @@ impl std::fmt::Display for RunState {
         f.write_str(match self {
             RunState::Completed => "completed",
             RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
             RunState::Waiting => "waiting",
             RunState::Incomplete => "incomplete",
         })
@@ -147,6 +150,10 @@ pub fn summarize(events: &[Event]) -> RunSummary {
             Event::RunCompleted { output } => {
                 summary.state = RunState::Completed;
                 summary.output = Some(output.clone());
+            }
+            Event::RunCancelled { reason } => {
+                summary.state = RunState::Cancelled;
+                summary.error = reason.clone();
             }
             Event::RunFailed { error } => {
                 summary.state = RunState::Failed;

@@ -105,6 +105,11 @@ pub enum Event {
         /// The output.
         output: Value,
     },
+    /// The run was cancelled: it never runs again.
+    RunCancelled {
+        /// Why, if given.
+        reason: Option<String>,
+    },
     /// The process returned an error.
     RunFailed {
         /// The error, as displayed.

@@ -436,6 +436,9 @@ impl Runner {
                         output,
                     });
                 }
+                Event::RunCancelled { .. } => {
+                    return Err(RunError::Cancelled(run_id.to_string()));
+                }
                 Event::RunFailed { error } => {
                     return Err(RunError::Failed {
                         process: P::NAME.to_string(),
@@ -499,6 +502,25 @@ impl Runner {
             key: breakpoint.to_string(),
             outcome: Outcome::Ok(value),
         })?;
+        log.flush().await?;
+        Ok(())
+    }
+
+    /// Cancels a run that is not running now: it is journaled as cancelled and never runs
+    /// again. A run that another process holds open is refused (stop that process first).
+    pub async fn cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
+        let (events, log) = self.store.open(run_id)?;
+        if events.iter().any(|e| {
+            matches!(
+                e,
+                Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. }
+            )
+        }) {
+            return Err(RunError::Effect(format!(
+                "run `{run_id}` has already ended; nothing to cancel"
+            )));
+        }
+        log.append(Event::RunCancelled { reason })?;
         log.flush().await?;
         Ok(())
     }
@@ -632,7 +654,9 @@ pub(crate) fn pending_effect(
                 pending.retain(|p| p != k);
             }
             Event::StepStarted { key: k, .. } if k == key => is_step = true,
-            Event::RunCompleted { .. } | Event::RunFailed { .. } => ended = true,
+            Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. } => {
+                ended = true
+            }
             _ => {}
         }
     }

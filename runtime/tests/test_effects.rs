@@ -158,3 +158,44 @@ async fn a_posted_error_reaches_the_process() {
         "process `reviewed` failed: task failed: reviewer unavailable"
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_run_never_runs_again() {
+    let tag = "cancel";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let id = runner.create::<deploy>(&tag.to_string()).unwrap();
+    runner.resume::<deploy>(&id).await.unwrap_err();
+    runner.cancel(&id, Some("not this week".into())).await.unwrap();
+    let err = runner.resume::<deploy>(&id).await.unwrap_err();
+    assert!(matches!(err, RunError::Cancelled(_)), "{err}");
+    let len = store.events(&id).unwrap().len();
+    let err = runner.cancel(&id, None).await.unwrap_err();
+    assert!(err.to_string().contains("has already ended"), "{err}");
+    let err = runner
+        .decide(&id, "approve-production#0", Decision::Approved { feedback: None })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has already ended"), "{err}");
+    assert_eq!(store.events(&id).unwrap().len(), len);
+    assert_eq!(count(tag, "build"), 1);
+}
+
+#[process]
+async fn held(_ctx: &Ctx, tag: String) -> Result<u32, ProcessError> {
+    Ok(gate(tag).await?)
+}
+
+#[tokio::test]
+async fn a_running_run_cannot_be_cancelled_from_outside() {
+    let tag = "cancel-running";
+    let runner = Runner::in_memory();
+    let id = runner.create::<held>(&tag.to_string()).unwrap();
+    tokio::select! {
+        _ = runner.resume::<held>(&id) => panic!("ended early"),
+        err = async { wait_for(tag, "gate", 1).await; runner.cancel(&id, None).await } => {
+            let err = err.unwrap_err();
+            assert!(err.to_string().contains("already open by another writer"), "{err}");
+        }
+    }
+}
