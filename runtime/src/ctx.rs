@@ -168,7 +168,7 @@ impl Ctx {
 
     /// The current time, recorded: a replay sees the same instant.
     pub fn now(&self) -> SystemTime {
-        let millis: u64 = self.recorded("now", || unix_millis(SystemTime::now()));
+        let millis: u64 = self.recorded("now", || unix_millis(self.root.run.hooks.now()));
         UNIX_EPOCH + Duration::from_millis(millis)
     }
 
@@ -186,18 +186,21 @@ impl Ctx {
     /// what is left of it.
     pub async fn sleep(&self, duration: Duration) {
         let deadline = self.recorded("sleep", || {
-            unix_millis(SystemTime::now()) + duration.as_millis() as u64
+            unix_millis(self.root.run.hooks.now()) + duration.as_millis() as u64
         });
         self.wait_until(deadline).await;
     }
 
     async fn wait_until(&self, deadline: u64) {
         let run = &self.root.run;
-        if run.posting.is_some() && deadline > unix_millis(SystemTime::now()) {
+        let now = unix_millis(run.hooks.now());
+        if run.posting.is_some() && deadline > now {
             return std::future::pending().await;
         }
         let _active = run.active();
-        wait_until_millis(deadline).await;
+        if deadline > now {
+            tokio::time::sleep(Duration::from_millis(deadline - now)).await;
+        }
     }
 
     /// Waits until `when`, durably.
@@ -226,13 +229,6 @@ impl Ctx {
 
     pub(crate) fn run(&self) -> &Arc<RunState> {
         &self.root.run
-    }
-}
-
-async fn wait_until_millis(deadline: u64) {
-    let now = unix_millis(SystemTime::now());
-    if deadline > now {
-        tokio::time::sleep(Duration::from_millis(deadline - now)).await;
     }
 }
 

@@ -58,6 +58,7 @@ mod parallel;
 mod run;
 pub mod store;
 mod task;
+pub mod testing;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -257,7 +257,22 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
     };
     let mut args = Some(args);
     let mut attempt = 0u32;
+    let mocked = run.hooks.mock(def.name, &args_value);
     let result = loop {
+        if let Some(mocked) = &mocked {
+            let decoded = match mocked {
+                Ok(Outcome::Ok(v)) => serde_json::from_value(v.clone()).map(Ok),
+                Ok(Outcome::Err(v)) => serde_json::from_value(v.clone()).map(Err),
+                Err(why) => return fatal(&scope, RunError::Decode(why.clone())).await,
+            };
+            match decoded {
+                Ok(r) => break r,
+                Err(e) => {
+                    let why = format!("the mock of `{}` returned a value of another type: {e}", def.name);
+                    return fatal(&scope, RunError::Decode(why)).await;
+                }
+            }
+        }
         let this_args = match args.take() {
             Some(a) => a,
             None => match serde_json::from_value(args_value.clone()) {

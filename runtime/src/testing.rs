@@ -1,0 +1,234 @@
+//! Testing support: run a process in a plain `#[tokio::test]` with mocked tasks, breakpoints
+//! and external tasks answered by the test, and a virtual clock; and replay a saved journal
+//! against the current code to catch incompatible changes in CI.
+//!
+//! ```
+//! use minder::prelude::*;
+//! use minder::testing::replay_journal;
+//!
+//! #[task]
+//! async fn fetch(url: String) -> Result<String, TaskError> {
+//!     unreachable!("mocked in the test: {url}")
+//! }
+//!
+//! #[process]
+//! async fn page_size(ctx: &Ctx, url: String) -> Result<usize, ProcessError> {
+//!     let page = fetch(url).await?;
+//!     let ok = ctx.breakpoint("publish", page.len()).await;
+//!     ctx.sleep(std::time::Duration::from_secs(3600)).await; // virtual: no real wait
+//!     Ok(if ok.is_approved() { page.len() } else { 0 })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let store = minder::MemoryStore::new();
+//! let runner = Runner::new(store.clone())
+//!     .mock("fetch", |(url,): (String,)| Ok::<_, TaskError>(format!("<html>{url}</html>")))
+//!     .decide_breakpoints(|_name, _input| Decision::Approved { feedback: None })
+//!     .virtual_clock(std::time::SystemTime::UNIX_EPOCH);
+//! let done = runner.run::<page_size>("example.org".into()).await.unwrap();
+//! assert_eq!(done.output, 24);
+//!
+//! // In CI: the saved journal still replays against the current code.
+//! let journal = store.events(&done.run_id).unwrap();
+//! assert!(replay_journal::<page_size>(journal).await.is_ok());
+//! # }
+//! ```
+
+use crate::effects::Decision;
+use crate::journal::{Event, Outcome};
+use crate::run::{Posting, Process, Runner};
+use crate::store::MemoryStore;
+use crate::RunError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+type MockFn = Arc<dyn Fn(Value) -> Result<Outcome, String> + Send + Sync>;
+type DecideFn = Arc<dyn Fn(&str, &Value) -> Decision + Send + Sync>;
+type AnswerFn = Arc<dyn Fn(&str, &Value) -> Option<Result<Value, Value>> + Send + Sync>;
+
+/// What a runner does instead of the real thing, for tests.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    mocks: HashMap<String, MockFn>,
+    breakpoints: Option<DecideFn>,
+    external: Option<AnswerFn>,
+    clock: Option<(SystemTime, tokio::time::Instant)>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("mocks", &self.mocks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// The time: the system clock, or the virtual one that moves with tokio's (paused) time.
+    pub(crate) fn now(&self) -> SystemTime {
+        match self.clock {
+            Some((base, start)) => base + (tokio::time::Instant::now() - start),
+            None => SystemTime::now(),
+        }
+    }
+
+    pub(crate) fn mock(&self, task: &str, args: &Value) -> Option<Result<Outcome, String>> {
+        self.mocks.get(task).map(|m| m(args.clone()))
+    }
+
+    /// An automatic answer to an effect, when the test gave one.
+    pub(crate) fn answer(&self, kind: &str, name: &str, input: &Value) -> Option<Outcome> {
+        match kind {
+            "breakpoint" => self.breakpoints.as_ref().map(|f| {
+                Outcome::Ok(serde_json::to_value(f(name, input)).expect("a decision is plain data"))
+            }),
+            _ => self
+                .external
+                .as_ref()
+                .and_then(|f| f(name, input))
+                .map(|r| match r {
+                    Ok(v) => Outcome::Ok(v),
+                    Err(e) => Outcome::Err(e),
+                }),
+        }
+    }
+}
+
+impl Runner {
+    /// Replaces the body of the task named `task` (its function name, or its `name = ".."`)
+    /// in runs of this runner: `f` receives the arguments as a tuple and returns the result.
+    /// The step is journaled as usual.
+    pub fn mock<A, R, E, F>(mut self, task: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        E: Serialize,
+        F: Fn(A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        let task_name = task.to_string();
+        let mock: MockFn = Arc::new(move |args: Value| {
+            let args: A = serde_json::from_value(args).map_err(|e| {
+                format!("the mock of `{task_name}` does not take these arguments: {e}")
+            })?;
+            let encoded = match f(args) {
+                Ok(r) => serde_json::to_value(r).map(Outcome::Ok),
+                Err(e) => serde_json::to_value(e).map(Outcome::Err),
+            };
+            encoded.map_err(|e| format!("the mock of `{task_name}` returned a value that cannot be journaled: {e}"))
+        });
+        Arc::make_mut(&mut self.hooks)
+            .mocks
+            .insert(task.to_string(), mock);
+        self
+    }
+
+    /// Answers every breakpoint at once with `f(name, input)` instead of suspending.
+    pub fn decide_breakpoints(
+        mut self,
+        f: impl Fn(&str, &Value) -> Decision + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.hooks).breakpoints = Some(Arc::new(f));
+        self
+    }
+
+    /// Answers external tasks with `f(name, input)` (`None` leaves one pending).
+    pub fn answer_external(
+        mut self,
+        f: impl Fn(&str, &Value) -> Option<Result<Value, Value>> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.hooks).external = Some(Arc::new(f));
+        self
+    }
+
+    /// A clock that starts at `start` and moves with tokio's time: with
+    /// `#[tokio::test(start_paused = true)]`, `ctx.sleep` of an hour returns at once and
+    /// `ctx.now()` is an hour later.
+    pub fn virtual_clock(mut self, start: SystemTime) -> Self {
+        Arc::make_mut(&mut self.hooks).clock = Some((start, tokio::time::Instant::now()));
+        self
+    }
+}
+
+/// How a saved journal replayed against the current code.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Replay {
+    /// The code reached the same end as the journal (same output or error).
+    Completed,
+    /// The journal stops before the end (the run was in progress or waiting); everything it
+    /// holds replayed.
+    Incomplete,
+}
+
+/// Replays a saved journal (for example `events <run> --json` saved in the repository)
+/// against the current code: nothing runs, nothing is written. An error says what the
+/// current code does differently: another task or other arguments at a step, a different
+/// output, or steps the finished journal does not have.
+pub async fn replay_journal<P: Process>(events: Vec<Event>) -> Result<Replay, RunError> {
+    let run_id = events
+        .iter()
+        .find_map(|e| match e {
+            Event::RunCreated { run_id, .. } => Some(run_id.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| RunError::Decode("the journal has no creation event".into()))?;
+    let recorded_end = events.iter().rev().find_map(|e| match e {
+        Event::RunCompleted { output } => Some(Ok(output.clone())),
+        Event::RunFailed { error } => Some(Err(error.clone())),
+        _ => None,
+    });
+    let store = MemoryStore::new();
+    store.set_events(&run_id, events);
+    let runner = Runner::new(store).allow_version_change(true);
+    let check = Arc::new(Posting {
+        check: true,
+        key: String::new(),
+        outcome: Outcome::Ok(Value::Null),
+        result: Mutex::new(None),
+    });
+    let differs = |detail: String| RunError::NonDeterminism {
+        key: "(end of run)".into(),
+        detail,
+    };
+    match (runner.resume_with::<P>(&run_id, Some(check)).await, recorded_end) {
+        (Ok(done), Some(Ok(recorded))) => {
+            let now = serde_json::to_value(&done.output).unwrap_or(Value::Null);
+            if now == recorded {
+                Ok(Replay::Completed)
+            } else {
+                Err(differs(format!(
+                    "the journal ends with output {recorded}, the code now returns {now}"
+                )))
+            }
+        }
+        (Err(RunError::Failed { message, .. }), Some(Err(recorded))) if message == recorded => {
+            Ok(Replay::Completed)
+        }
+        (Err(RunError::Failed { message, .. }), Some(_)) => Err(differs(format!(
+            "the code now fails with `{message}` where the journal did not"
+        ))),
+        (Ok(_), Some(Err(recorded))) => Err(differs(format!(
+            "the journal ends with the error `{recorded}`, the code now completes"
+        ))),
+        (Ok(_), None) => Ok(Replay::Completed),
+        (Err(RunError::Effect(_)), None) => Ok(Replay::Incomplete),
+        (Err(RunError::Effect(_)), Some(_)) => Err(differs(
+            "the journal is complete, but the code now needs steps it does not have".into(),
+        )),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Reads a journal saved as JSON (`events <run-id> --json > journal.json`).
+pub fn load_journal(path: impl AsRef<std::path::Path>) -> Result<Vec<Event>, RunError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Decode(format!("cannot read `{}`: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| RunError::Decode(format!("`{}` is not a saved journal: {e}", path.display())))
+}
