@@ -187,6 +187,13 @@ enum Command {
     Resume {
         /// The run id.
         run_id: String,
+        /// Worker mode: when the run stops to wait, wait for its results to be posted (by
+        /// `post`, `approve` or `reject` from another shell) and continue, until it ends.
+        #[arg(long)]
+        wait: bool,
+        /// Continue even though the process's structure changed since the run started.
+        #[arg(long)]
+        allow_version_change: bool,
     },
     /// One run's steps, or every run when no id is given.
     Status {
@@ -352,12 +359,27 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             }
             drive(entry, &runner, &run_id, cli).await
         }
-        Command::Resume { run_id } => {
+        Command::Resume {
+            run_id,
+            wait,
+            allow_version_change,
+        } => {
             let events = store.read(run_id)?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
-            let runner = runner(store, cli.json);
-            drive(entry, &runner, run_id, cli).await
+            let runner = runner(store.clone(), cli.json).allow_version_change(*allow_version_change);
+            loop {
+                match drive(entry, &runner, run_id, cli).await {
+                    Err(CliError::Waiting) if *wait => {
+                        // The lock is released while waiting, so `post` / `approve` can write.
+                        let seen = store.read(run_id)?.len();
+                        while store.read(run_id)?.len() == seen {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                    }
+                    other => return other,
+                }
+            }
         }
         Command::Status { run_id: Some(id) } => {
             let summary = summarize(&store.read(id)?);
