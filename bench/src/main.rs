@@ -15,7 +15,8 @@
 //! Options: `--dir DIR` (where journals go; default a new temporary directory),
 //! `--compile-target DIR` (the generated crates' target directory; default
 //! `$TMPDIR/minder-bench-target`, kept so later runs skip the dependency build),
-//! `--skip-compile`, `--quick` (smaller and fewer runs, for a smoke test).
+//! `--skip-compile`, `--only fan-out,sequential,replay,memory,compile` (run only these),
+//! `--quick` (smaller and fewer runs, for a smoke test).
 
 mod compile;
 mod fanout;
@@ -41,6 +42,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("cannot start the tokio runtime")
 }
 
+/// The sections `--only` can name.
+const SECTIONS: [&str; 5] = ["fan-out", "sequential", "replay", "memory", "compile"];
+
 /// Command-line options.
 #[derive(Debug, Default)]
 struct Options {
@@ -48,6 +52,18 @@ struct Options {
     compile_target: Option<PathBuf>,
     skip_compile: bool,
     quick: bool,
+    only: Option<Vec<String>>,
+}
+
+impl Options {
+    /// Whether the section `name` runs (`--only` lists the sections to run).
+    fn runs(&self, name: &str) -> bool {
+        let listed = self
+            .only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name));
+        listed && !(name == "compile" && self.skip_compile)
+    }
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -64,11 +80,19 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 )
             }
             "--skip-compile" => options.skip_compile = true,
+            "--only" => {
+                let list = args.next().ok_or("--only needs a list of sections")?;
+                let only: Vec<String> = list.split(',').map(str::to_string).collect();
+                if let Some(bad) = only.iter().find(|o| !SECTIONS.contains(&o.as_str())) {
+                    return Err(format!("unknown section `{bad}` (one of {SECTIONS:?})"));
+                }
+                options.only = Some(only);
+            }
             "--quick" => options.quick = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: minder-bench [--dir DIR] [--compile-target DIR] [--skip-compile] \
-                     [--quick]"
+                     [--quick] [--only fan-out,sequential,replay,memory,compile]"
                         .to_string(),
                 )
             }
@@ -130,59 +154,71 @@ fn run(options: &Options) -> Results {
 
     let rt = runtime();
     let (fan_out, sequential, replay) = rt.block_on(async {
-        progress("warming up");
-        fanout::measure(1_000, 1, &dir.join("warm-up")).await;
-
         let mut fan_out = Vec::new();
-        for &(n, reps) in sizes {
-            progress(&format!("fan-out of {n} tasks, {reps} runs of each variant"));
-            fan_out.push(fanout::measure(n, reps, &dir).await);
+        if options.runs("fan-out") {
+            progress("warming up");
+            fanout::measure(1_000, 1, &dir.join("warm-up")).await;
+            for &(n, reps) in sizes {
+                progress(&format!("fan-out of {n} tasks, {reps} runs of each variant"));
+                fan_out.push(fanout::measure(n, reps, &dir).await);
+            }
         }
 
-        progress("1,000 sequential durable tasks");
-        let reps = if options.quick { 1 } else { 3 };
-        let sequential = sequential::measure(1_000, reps, &dir).await;
+        let mut sequential = None;
+        if options.runs("sequential") {
+            progress("1,000 sequential durable tasks");
+            let reps = if options.quick { 1 } else { 7 };
+            sequential = Some(sequential::measure(1_000, reps, &dir).await);
+        }
 
         let replay_store = FileStore::new(dir.join("replay"));
         let mut replay = Vec::new();
         let mut journals = Vec::new();
-        for &n in replay_sizes {
-            progress(&format!("building a journal of {n} completed steps"));
-            journals.push((n, replay::journal_events(n).await));
+        if options.runs("replay") || options.runs("memory") {
+            for &n in replay_sizes {
+                if n == big || options.runs("replay") {
+                    progress(&format!("building a journal of {n} completed steps"));
+                    journals.push((n, replay::journal_events(n).await));
+                }
+            }
         }
-        for (n, events) in &journals {
-            progress(&format!("replaying {n} steps"));
-            let reps = if options.quick { 1 } else { 3 };
-            replay.push(replay::measure(events, *n, reps, &replay_store).await);
+        if options.runs("replay") {
+            for (n, events) in &journals {
+                progress(&format!("replaying {n} steps"));
+                let reps = if options.quick { 1 } else { 3 };
+                replay.push(replay::measure(events, *n, reps, &replay_store).await);
+            }
         }
-        if let Some((_, events)) = journals.iter().find(|(n, _)| *n == big) {
-            replay::write_journal(&replay_store, "memory-replay", events).await;
+        if options.runs("memory") {
+            if let Some((_, events)) = journals.iter().find(|(n, _)| *n == big) {
+                replay::write_journal(&replay_store, "memory-replay", events).await;
+            }
         }
         (fan_out, sequential, replay)
     });
     drop(rt);
 
-    progress(&format!("peak memory of {big} tasks and {big} replayed steps"));
-    let memory = memory::measure(big, &dir, &dir.join("replay"), "memory-replay");
+    let memory = options.runs("memory").then(|| {
+        progress(&format!("peak memory of {big} tasks and {big} replayed steps"));
+        memory::measure(big, &dir, &dir.join("replay"), "memory-replay")
+    });
 
-    let compile = if options.skip_compile {
-        None
-    } else {
+    let compile = options.runs("compile").then(|| {
         progress("compile time (the first check builds the dependencies)");
         let target = options
             .compile_target
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("minder-bench-target"));
         let reps = if options.quick { 1 } else { 3 };
-        Some(compile::measure(&dir.join("compile"), &target, reps))
-    };
+        compile::measure(&dir.join("compile"), &target, reps)
+    });
 
     Results {
         machine,
         fan_out,
-        sequential: Some(sequential),
+        sequential,
         replay,
-        memory: Some(memory),
+        memory,
         compile,
         elapsed_s: started.elapsed().as_secs_f64(),
     }

@@ -22,6 +22,8 @@ pub struct Sequential {
     pub minder_us: f64,
     /// µs per append + `sync_data`.
     pub floor_us: f64,
+    /// The median of the ratios minder / floor of each pair of runs.
+    pub ratio: f64,
     /// Bytes each floor append writes: what one step adds to the journal (its started and
     /// completed records, which minder writes with one sync).
     pub append_bytes: usize,
@@ -54,40 +56,54 @@ pub fn floor(dir: &Path, n: u64, size: usize) -> f64 {
     us
 }
 
-/// Runs the sequential process `reps` times, each followed by its floor in the same directory.
+/// Runs the sequential process once on a new file store under `runs`; returns µs per task,
+/// syncs per task, and the journal's size and event count.
+async fn run_once(runs: &Path, n: u64) -> (f64, f64, usize, usize) {
+    let store = FileStore::new(runs);
+    let runner = Runner::new(store.clone());
+    let before = store.sync_count();
+    let start = Instant::now();
+    let done = runner
+        .run::<sequential>(n)
+        .await
+        .expect("the sequential run failed");
+    let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let syncs = (store.sync_count() - before) as f64 / n as f64;
+    let journal = store.journal_path(&done.run_id).expect("a valid run id");
+    let len = fs::metadata(&journal).expect("the journal exists").len() as usize;
+    let events = store.read(&done.run_id).expect("the journal reads back").len();
+    (us, syncs, len, events)
+}
+
+/// Runs the sequential process `reps` times, each between two runs of its floor in the same
+/// directory. Disk latency drifts over seconds, so each run is compared with the mean of the
+/// floors around it, and the ratio reported is the median of those.
 pub async fn measure(n: u64, reps: usize, dir: &Path) -> Sequential {
-    let (mut minder_us, mut floor_us, mut syncs) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut append_bytes, mut record_bytes) = (0, 0.0);
+    // An untimed run: warms up, and gives the bytes one step adds to the journal.
+    let (_, _, len, events) = run_once(&dir.join("sequential-warm-up"), n).await;
+    // 12-byte file header; run created + n × (started + completed) + run completed.
+    let record_bytes = (len - 12) as f64 / events as f64;
+    let append_bytes = ((len - 12) as f64 / n as f64).round() as usize;
+
+    let (mut minder_us, mut floor_us, mut ratios, mut syncs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
         let runs = dir.join(format!("sequential-{rep}"));
-        let store = FileStore::new(&runs);
-        let runner = Runner::new(store.clone());
-        let before = store.sync_count();
-        let start = Instant::now();
-        let done = runner
-            .run::<sequential>(n)
-            .await
-            .expect("the sequential run failed");
-        minder_us.push(start.elapsed().as_secs_f64() * 1e6 / n as f64);
-        syncs.push((store.sync_count() - before) as f64 / n as f64);
-
-        let journal = store.journal_path(&done.run_id).expect("a valid run id");
-        let len = fs::metadata(&journal).expect("the journal exists").len() as usize;
-        let events = store.read(&done.run_id).expect("the journal reads back").len();
-        // 12-byte file header; run created + n × (started + completed) + run completed.
-        record_bytes = (len - 12) as f64 / events as f64;
-        append_bytes = ((len - 12) as f64 / n as f64).round() as usize;
-
-        let floor_dir = runs.join("floor");
-        floor_us.push(tokio::task::block_in_place(|| {
-            floor(&floor_dir, n, append_bytes)
-        }));
+        let before = tokio::task::block_in_place(|| floor(&runs.join("floor-0"), n, append_bytes));
+        let (us, per_task, _, _) = run_once(&runs, n).await;
+        let after = tokio::task::block_in_place(|| floor(&runs.join("floor-1"), n, append_bytes));
+        let floor = (before + after) / 2.0;
+        minder_us.push(us);
+        floor_us.push(floor);
+        ratios.push(us / floor);
+        syncs.push(per_task);
     }
     Sequential {
         n,
         reps,
         minder_us: median(&mut minder_us),
         floor_us: median(&mut floor_us),
+        ratio: median(&mut ratios),
         append_bytes,
         record_bytes,
         fsyncs_per_task: median(&mut syncs),

@@ -11,8 +11,8 @@
 //! * `.settle()` gives one `Result` per file (pitfall 3): an unreadable or non-UTF-8 file
 //!   becomes a failed entry with its error, every other file is still summarized.
 //!
-//! Quick start: `{"dir": "examples/data/batch", "limit": 4}` — the sample directory has a
-//! dozen small text files, one of them Latin-1 encoded (not UTF-8).
+//! Quick start: `examples/data/batch-input.json`, `{"dir": "examples/data/batch", "limit": 4}` —
+//! the sample directory has a dozen small text files, one of them Latin-1 encoded (not UTF-8).
 
 use crate::support::{fnv1a64, path};
 use minder::prelude::*;

@@ -15,6 +15,9 @@
 //!
 //! The tasks declare what they touch (`reads = [BuildDir]`, `writes = [DocsDir]`), so putting a
 //! task that writes the build directory into that `parallel!` would not compile.
+//!
+//! Quick start: `examples/data/build-test-deploy-input.json` builds the sample site of
+//! `examples/data/site` into `/tmp/minder-site`.
 
 use crate::support::{path, replace_dir_with_copy};
 use minder::prelude::*;

@@ -1,18 +1,20 @@
 //! **Seed Example 3 (chunked parallel processing) and pitfall 5 (too many parallel tasks).**
 //!
 //! The JavaScript guide limits concurrency by slicing the items into chunks and running one
-//! `ctx.parallel.map` per chunk, logging after each. [`process_in_chunks`] does exactly that, so
+//! `ctx.parallel.map` per chunk, logging after each. [`process_in_chunks()`] does exactly that, so
 //! the translation is plain to see: a `for` loop over `chunks(batch_size)`, a `ctx.map` per
 //! chunk, a `ctx.log` after it.
 //!
 //! Chunking has a cost: every chunk waits for its slowest item before the next chunk starts.
-//! [`process_with_limit`] shows the minder way: one `ctx.map(..).limit(batch_size)` keeps
+//! [`process_with_limit()`] shows the minder way: one `ctx.map(..).limit(batch_size)` keeps
 //! `batch_size` items in flight all the time, with results in input order and a progress notice
 //! per finished item — no hand-written chunking.
 //!
 //! The work per item is real: factorizing a number by trial division. Each result carries the
 //! microseconds its task started and finished, so the difference between the two shapes can be
 //! seen (and is checked by the tests).
+//!
+//! Quick start: `examples/data/chunked-input.json` with either process.
 
 use minder::prelude::*;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,8 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct NumbersInput {
     /// The items.
     pub numbers: Vec<u64>,
-    /// The chunk size ([`process_in_chunks`]) or the concurrency limit
-    /// ([`process_with_limit`]); at least 1.
+    /// The chunk size ([`process_in_chunks()`]) or the concurrency limit
+    /// ([`process_with_limit()`]); at least 1.
     pub batch_size: usize,
 }
 
@@ -75,7 +77,7 @@ pub async fn factorize(n: u64) -> Result<Factorization, TaskError> {
     if n >= 2 {
         let mut d = 2u64;
         while d.saturating_mul(d) <= rest {
-            while rest % d == 0 {
+            while rest.is_multiple_of(d) {
                 factors.push(d);
                 rest /= d;
             }

@@ -13,8 +13,8 @@
 //!
 //! Both phases `settle()`, so one broken service is reported while the others still ship.
 //!
-//! Quick start: `{"src_dir": "examples/data/services", "out_dir": "/tmp/minder-deploy",
-//! "env": "staging", "services": ["api", "web", "worker"]}`.
+//! Quick start: `examples/data/deploy-input.json` deploys the sample services of
+//! `examples/data/services` into `/tmp/minder-deploy/staging`.
 
 use crate::support::{fnv1a64, path, replace_dir_with_copy, walk_files};
 use minder::prelude::*;

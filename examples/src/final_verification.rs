@@ -11,6 +11,9 @@
 //!   `<fnv1a64>  <path>`): every file listed, unchanged, and nothing unlisted;
 //!
 //! and `final_review` combines the three into a verdict with a score and notes.
+//!
+//! Quick start: `examples/data/final-verification-input.json` verifies the sample project in
+//! `examples/data/project` (the test binary goes to its git-ignored `target/`).
 
 use crate::support::{excerpt, fnv1a64, millis, path, run_command, walk_files};
 use minder::prelude::*;

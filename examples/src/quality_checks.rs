@@ -18,7 +18,8 @@
 //! passed, how long it took and an excerpt of its output; a check that *fails* is a result, not
 //! an error — only a program that cannot be started fails the task.
 //!
-//! Quick start: `{"crate_dir": "examples"}` checks this very crate.
+//! Quick start: `examples/data/quality-checks-input.json` checks the tiny sample crate in
+//! `examples/data/tiny-crate` (any crate directory works, this one included).
 
 use crate::support::{excerpt, millis, path, run_command, walk_files, CommandOutput};
 use minder::prelude::*;

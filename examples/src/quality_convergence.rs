@@ -13,6 +13,10 @@
 //!
 //! The loop stops when the score reaches `target_score` or after `max_iterations`. Every
 //! iteration's steps have their own journal keys, so a resumed run skips finished iterations.
+//!
+//! Quick start: the file is rewritten in place, so copy the sample first —
+//! `cp examples/data/messy.txt /tmp/minder-messy.txt` — then run with
+//! `examples/data/quality-convergence-input.json` (three iterations of two fixes each).
 
 use crate::support::path;
 use minder::prelude::*;

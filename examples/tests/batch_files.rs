@@ -84,7 +84,8 @@ async fn summarizes_every_file_and_reports_the_non_utf8_one() {
         totals.bytes,
         report.successful.iter().map(|s| s.bytes).sum::<u64>()
     );
-    assert_eq!(totals.lines, 2 + 3 + 0 + 2);
+    // a.txt 2, b.md 3, d-empty.txt 0, e-unicode.txt 2
+    assert_eq!(totals.lines, 7);
     assert_eq!(
         totals.words,
         report.successful.iter().map(|s| s.words).sum::<u64>()

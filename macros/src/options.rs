@@ -2,7 +2,7 @@
 //! detection, durations, resource lists and the crate path.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, ToTokens};
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{bracketed, Ident, LitInt, LitStr, Path, Token};
@@ -23,13 +23,74 @@ impl Errors {
         self.push(syn::Error::new(span, msg));
     }
 
+    /// An error under all of `tokens` (on stable, `span()` of a node is only its first token).
+    pub(crate) fn under(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, msg));
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|e| e.clone().into_iter().map(|e| e.to_string()))
+            .collect()
     }
 
     pub(crate) fn into_tokens(self) -> TokenStream {
         self.0.map(|e| e.into_compile_error()).unwrap_or_default()
     }
+}
+
+/// Source text of a type or path as a person writes it: `&[String]`, not `& [String]`.
+pub(crate) fn source_text(tokens: impl ToTokens) -> String {
+    let raw = tokens.to_token_stream().to_string();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' ' {
+            let next = chars.peek().copied().unwrap_or(' ');
+            let glued_after = out.ends_with("::") || out.ends_with(['&', '<', '(', '[']);
+            let glued_before = matches!(next, '>' | ',' | ')' | ']' | ';' | ':' | '<' | '(');
+            if glued_after || glued_before {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The error for an attribute on something other than a function, under the item's keyword
+/// and name.
+pub(crate) fn not_a_fn(item: &TokenStream, attr: &str) -> TokenStream {
+    use syn::Item;
+    let msg = format!(
+        "`#[{attr}]` goes on an `async fn`, like `#[{attr}] async fn name(..) -> Result<..>`"
+    );
+    let head = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Struct(i)) => Some((i.struct_token.span, i.ident.span())),
+        Ok(Item::Enum(i)) => Some((i.enum_token.span, i.ident.span())),
+        Ok(Item::Const(i)) => Some((i.const_token.span, i.ident.span())),
+        Ok(Item::Static(i)) => Some((i.static_token.span, i.ident.span())),
+        Ok(Item::Trait(i)) => Some((i.trait_token.span, i.ident.span())),
+        Ok(Item::Mod(i)) => Some((i.mod_token.span, i.ident.span())),
+        Ok(Item::Type(i)) => Some((i.type_token.span, i.ident.span())),
+        _ => None,
+    };
+    let err = match head {
+        // An error whose first and last tokens carry these spans covers `struct Name`.
+        Some((keyword, name)) => {
+            let keyword = Ident::new("item", keyword);
+            let name = Ident::new("name", name);
+            syn::Error::new_spanned(quote!(#keyword #name), msg)
+        }
+        None => syn::Error::new(Span::call_site(), msg),
+    };
+    err.into_compile_error()
 }
 
 /// One `key = value` (or bare `key`) of an attribute.
@@ -96,10 +157,13 @@ pub(crate) fn parse_opts(
                 .map(|k| format!("`{k}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            errors.at(
-                opt.key.span(),
-                format!("unknown `#[{attr}]` option `{key}`; expected one of {list}"),
-            );
+            let msg = match closest(&key, known) {
+                Some(near) => format!(
+                    "unknown `#[{attr}]` option `{key}`: did you mean `{near}`? (the options are {list})"
+                ),
+                None => format!("unknown `#[{attr}]` option `{key}`; expected one of {list}"),
+            };
+            errors.at(opt.key.span(), msg);
         } else if seen.contains(&key) {
             errors.at(
                 opt.key.span(),
@@ -113,19 +177,60 @@ pub(crate) fn parse_opts(
     kept
 }
 
+/// The known option a mistyped one most likely meant: at most two edits away, or sharing its
+/// first four letters (`retry` → `retries`).
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let next = (prev + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(row[j + 1] + 1);
+                prev = row[j + 1];
+                row[j + 1] = next;
+            }
+        }
+        row[b.len()]
+    }
+    let shared_prefix = |k: &str| {
+        key.chars()
+            .zip(k.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    known
+        .iter()
+        .map(|k| (distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2 || shared_prefix(k) >= 4)
+        .min()
+        .map(|(_, k)| k)
+}
+
 impl Opt {
+    /// A value of the wrong kind: the error sits under the value, or under the key if there
+    /// is none.
     fn expected(&self, what: &str, errors: &mut Errors) {
-        errors.at(
-            self.key.span(),
-            format!("option `{}` expects {what}", self.key),
-        );
+        let msg = format!("option `{}` expects {what}", self.key);
+        match &self.value {
+            Some(OptValue::Str(s)) => errors.under(s, msg),
+            Some(OptValue::Int(i)) => errors.under(i, msg),
+            Some(OptValue::Paths(p)) => errors.under(quote!(#(#p),*), msg),
+            None => errors.at(self.key.span(), msg),
+        }
     }
 
     pub(crate) fn str(&self, example: &str, errors: &mut Errors) -> Option<LitStr> {
         match &self.value {
             Some(OptValue::Str(s)) => Some(s.clone()),
             _ => {
-                self.expected(&format!("a string, like `{} = {example}`", self.key), errors);
+                self.expected(
+                    &format!("a string, like `{} = {example}`", self.key),
+                    errors,
+                );
                 None
             }
         }
@@ -168,7 +273,7 @@ impl Opt {
                 errors.at(
                     lit.span(),
                     format!(
-                        "invalid duration \"{}\": {why}; write a number and a unit (`ms`, `s`, `m`, `h`), like \"90s\" or \"1m30s\"",
+                        "invalid duration \"{}\": {why}; write numbers with units `ms`, `s`, `m` or `h`, like \"90s\" or \"1m30s\"",
                         lit.value()
                     ),
                 );
@@ -182,20 +287,29 @@ impl Opt {
         match lit.parse::<Path>() {
             Ok(p) => Some(p),
             Err(_) => {
-                errors.at(lit.span(), "expected a path to the minder crate, like \"::minder\"");
+                errors.at(
+                    lit.span(),
+                    "expected a path to the minder crate, like \"::minder\"",
+                );
                 None
             }
         }
     }
 }
 
-/// `"1m30s"` → 90 000. Units: `ms`, `s`, `m`, `h`.
-pub(crate) fn parse_duration(text: &str) -> Result<u64, &'static str> {
+/// `"1m30s"` → 90 000. Units: `ms`, `s`, `m`, `h`; spaces between parts are allowed.
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("it is empty");
+        return Err("it is empty".into());
     }
     let bytes = text.as_bytes();
+    let skip_spaces = |mut i: usize| {
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        i
+    };
     let mut i = 0;
     let mut total: u64 = 0;
     while i < bytes.len() {
@@ -204,9 +318,12 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, &'static str> {
             i += 1;
         }
         if start == i {
-            return Err("a number must come before each unit");
+            return Err(format!("expected a number at `{}`", &text[start..]));
         }
-        let n: u64 = text[start..i].parse().map_err(|_| "the number is too large")?;
+        let n: u64 = text[start..i]
+            .parse()
+            .map_err(|_| "the number is too large".to_string())?;
+        i = skip_spaces(i);
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
@@ -216,18 +333,31 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, &'static str> {
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
-            "" => return Err("the unit is missing"),
-            _ => return Err("unknown unit"),
+            "" => return Err(format!("`{n}` has no unit")),
+            unit => return Err(format!("unknown unit `{unit}`")),
         };
         total = n
             .checked_mul(factor)
             .and_then(|v| total.checked_add(v))
             .ok_or("the duration is too large")?;
+        i = skip_spaces(i);
     }
     if total == 0 {
-        return Err("it must be longer than zero");
+        return Err("it must be longer than zero".into());
     }
     Ok(total)
+}
+
+/// `tokens` (a path, say) with every token at `span`.
+pub(crate) fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut t| {
+            t.set_span(span);
+            t
+        })
+        .collect()
 }
 
 /// The crate path generated code uses: `::minder` unless `crate = "..."` says otherwise.
@@ -240,11 +370,36 @@ mod tests {
     use super::parse_duration;
 
     #[test]
+    fn source_text_reads_like_source() {
+        let ty: syn::Type = syn::parse_quote!(&'a [Vec<(String, u32)>]);
+        assert_eq!(super::source_text(&ty), "&'a [Vec<(String, u32)>]");
+        let ty: syn::Type = syn::parse_quote!(&mut std::path::Path);
+        assert_eq!(super::source_text(&ty), "&mut std::path::Path");
+        let ty: syn::Type = syn::parse_quote!([u8; 4]);
+        assert_eq!(super::source_text(&ty), "[u8; 4]");
+    }
+
+    #[test]
+    fn closest_option() {
+        let known = ["retries", "timeout", "backoff", "reads", "writes"];
+        assert_eq!(super::closest("retry", &known), Some("retries"));
+        assert_eq!(super::closest("timout", &known), Some("timeout"));
+        assert_eq!(super::closest("write", &known), Some("writes"));
+        assert_eq!(super::closest("color", &known), None);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("60s"), Ok(60_000));
         assert_eq!(parse_duration("1m30s"), Ok(90_000));
         assert_eq!(parse_duration("250ms"), Ok(250));
         assert_eq!(parse_duration("2h"), Ok(7_200_000));
+        assert_eq!(parse_duration("1m 30s"), Ok(90_000));
+        assert_eq!(
+            parse_duration("10 parsecs"),
+            Err("unknown unit `parsecs`".into())
+        );
+        assert_eq!(parse_duration("10"), Err("`10` has no unit".into()));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("s").is_err());

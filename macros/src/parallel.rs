@@ -1,8 +1,9 @@
 //! `parallel!`: parse `($crate) [settle:] branch, ...`, then expand into branch scopes, a
 //! compile-time check of declared resource access, and a join that is fail-fast or settling.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote_spanned};
+use crate::options::respan;
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -98,11 +99,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         .join("+");
     let mixed = Span::mixed_site();
     let par = quote_spanned!(mixed=> __par);
-    let values: Vec<_> = (0..n).map(|i| format_ident!("__v{}", i, span = mixed)).collect();
-    let futs: Vec<_> = (0..n).map(|i| format_ident!("__f{}", i, span = mixed)).collect();
-    let slots: Vec<_> = (0..n).map(|i| format_ident!("__r{}", i, span = mixed)).collect();
-    let cx = quote_spanned!(mixed=> __cx);
-    let pending = quote_spanned!(mixed=> __pending);
+    let values: Vec<_> = (0..n)
+        .map(|i| format_ident!("__v{}", i, span = mixed))
+        .collect();
 
     let creates = parsed.branches.iter().enumerate().map(|(i, expr)| {
         let v = &values[i];
@@ -116,65 +115,201 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             let #v = #par.create(#i, || #value);
         }
     });
-    let pins = (0..n).map(|i| {
-        let (v, f) = (&values[i], &futs[i]);
-        quote_spanned! {mixed=>
-            let mut #f = #krate::__private::pin!(#par.poll_in(#i, #krate::__private::IntoFuture::into_future(#v)));
-        }
-    });
 
     let access_check = access_check(krate, &parsed.branches, &values);
 
-    let polls = parsed.branches.iter().enumerate().map(|(i, expr)| {
-        let f = &futs[i];
-        let r = &slots[i];
-        let on_ready = if parsed.settle {
-            quote_spanned!(expr.span()=> #krate::__private::Poll::Ready(__out) => #r = ::core::option::Option::Some(__out),)
+    // Every branch value goes through a generic fn whose bounds say what a branch must be: a
+    // future of `Result<T, B>` (fail-fast), or any future (settle). The call and its argument
+    // both cover the branch as written, so a branch that breaks a bound is reported once, under
+    // that branch; the fn returns a boxed future of a plain type, so the polling code below
+    // does not report the branch again. Fail-fast blocks then check each later branch's error
+    // type `B` against the first branch's `E` (`__minder_same`, which also infers `B` = `E` for
+    // an `async` block that ends in `Ok(..)`) and get the conversion to apply to its error.
+    let p = quote_spanned!(mixed=> #krate::__private);
+    let witness = quote_spanned!(mixed=> __e);
+    let future_fn = |name: &str, out: TokenStream, lead: TokenStream, generics: TokenStream| {
+        let name = syn::Ident::new(name, mixed);
+        quote_spanned! {mixed=>
+            fn #name<'a, F, #generics>(#lead __f: F) -> #p::BoxFuture<'a, #out>
+            where
+                F: #p::IntoFuture<Output = #out>,
+                F::IntoFuture: ::core::marker::Send + 'a,
+            {
+                ::std::boxed::Box::pin(#p::IntoFuture::into_future(__f))
+            }
+        }
+    };
+    let helpers = if parsed.settle {
+        future_fn("__minder_branch", quote!(O), quote!(), quote!(O))
+    } else {
+        let first = future_fn(
+            "__minder_first",
+            quote!(::core::result::Result<T, E>),
+            quote!(_: &::core::option::Option<E>,),
+            quote!(T, E),
+        );
+        let later = (n > 1).then(|| {
+            let branch = future_fn(
+                "__minder_branch",
+                quote!(::core::result::Result<T, B>),
+                quote!(),
+                quote!(T, B),
+            );
+            quote_spanned! {mixed=>
+                #branch
+                #[diagnostic::on_unimplemented(
+                    message = "this branch fails with `{B}`, but the first branch of this `parallel!` fails with `{Self}`",
+                    label = "fails with `{B}`, not `{Self}`",
+                    note = "a fail-fast `parallel!` returns the first error, so all branches need one error type: convert this one in an `async` block (`async {{ x().await.map_err(..) }}`), or use `parallel!(settle: ..)`, which returns each branch's own `Result`"
+                )]
+                trait __MinderSameError<B> {
+                    fn __same(b: B) -> Self;
+                }
+                impl<B> __MinderSameError<B> for B {
+                    fn __same(b: B) -> B {
+                        b
+                    }
+                }
+                // The branch comes first: rustc then knows `B` before it learns `E`.
+                fn __minder_same<'a, T, B, E>(
+                    _: &#p::BoxFuture<'a, ::core::result::Result<T, B>>,
+                    _: &::core::option::Option<E>,
+                ) -> fn(B) -> E
+                where
+                    E: __MinderSameError<B>,
+                {
+                    <E as __MinderSameError<B>>::__same
+                }
+            }
+        });
+        quote_spanned! {mixed=>
+            #first
+            #later
+            let #witness = ::core::option::Option::None;
+        }
+    };
+    let boxed: Vec<_> = (0..n)
+        .map(|i| format_ident!("__b{}", i, span = mixed))
+        .collect();
+    let convs: Vec<_> = (0..n)
+        .map(|i| format_ident!("__c{}", i, span = mixed))
+        .collect();
+    let futs: Vec<_> = (0..n)
+        .map(|i| format_ident!("__f{}", i, span = mixed))
+        .collect();
+    let slots: Vec<_> = (0..n)
+        .map(|i| format_ident!("__r{}", i, span = mixed))
+        .collect();
+    let pins = parsed.branches.iter().enumerate().map(|(i, expr)| {
+        let (v, b, c, f) = (&values[i], &boxed[i], &convs[i], &futs[i]);
+        let arg = covering(
+            expr,
+            quote!(::core::convert::identity),
+            quote_spanned!(mixed=> #v),
+        );
+        let (boxing, conv) = if parsed.settle {
+            (covering(expr, quote!(__minder_branch), arg), None)
+        } else if i == 0 {
+            let call = quote_spanned!(mixed=> &#witness, #arg);
+            (covering(expr, quote!(__minder_first), call), None)
         } else {
-            quote_spanned! {expr.span()=>
-                #krate::__private::Poll::Ready(::core::result::Result::Ok(__out)) => #r = ::core::option::Option::Some(__out),
-                #krate::__private::Poll::Ready(::core::result::Result::Err(__err)) => {
-                    return #krate::__private::Poll::Ready(::core::result::Result::Err(__err));
+            let witness = covering(
+                expr,
+                quote!(::core::convert::identity),
+                quote_spanned!(mixed=> &#witness),
+            );
+            let same = covering(
+                expr,
+                quote!(__minder_same),
+                quote_spanned!(mixed=> &#b, #witness),
+            );
+            (
+                covering(expr, quote!(__minder_branch), arg),
+                Some(quote_spanned!(mixed=> let #c = #same;)),
+            )
+        };
+        quote_spanned! {mixed=>
+            let #b = #boxing;
+            #conv
+            let mut #f = #p::pin!(#par.poll_in(#i, #b));
+        }
+    });
+    let polls = (0..n).map(|i| {
+        let (f, r, c) = (&futs[i], &slots[i], &convs[i]);
+        let err = if i == 0 {
+            quote_spanned!(mixed=> __err)
+        } else {
+            quote_spanned!(mixed=> #c(__err))
+        };
+        let on_ready = if parsed.settle {
+            quote_spanned!(mixed=> #p::Poll::Ready(__out) => #r = ::core::option::Option::Some(__out),)
+        } else {
+            quote_spanned! {mixed=>
+                #p::Poll::Ready(::core::result::Result::Ok(__out)) => #r = ::core::option::Option::Some(__out),
+                #p::Poll::Ready(::core::result::Result::Err(__err)) => {
+                    return #p::Poll::Ready(::core::result::Result::Err(#err));
                 }
             }
         };
         quote_spanned! {mixed=>
             if #r.is_none() {
-                match #krate::__private::Future::poll(#f.as_mut(), #cx) {
+                match #p::Future::poll(#f.as_mut(), __cx) {
                     #on_ready
-                    #krate::__private::Poll::Pending => #pending = true,
+                    #p::Poll::Pending => __pending = true,
                 }
             }
         }
     });
-
-    let takes = slots.iter().map(|r| {
-        quote_spanned!(mixed=> #r.take().expect("every branch finished"))
-    });
+    let takes = slots
+        .iter()
+        .map(|r| quote_spanned!(mixed=> #r.take().expect("every branch finished")));
     let done = if parsed.settle {
-        quote_spanned!(mixed=> #krate::__private::Poll::Ready((#(#takes,)*)))
+        quote_spanned!(mixed=> (#(#takes,)*))
     } else {
-        quote_spanned!(mixed=> #krate::__private::Poll::Ready(::core::result::Result::Ok((#(#takes,)*))))
+        quote_spanned!(mixed=> ::core::result::Result::Ok((#(#takes,)*)))
     };
 
     quote_spanned! {mixed=>
         {
-            let #par = #krate::__private::Parallel::enter(#label, #n);
+            let #par = #p::Parallel::enter(#label, #n);
             #(#creates)*
             #access_check
+            #helpers
             #(#pins)*
             #(let mut #slots = ::core::option::Option::None;)*
-            #krate::__private::poll_fn(|#cx| {
-                let mut #pending = false;
+            #p::poll_fn(|__cx| {
+                let mut __pending = false;
                 #(#polls)*
-                if #pending {
-                    return #krate::__private::Poll::Pending;
+                if __pending {
+                    return #p::Poll::Pending;
                 }
-                #done
+                #p::Poll::Ready(#done)
             })
             .await
         }
     }
+}
+
+/// `callee(inner)` with the span of `expr`'s first token on `callee` and of its last token on
+/// the parentheses: rustc reports a problem with the call under the whole of `expr` (on stable
+/// a span cannot be joined, but a token range can).
+fn covering(expr: &Expr, callee: TokenStream, inner: TokenStream) -> TokenStream {
+    let (first, last) = first_last(expr);
+    let callee = respan(&callee, first);
+    let mut args = Group::new(Delimiter::Parenthesis, inner);
+    args.set_span(last);
+    quote!(#callee #args)
+}
+
+/// The spans of the first and the last token of `expr`.
+fn first_last(expr: &Expr) -> (Span, Span) {
+    let mut tokens = expr.to_token_stream().into_iter();
+    let first = tokens
+        .next()
+        .map(|t| t.span())
+        .unwrap_or_else(Span::call_site);
+    let last = tokens.last().map(|t| t.span()).unwrap_or(first);
+    (first, last)
 }
 
 /// For every pair of branches, a constant that fails to evaluate when their tasks declare
@@ -186,28 +321,39 @@ fn access_check(krate: &TokenStream, branches: &[Expr], values: &[syn::Ident]) -
         return TokenStream::new();
     }
     let mixed = Span::mixed_site();
-    let params: Vec<_> = (0..n).map(|i| format_ident!("A{}", i, span = mixed)).collect();
+    let params: Vec<_> = (0..n)
+        .map(|i| format_ident!("A{}", i, span = mixed))
+        .collect();
     let mut consts = Vec::new();
     for j in 1..n {
         for i in 0..j {
             let (a, b) = (&params[i], &params[j]);
-            let span = branches[j].span();
-            consts.push(quote_spanned! {span=>
-                const {
-                    if let ::core::option::Option::Some(__why) =
-                        #krate::__private::conflict(<#a as #krate::__private::HasAccess>::ACCESS, <#b as #krate::__private::HasAccess>::ACCESS)
-                    {
-                        ::core::panic!("{}", __why)
-                    }
-                };
-            });
+            // `panic!` path and `const` at the branch's first token, their delimiters at its
+            // last: the error covers the whole branch.
+            let (first, last) = first_last(&branches[j]);
+            let mut args = Group::new(Delimiter::Parenthesis, quote_spanned!(first=> "{}", __why));
+            args.set_span(last);
+            let body = quote_spanned! {first=>
+                if let ::core::option::Option::Some(__why) =
+                    #krate::__private::conflict(<#a as #krate::__private::HasAccess>::ACCESS, <#b as #krate::__private::HasAccess>::ACCESS)
+                {
+                    ::core::panic! #args
+                }
+            };
+            let mut block = Group::new(Delimiter::Brace, body);
+            block.set_span(last);
+            let keyword = quote_spanned!(first=> const);
+            consts.push(quote!(#keyword #block;));
         }
     }
-    let probes = values.iter().map(|v| quote_spanned!(mixed=> (&#v).__minder_probe()));
+    let probes = values
+        .iter()
+        .map(|v| quote_spanned!(mixed=> (&#v).__minder_probe()));
     quote_spanned! {mixed=>
         {
             #[allow(unused_imports)]
             use #krate::__private::{ProbeOther as _, ProbeTask as _};
+            #[allow(clippy::too_many_arguments)]
             fn __minder_access_check<#(#params: #krate::__private::HasAccess),*>(
                 #(_: #krate::__private::PhantomData<#params>),*
             ) {

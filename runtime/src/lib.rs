@@ -136,7 +136,7 @@ pub use minder_macros::process;
 ///
 /// Without the macro, a fail-fast block is roughly:
 ///
-/// ```ignore
+/// ```text
 /// let par = Parallel::enter("a+b", 2);
 /// let fa = par.poll_in(0, par.create(0, || a(x)));
 /// let fb = par.poll_in(1, par.create(1, || b(y)));

@@ -1,25 +1,35 @@
 //! Checks of a process body that need no type information:
 //! - non-deterministic calls outside tasks, each with its deterministic alternative;
-//! - `parallel!` branches that use a result bound by the same `let`.
+//! - `parallel!` branches that use a result bound by the same `let` (or assignment).
 //!
 //! Nested items are not entered (they are not the process body); closures and async blocks
-//! are, since they run as part of the process.
+//! are, since they run as part of the process. Both visitors track the names bound by blocks,
+//! closures, arms and loops, so a rebound name is not mistaken for a `parallel!` result.
 
-use crate::options::Errors;
+use crate::options::{source_text, Errors};
 use crate::parallel::Branches;
-use proc_macro2::Span;
+use proc_macro2::Ident;
 use std::collections::HashSet;
-use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
-use syn::{Block, Expr, Macro, Pat, Stmt};
+use syn::{Block, Expr, FnArg, ItemFn, Macro, Pat, Stmt};
 
-pub(crate) fn body(block: &Block, errors: &mut Errors) {
-    let mut v = Checker { errors };
-    v.visit_block(block);
+pub(crate) fn body(func: &ItemFn, errors: &mut Errors) {
+    let mut params = Vec::new();
+    for arg in &func.sig.inputs {
+        if let FnArg::Typed(pt) = arg {
+            pat_idents(&pt.pat, &mut params);
+        }
+    }
+    let mut v = Checker {
+        errors,
+        scopes: Scopes(vec![params.iter().map(Ident::to_string).collect()]),
+    };
+    v.visit_block(&func.block);
 }
 
 struct Checker<'e> {
     errors: &'e mut Errors,
+    scopes: Scopes,
 }
 
 /// What a path refers to when it is non-deterministic, and what to use instead.
@@ -45,6 +55,7 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
         || last == "OsRng"
         || pair("Uuid", &["new_v4", "now_v7"])
         || s.first() == Some(&"getrandom")
+        || pair("RandomState", &["new", "default"])
     {
         return Some((
             RANDOM,
@@ -64,8 +75,18 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
     if pair(
         "env",
         &[
-            "var", "vars", "var_os", "vars_os", "args", "args_os", "current_dir", "set_var",
-            "remove_var", "temp_dir", "home_dir", "set_current_dir",
+            "var",
+            "vars",
+            "var_os",
+            "vars_os",
+            "args",
+            "args_os",
+            "current_dir",
+            "set_var",
+            "remove_var",
+            "temp_dir",
+            "home_dir",
+            "set_current_dir",
         ],
     ) {
         return Some((
@@ -73,16 +94,26 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
             "pass the value in the process input, or read it inside a `#[task]`",
         ));
     }
-    if pair("thread", &["sleep"]) || pair("time", &["sleep", "sleep_until", "interval", "interval_at"])
+    if pair("thread", &["sleep"])
+        || pair("time", &["sleep", "sleep_until", "interval", "interval_at"])
     {
-        return Some((SLEEP, "use `ctx.sleep(..)` or `ctx.sleep_until(..)`, which are durable"));
+        return Some((
+            SLEEP,
+            "use `ctx.sleep(..)` or `ctx.sleep_until(..)`, which are durable",
+        ));
     }
     if (s.len() >= 2 && s[s.len() - 2] == "fs")
         || pair("File", &["open", "create", "options", "create_new"])
         || pair("OpenOptions", &["new"])
-        || ["TcpStream", "TcpListener", "UdpSocket", "UnixStream", "UnixListener"]
-            .iter()
-            .any(|t| pair(t, &["connect", "bind"]))
+        || [
+            "TcpStream",
+            "TcpListener",
+            "UdpSocket",
+            "UnixStream",
+            "UnixListener",
+        ]
+        .iter()
+        .any(|t| pair(t, &["connect", "bind"]))
         || pair("Command", &["new"])
         || s.first() == Some(&"reqwest")
         || pair("io", &["stdin"])
@@ -92,57 +123,288 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
     None
 }
 
+/// How a `parallel!` result gets its names.
+#[derive(Clone, Copy)]
+enum Binder {
+    Let,
+    Assign,
+}
+
 impl Checker<'_> {
     fn check_path(&mut self, path: &syn::Path) {
         let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
         if let Some((why, instead)) = nondeterministic(&segments) {
-            let shown = segments.join("::");
-            self.errors.at(
-                path.span(),
-                format!("`{shown}` {why}; a process must replay exactly: {instead}"),
+            self.errors.under(
+                path,
+                format!(
+                    "`{}` {why}; a process must replay exactly: {instead}",
+                    segments.join("::")
+                ),
             );
         }
     }
 
-    /// `let PAT = parallel!(..)` (with `?` or `.await`): no branch may use a name PAT binds.
-    fn check_local(&mut self, pat: &Pat, init: &Expr) {
+    /// `PAT = parallel!(..)` (under `?`, `.await`, parentheses): no branch may use a name that
+    /// PAT binds to a sibling branch's result.
+    fn check_parallel_binding(&mut self, pat: &Pat, init: &Expr, binder: Binder) {
         let Some(mac) = parallel_macro(init) else {
             return;
         };
-        let Ok(branches) = mac.parse_body::<Branches>() else {
+        let Ok(parsed) = mac.parse_body::<Branches>() else {
             return;
         };
-        let mut bound = Vec::new();
-        pat_idents(pat, &mut bound);
-        if bound.is_empty() {
-            return;
-        }
-        let names: HashSet<String> = bound.iter().map(|(n, _)| n.clone()).collect();
-        for (i, branch) in branches.branches.iter().enumerate() {
+        let results = result_names(pat, parsed.branches.len());
+        for (i, branch) in parsed.branches.iter().enumerate() {
+            let names: HashSet<String> = results
+                .iter()
+                .filter(|(_, producer)| *producer != Some(i))
+                .map(|(name, _)| name.to_string())
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
             let mut uses = FreeUses {
                 names: &names,
-                shadowed: Vec::new(),
+                scopes: Scopes::default(),
                 found: Vec::new(),
             };
             uses.visit_expr(branch);
-            for (name, span) in uses.found {
-                let producer = bound
+            for used in uses.found {
+                let name = used.to_string();
+                let producer = results
                     .iter()
-                    .position(|(n, _)| *n == name)
-                    .and_then(|pos| branches.branches.get(pos))
-                    .map(|b| format!(" (`{}`)", crate::parallel::branch_label(b)))
-                    .unwrap_or_default();
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, p)| *p)
+                    .map(|p| (p, &parsed.branches[p]));
+                let earlier = matches!(binder, Binder::Assign) || self.scopes.contains(&name);
                 self.errors.at(
-                    span,
-                    format!(
-                        "branch {i} of this `parallel!` uses `{name}`, the result of a sibling branch{producer}; \
-                         branches run at the same time, so `{name}` does not exist yet. Await the producing task \
-                         before the `parallel!` and pass its result in (if an outer variable is meant, rename it: \
-                         it shares a name with a result of this block)"
-                    ),
+                    used.span(),
+                    dependent_branch(&name, i, producer, earlier, binder),
                 );
             }
         }
+    }
+}
+
+/// The message for branch `user` using `name`, which names the result of `producer` (a branch
+/// index and expression; `None`: the whole block).
+fn dependent_branch(
+    name: &str,
+    user: usize,
+    producer: Option<(usize, &Expr)>,
+    earlier: bool,
+    binder: Binder,
+) -> String {
+    let user = user + 1;
+    let (what, fix) = match producer {
+        Some((p, expr)) => {
+            let p = p + 1;
+            match describe(expr) {
+                Some(call) => (
+                    format!("the result of branch {p} ({call})"),
+                    format!("await {call} before the `parallel!` and pass its result in"),
+                ),
+                None => (
+                    format!("the result of branch {p}"),
+                    "compute it before the `parallel!` and pass it in".to_string(),
+                ),
+            }
+        }
+        None => (
+            "the result of this `parallel!`".to_string(),
+            format!("compute what branch {user} needs before the `parallel!`"),
+        ),
+    };
+    if earlier {
+        let by = match binder {
+            Binder::Let => "this `let`",
+            Binder::Assign => "this assignment",
+        };
+        format!(
+            "this `{name}` is the earlier variable, not {what} that {by} gives the same name: \
+             branches of a `parallel!` run at the same time, so branch {user} cannot use a \
+             sibling's result; to use the result, {fix}; to use the earlier value, give the \
+             result another name"
+        )
+    } else {
+        format!(
+            "`{name}` is {what} of this `parallel!`, which runs at the same time as branch \
+             {user}, so it does not exist yet: {fix}"
+        )
+    }
+}
+
+/// `` `fetch(..)` `` for a branch that calls a function or method, `None` otherwise.
+fn describe(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Call(call) => match &*call.func {
+            Expr::Path(p) => Some(format!("`{}(..)`", source_text(&p.path))),
+            _ => None,
+        },
+        Expr::MethodCall(m) => Some(format!("`.{}(..)`", m.method)),
+        Expr::Paren(p) => describe(&p.expr),
+        _ => None,
+    }
+}
+
+/// The names a pattern binds, each with the branch whose result it names: element `i` of a
+/// tuple pattern names branch `i` (counted from the end after a `..`); any other pattern names
+/// the whole result.
+fn result_names(pat: &Pat, branches: usize) -> Vec<(Ident, Option<usize>)> {
+    match pat {
+        Pat::Type(t) => result_names(&t.pat, branches),
+        Pat::Paren(p) => result_names(&p.pat, branches),
+        Pat::Tuple(t) => {
+            let elems: Vec<&Pat> = t.elems.iter().collect();
+            let rest = elems.iter().position(|p| matches!(p, Pat::Rest(_)));
+            let mut out = Vec::new();
+            for (k, elem) in elems.iter().enumerate() {
+                let index = match rest {
+                    Some(r) if k > r => (branches + k).checked_sub(elems.len()),
+                    _ => Some(k),
+                };
+                let mut names = Vec::new();
+                pat_idents(elem, &mut names);
+                out.extend(names.into_iter().map(|n| (n, index)));
+            }
+            out
+        }
+        other => {
+            let mut names = Vec::new();
+            pat_idents(other, &mut names);
+            names.into_iter().map(|n| (n, None)).collect()
+        }
+    }
+}
+
+/// Names bound by enclosing blocks, closures, arms and loops, innermost last.
+#[derive(Default)]
+struct Scopes(Vec<HashSet<String>>);
+
+impl Scopes {
+    fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|s| s.contains(name))
+    }
+
+    fn bind(&mut self, pat: &Pat) {
+        let mut names = Vec::new();
+        pat_idents(pat, &mut names);
+        if self.0.is_empty() {
+            self.0.push(HashSet::new());
+        }
+        let top = self.0.last_mut().expect("pushed above");
+        top.extend(names.iter().map(Ident::to_string));
+    }
+}
+
+/// A visitor that keeps [`Scopes`]; the `walk_*` functions below do the binding.
+trait Scoped<'ast>: Visit<'ast> {
+    fn scopes(&mut self) -> &mut Scopes;
+}
+
+fn scoped<'ast, V: Scoped<'ast>>(v: &mut V, f: impl FnOnce(&mut V)) {
+    v.scopes().0.push(HashSet::new());
+    f(v);
+    v.scopes().0.pop();
+}
+
+fn walk_block<'ast, V: Scoped<'ast>>(v: &mut V, b: &'ast Block) {
+    scoped(v, |v| {
+        for stmt in &b.stmts {
+            match stmt {
+                // `visit_local` visits the initializer; the names exist after it.
+                Stmt::Local(local) => {
+                    v.visit_local(local);
+                    v.scopes().bind(&local.pat);
+                }
+                other => v.visit_stmt(other),
+            }
+        }
+    });
+}
+
+fn walk_local_init<'ast, V: Scoped<'ast>>(v: &mut V, local: &'ast syn::Local) {
+    if let Some(init) = &local.init {
+        v.visit_expr(&init.expr);
+        if let Some((_, diverge)) = &init.diverge {
+            v.visit_expr(diverge);
+        }
+    }
+}
+
+fn walk_closure<'ast, V: Scoped<'ast>>(v: &mut V, c: &'ast syn::ExprClosure) {
+    scoped(v, |v| {
+        c.inputs.iter().for_each(|p| v.scopes().bind(p));
+        v.visit_expr(&c.body);
+    });
+}
+
+fn walk_arm<'ast, V: Scoped<'ast>>(v: &mut V, arm: &'ast syn::Arm) {
+    scoped(v, |v| {
+        v.scopes().bind(&arm.pat);
+        if let Some((_, guard)) = &arm.guard {
+            v.visit_expr(guard);
+        }
+        v.visit_expr(&arm.body);
+    });
+}
+
+/// The `&&`-separated parts of an `if` or `while` condition, `let`s included.
+fn conjuncts(cond: &Expr) -> Vec<&Expr> {
+    match cond {
+        Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_)) => {
+            let mut parts = conjuncts(&b.left);
+            parts.extend(conjuncts(&b.right));
+            parts
+        }
+        other => vec![other],
+    }
+}
+
+/// A condition whose `let`s bind names for `body`.
+fn walk_conditional<'ast, V: Scoped<'ast>>(v: &mut V, cond: &'ast Expr, body: &'ast Block) {
+    scoped(v, |v| {
+        for part in conjuncts(cond) {
+            match part {
+                Expr::Let(l) => {
+                    v.visit_expr(&l.expr);
+                    v.scopes().bind(&l.pat);
+                }
+                other => v.visit_expr(other),
+            }
+        }
+        v.visit_block(body);
+    });
+}
+
+fn walk_if<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprIf) {
+    walk_conditional(v, &e.cond, &e.then_branch);
+    if let Some((_, els)) = &e.else_branch {
+        v.visit_expr(els);
+    }
+}
+
+fn walk_for<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprForLoop) {
+    v.visit_expr(&e.expr);
+    scoped(v, |v| {
+        v.scopes().bind(&e.pat);
+        v.visit_block(&e.body);
+    });
+}
+
+/// Visits the arguments of a macro whose body is comma-separated expressions (`parallel!`,
+/// `format!`, `vec!`, ...); other macros are opaque.
+fn walk_macro_args<V: for<'a> Visit<'a>>(v: &mut V, mac: &Macro) {
+    if let Ok(parsed) = mac.parse_body::<Branches>() {
+        for e in &parsed.branches {
+            v.visit_expr(e);
+        }
+    }
+}
+
+impl<'ast> Scoped<'ast> for Checker<'_> {
+    fn scopes(&mut self) -> &mut Scopes {
+        &mut self.scopes
     }
 }
 
@@ -151,30 +413,48 @@ impl<'ast> Visit<'ast> for Checker<'_> {
 
     fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
         self.check_path(&e.path);
-        visit::visit_expr_path(self, e);
     }
 
     fn visit_local(&mut self, local: &'ast syn::Local) {
         if let Some(init) = &local.init {
-            self.check_local(&local.pat, &init.expr);
+            self.check_parallel_binding(&local.pat, &init.expr, Binder::Let);
         }
-        visit::visit_local(self, local);
+        walk_local_init(self, local);
     }
 
     fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
         if let Ok(pat) = syn::parse2::<PatOnly>(quote::ToTokens::to_token_stream(&e.left)) {
-            self.check_local(&pat.0, &e.right);
+            self.check_parallel_binding(&pat.0, &e.right, Binder::Assign);
         }
         visit::visit_expr_assign(self, e);
     }
 
+    fn visit_block(&mut self, b: &'ast Block) {
+        walk_block(self, b);
+    }
+
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        walk_closure(self, c);
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        walk_arm(self, arm);
+    }
+
+    fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
+        walk_if(self, e);
+    }
+
+    fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
+        walk_conditional(self, &e.cond, &e.body);
+    }
+
+    fn visit_expr_for_loop(&mut self, e: &'ast syn::ExprForLoop) {
+        walk_for(self, e);
+    }
+
     fn visit_macro(&mut self, mac: &'ast Macro) {
-        // Look inside macro arguments that parse as expressions (`parallel!`, `format!`, ...).
-        if let Ok(branches) = mac.parse_body::<Branches>() {
-            for b in &branches.branches {
-                self.visit_expr(b);
-            }
-        }
+        walk_macro_args(self, mac);
     }
 }
 
@@ -204,11 +484,11 @@ pub(crate) fn is_parallel(mac: &Macro) -> bool {
         .is_some_and(|s| s.ident == "parallel")
 }
 
-/// The identifiers a pattern binds, with their spans.
-fn pat_idents(pat: &Pat, out: &mut Vec<(String, Span)>) {
+/// The identifiers a pattern binds.
+fn pat_idents(pat: &Pat, out: &mut Vec<Ident>) {
     match pat {
         Pat::Ident(p) => {
-            out.push((p.ident.to_string(), p.ident.span()));
+            out.push(p.ident.clone());
             if let Some((_, sub)) = &p.subpat {
                 pat_idents(sub, out);
             }
@@ -225,27 +505,24 @@ fn pat_idents(pat: &Pat, out: &mut Vec<(String, Span)>) {
     }
 }
 
-/// Finds free uses of `names` in an expression: not fields, not paths with several segments,
-/// not names rebound by a closure parameter, a `let`, a `match` arm, an `if let` or a `for`.
+/// Finds free uses of `names` in a branch: not fields, not paths of several segments, not the
+/// callee of a call (`lint(..)` calls the task even when a result is named `lint`), and not
+/// names the branch binds itself. `{name}` captures in a format string count as uses.
 struct FreeUses<'n> {
     names: &'n HashSet<String>,
-    shadowed: Vec<HashSet<String>>,
-    found: Vec<(String, Span)>,
+    scopes: Scopes,
+    found: Vec<Ident>,
 }
 
 impl FreeUses<'_> {
-    fn is_shadowed(&self, name: &str) -> bool {
-        self.shadowed.iter().any(|s| s.contains(name))
+    fn is_free(&self, name: &str) -> bool {
+        self.names.contains(name) && !self.scopes.contains(name)
     }
+}
 
-    fn with_bindings(&mut self, pats: &[&Pat], f: impl FnOnce(&mut Self)) {
-        let mut bound = Vec::new();
-        for p in pats {
-            pat_idents(p, &mut bound);
-        }
-        self.shadowed.push(bound.into_iter().map(|(n, _)| n).collect());
-        f(self);
-        self.shadowed.pop();
+impl<'ast> Scoped<'ast> for FreeUses<'_> {
+    fn scopes(&mut self) -> &mut Scopes {
+        &mut self.scopes
     }
 }
 
@@ -254,80 +531,191 @@ impl<'ast> Visit<'ast> for FreeUses<'_> {
 
     fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
         if e.qself.is_none() && e.path.segments.len() == 1 && e.path.leading_colon.is_none() {
-            let name = e.path.segments[0].ident.to_string();
-            if self.names.contains(&name) && !self.is_shadowed(&name) {
-                self.found.push((name, e.path.span()));
+            let ident = &e.path.segments[0].ident;
+            if self.is_free(&ident.to_string()) {
+                self.found.push(ident.clone());
             }
         }
     }
 
-    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
-        let pats: Vec<&Pat> = c.inputs.iter().collect();
-        self.with_bindings(&pats, |v| v.visit_expr(&c.body));
+    fn visit_expr_call(&mut self, e: &'ast syn::ExprCall) {
+        match &*e.func {
+            Expr::Path(p) if p.path.segments.len() == 1 => {}
+            other => self.visit_expr(other),
+        }
+        e.args.iter().for_each(|a| self.visit_expr(a));
+    }
+
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        walk_local_init(self, local);
     }
 
     fn visit_block(&mut self, b: &'ast Block) {
-        self.shadowed.push(HashSet::new());
-        for stmt in &b.stmts {
-            match stmt {
-                Stmt::Local(local) => {
-                    if let Some(init) = &local.init {
-                        self.visit_expr(&init.expr);
-                        if let Some((_, diverge)) = &init.diverge {
-                            self.visit_expr(diverge);
-                        }
-                    }
-                    let mut bound = Vec::new();
-                    pat_idents(&local.pat, &mut bound);
-                    let top = self.shadowed.last_mut().expect("pushed above");
-                    top.extend(bound.into_iter().map(|(n, _)| n));
-                }
-                other => self.visit_stmt(other),
-            }
-        }
-        self.shadowed.pop();
+        walk_block(self, b);
+    }
+
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        walk_closure(self, c);
     }
 
     fn visit_arm(&mut self, arm: &'ast syn::Arm) {
-        self.with_bindings(&[&arm.pat], |v| {
-            if let Some((_, guard)) = &arm.guard {
-                v.visit_expr(guard);
-            }
-            v.visit_expr(&arm.body);
-        });
+        walk_arm(self, arm);
     }
 
     fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
-        if let Expr::Let(l) = &*e.cond {
-            self.visit_expr(&l.expr);
-            self.with_bindings(&[&l.pat], |v| v.visit_block(&e.then_branch));
-            if let Some((_, els)) = &e.else_branch {
-                self.visit_expr(els);
-            }
-        } else {
-            visit::visit_expr_if(self, e);
-        }
+        walk_if(self, e);
     }
 
     fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
-        if let Expr::Let(l) = &*e.cond {
-            self.visit_expr(&l.expr);
-            self.with_bindings(&[&l.pat], |v| v.visit_block(&e.body));
-        } else {
-            visit::visit_expr_while(self, e);
-        }
+        walk_conditional(self, &e.cond, &e.body);
     }
 
     fn visit_expr_for_loop(&mut self, e: &'ast syn::ExprForLoop) {
-        self.visit_expr(&e.expr);
-        self.with_bindings(&[&e.pat], |v| v.visit_block(&e.body));
+        walk_for(self, e);
     }
 
     fn visit_macro(&mut self, mac: &'ast Macro) {
-        if let Ok(branches) = mac.parse_body::<Branches>() {
-            for b in &branches.branches {
-                self.visit_expr(b);
+        walk_macro_args(self, mac);
+        // Implicit captures: `format!("{page}")`, `println!("{page:?}")`.
+        if let Ok(parsed) = mac.parse_body::<Branches>() {
+            if let Some(Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            })) = parsed.branches.first()
+            {
+                let text = s.value();
+                for name in self.names {
+                    let captured = text.contains(&format!("{{{name}}}"))
+                        || text.contains(&format!("{{{name}:"));
+                    if captured && !self.scopes.contains(name) {
+                        self.found.push(Ident::new(name, s.span()));
+                    }
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_in(block: proc_macro2::TokenStream) -> Vec<String> {
+        let func: ItemFn = syn::parse2(quote::quote! {
+            async fn p(ctx: &Ctx, input: Input) -> Result<(), ProcessError> #block
+        })
+        .unwrap();
+        let mut errors = Errors::default();
+        body(&func, &mut errors);
+        errors.messages()
+    }
+
+    #[test]
+    fn sibling_result() {
+        let errs = errors_in(quote::quote!({
+            let (a, b) = parallel!(x(), y(a))?;
+        }));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("`a` is the result of branch 1 (`x(..)`)"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn earlier_variable_of_the_same_name() {
+        let errs = errors_in(quote::quote!({
+            let a = 1;
+            let (a, b) = parallel!(x(), y(a))?;
+        }));
+        assert!(
+            errs[0].starts_with("this `a` is the earlier variable"),
+            "{errs:?}"
+        );
+        let errs = errors_in(quote::quote!({
+            let (input, b) = parallel!(x(), y(input))?;
+        }));
+        assert!(
+            errs[0].starts_with("this `input` is the earlier variable"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn legal_look_alikes() {
+        for ok in [
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(|a| a + 1))?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(cfg.a))?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), async {
+                    let a = z().await?;
+                    y(a).await
+                })?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(a(), b())?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(a), y())?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(
+                    x(),
+                    match q {
+                        Some(a) => y(a),
+                        None => y(0),
+                    }
+                )?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), async {
+                    if let Some(a) = q {
+                        y(a).await
+                    } else {
+                        z().await
+                    }
+                })?;
+            }),
+        ] {
+            assert_eq!(errors_in(ok.clone()), Vec::<String>::new(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rest_patterns_and_whole_bindings() {
+        let errs = errors_in(quote::quote!({
+            let (a, .., c) = parallel!(x(), y(c), z())?;
+        }));
+        assert!(errs[0].contains("branch 3 (`z(..)`)"), "{errs:?}");
+        let errs = errors_in(quote::quote!({
+            let r = parallel!(x(), y(r.0))?;
+        }));
+        assert!(
+            errs[0].starts_with("`r` is the result of this `parallel!`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn format_captures() {
+        let errs = errors_in(quote::quote!({
+            let (a, b) = parallel!(x(), y(format!("{a}")))?;
+        }));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+
+    #[test]
+    fn nondeterministic_paths() {
+        let errs = errors_in(quote::quote!({
+            let t = std::time::SystemTime::now();
+            let h = RandomState::new();
+            let c = calendar.now();
+            let d = Clock::now();
+        }));
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 }

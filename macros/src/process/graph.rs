@@ -138,7 +138,8 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
             }
             let krate = self.krate;
             let op = e.method.to_string();
-            self.out.push(quote!(#krate::__private::Node::Ctx { op: #op }));
+            self.out
+                .push(quote!(#krate::__private::Node::Ctx { op: #op }));
             return;
         }
         visit::visit_expr_method_call(self, e);

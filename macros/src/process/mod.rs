@@ -5,8 +5,8 @@
 mod check;
 mod graph;
 
-use crate::options::{default_crate, parse_opts, Errors};
-use proc_macro2::{Span, TokenStream};
+use crate::options::{default_crate, not_a_fn, parse_opts, respan, source_text, Errors};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
@@ -17,62 +17,141 @@ struct Signature {
     ret: Type,
 }
 
+/// Return types that are certainly not a `Result`: reported here, once, rather than by the
+/// trait bounds of the generated `Process` impl. Anything else (a `Result` alias, say) is left
+/// to the `ProcessReturn` bound, which is spanned at the user's type too.
+fn certainly_not_result(ty: &Type) -> bool {
+    const NOT_RESULT: &[&str] = &[
+        "String", "Vec", "Option", "Box", "HashMap", "BTreeMap", "HashSet", "BTreeSet", "bool",
+        "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+        "isize", "f32", "f64", "str",
+    ];
+    match ty {
+        Type::Path(p) => {
+            p.qself.is_none()
+                && p.path
+                    .segments
+                    .last()
+                    .is_some_and(|s| NOT_RESULT.contains(&s.ident.to_string().as_str()))
+        }
+        Type::Paren(p) => certainly_not_result(&p.elem),
+        Type::Group(_) | Type::Macro(_) | Type::Verbatim(_) | Type::Infer(_) => false,
+        _ => true,
+    }
+}
+
+fn is_ctx_ref(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(r)
+        if r.mutability.is_none()
+        && matches!(&*r.elem, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Ctx")))
+}
+
+fn mentions_ctx(arg: &FnArg) -> bool {
+    let FnArg::Typed(pt) = arg else {
+        return false;
+    };
+    let ty = match &*pt.ty {
+        Type::Reference(r) => &*r.elem,
+        other => other,
+    };
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Ctx"))
+}
+
 fn check_signature(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
     let sig = &func.sig;
     let expected = "write `async fn name(ctx: &Ctx, input: Input) -> Result<Output, ProcessError>`";
     if sig.asyncness.is_none() {
         errors.at(
             sig.fn_token.span(),
-            format!("a `#[process]` must be an `async fn`; {expected}"),
+            "a `#[process]` must be an `async fn`: write `async fn`",
         );
     }
     if !sig.generics.params.is_empty() {
-        errors.at(
-            sig.generics.span(),
+        errors.under(
+            &sig.generics,
             "a `#[process]` cannot be generic: its input and output are journaled, so they need concrete types",
         );
     }
     let ret = match &sig.output {
+        ReturnType::Type(_, ty) if certainly_not_result(ty) => {
+            errors.under(
+                ty,
+                format!(
+                    "a `#[process]` must return `Result<Output, Error>`, found `{}`: write `-> Result<{}, ProcessError>` and return `Ok(..)`",
+                    source_text(ty),
+                    source_text(ty)
+                ),
+            );
+            None
+        }
         ReturnType::Type(_, ty) => Some((**ty).clone()),
         ReturnType::Default => {
             errors.at(
                 sig.ident.span(),
-                format!("a `#[process]` must return `Result<Output, Error>`; {expected}"),
+                "a `#[process]` must return `Result<Output, Error>`: add `-> Result<Output, ProcessError>`",
             );
             None
         }
     };
     let args: Vec<&FnArg> = sig.inputs.iter().collect();
-    if args.len() != 2 {
-        let span = if args.is_empty() {
-            sig.ident.span()
-        } else {
-            sig.inputs.span()
-        };
-        errors.at(
-            span,
-            format!(
-                "a `#[process]` takes exactly two parameters, the context and one input, found {}; {expected} (several inputs go in one struct)",
-                args.len()
-            ),
-        );
-        return None;
+    match args.as_slice() {
+        [] => {
+            errors.at(
+                sig.paren_token.span.join(),
+                format!("a `#[process]` takes the context and one input; {expected}"),
+            );
+            return None;
+        }
+        [only] if mentions_ctx(only) => {
+            errors.at(
+                sig.paren_token.span.join(),
+                format!("a `#[process]` takes one input after the context (`()` if it needs none); {expected}"),
+            );
+            return None;
+        }
+        [only] => {
+            errors.under(
+                only,
+                format!(
+                    "a `#[process]` takes the context first: write `ctx: &Ctx, {}`",
+                    source_text(only)
+                ),
+            );
+            return None;
+        }
+        [_, _] => {}
+        [_, first, rest @ ..] => {
+            let names: Vec<String> = std::iter::once(*first)
+                .chain(rest.iter().copied())
+                .map(|a| match a {
+                    FnArg::Typed(pt) => format!("`{}`", source_text(&pt.pat)),
+                    FnArg::Receiver(_) => "`self`".into(),
+                })
+                .collect();
+            errors.under(
+                quote!(#(#rest),*),
+                format!(
+                    "a `#[process]` takes one input after the context, found {}: put {} in one `#[data]` struct and take that",
+                    names.len(),
+                    names.join(" and ")
+                ),
+            );
+            return None;
+        }
     }
     let mut ctx_name = None;
     match args[0] {
         FnArg::Receiver(r) => {
-            errors.at(r.span(), format!("a `#[process]` cannot take `self`; {expected}"));
+            errors.under(r, format!("a `#[process]` cannot take `self`; {expected}"));
         }
         FnArg::Typed(pt) => {
-            let is_ctx_ref = matches!(&*pt.ty, Type::Reference(r)
-                if r.mutability.is_none()
-                && matches!(&*r.elem, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Ctx")));
-            if !is_ctx_ref {
-                errors.at(
-                    pt.ty.span(),
+            if !is_ctx_ref(&pt.ty) {
+                errors.under(
+                    &pt.ty,
                     format!(
-                        "the first parameter of a `#[process]` must be `&Ctx`, found `{}`; {expected}",
-                        pt.ty.to_token_stream()
+                        "the first parameter of a `#[process]` must be `&Ctx`, found `{}`: write `{}: &Ctx`",
+                        source_text(&pt.ty),
+                        source_text(&pt.pat)
                     ),
                 );
             }
@@ -83,14 +162,18 @@ fn check_signature(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
     }
     let input = match args[1] {
         FnArg::Receiver(r) => {
-            errors.at(r.span(), format!("a `#[process]` cannot take `self`; {expected}"));
+            errors.under(r, format!("a `#[process]` cannot take `self`; {expected}"));
             None
         }
         FnArg::Typed(pt) => {
             if let Type::Reference(r) = &*pt.ty {
-                errors.at(
-                    r.span(),
-                    "a process input is journaled and must be owned: take it by value",
+                errors.under(
+                    r,
+                    format!(
+                        "a process input is journaled and must be owned, but `{}` borrows: take `{}` by value",
+                        source_text(r),
+                        source_text(&r.elem)
+                    ),
                 );
                 None
             } else {
@@ -105,12 +188,27 @@ fn check_signature(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
     })
 }
 
+/// The message for a process name that cannot be typed on the command line as one word.
+fn bad_process_name(value: &str) -> String {
+    const RULE: &str =
+        "a process name is one word on the command line: use letters, digits, `-` and `_`";
+    let suggestion: String = value
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    if suggestion.is_empty() {
+        format!("{RULE}, like \"batch-files\"")
+    } else {
+        format!("{RULE}, like \"{suggestion}\"")
+    }
+}
+
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
-            let e = syn::Error::new(Span::call_site(), "`#[process]` goes on an `async fn`")
-                .into_compile_error();
+            let e = not_a_fn(&item, "process");
             return quote!(#e #item);
         }
     };
@@ -129,10 +227,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     if ok {
                         name = value;
                     } else {
-                        errors.at(
-                            lit.span(),
-                            "a process name is used on the command line: use letters, digits, `-` and `_`",
-                        );
+                        errors.at(lit.span(), bad_process_name(&value));
                     }
                 }
             }
@@ -146,7 +241,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     let sig = check_signature(&func, &mut errors);
     let ctx_name = sig.as_ref().and_then(|s| s.ctx_name.clone());
-    check::body(&func.block, &mut errors);
+    check::body(&func, &mut errors);
 
     // The user's own lints stay; an un-awaited task future becomes an error.
     func.attrs.push(syn::parse_quote!(#[deny(unused_must_use)]));
@@ -163,11 +258,37 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let ident = &func.sig.ident;
     let input = &sig.input;
     let ret = &sig.ret;
-    let doc = format!("The process type of [`{ident}()`]: run it with `Runner::run::<{ident}>(input)`.");
+    let doc =
+        format!("The process type of [`{ident}()`]: run it with `Runner::run::<{ident}>(input)`.");
+    // `Process` bounds `Input: Journaled`; rustc reports that in terms of serde, so the assertion
+    // says it in minder's terms under the user's type.
     let input_assert =
         quote_spanned!(input.span()=> #krate::__private::assert_journaled::<#input>(););
-    let ret_assert =
-        quote_spanned!(ret.span()=> #krate::__private::assert_process_return::<#ret>(););
+    // The impl is checked against `ProcessReturn` in several places (the projections, the
+    // bounds on `Output` and `Error`, `run`); it is spanned at the return type so that those
+    // errors sit there and not on the attribute.
+    let k = respan(&krate, ret.span());
+    let process_impl = quote_spanned! {ret.span()=>
+        impl #k::__private::Process for #ident {
+            const NAME: &'static str = #name;
+            type Input = #input;
+            type Output = <#ret as #k::__private::ProcessReturn>::Ok;
+            type Error = <#ret as #k::__private::ProcessReturn>::Err;
+            fn graph() -> &'static #k::__private::Graph {
+                static GRAPH: #k::__private::Graph = #k::__private::Graph {
+                    process: #name,
+                    nodes: &[#(#nodes),*],
+                };
+                &GRAPH
+            }
+            fn run(
+                ctx: &#k::__private::Ctx,
+                input: Self::Input,
+            ) -> #k::__private::BoxFuture<'_, ::core::result::Result<Self::Output, Self::Error>> {
+                ::std::boxed::Box::pin(#ident(ctx, input))
+            }
+        }
+    };
     quote! {
         #func
 
@@ -177,31 +298,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             _private: (),
         }
 
-        impl #krate::__private::Process for #ident {
-            const NAME: &'static str = #name;
-            type Input = #input;
-            type Output = <#ret as #krate::__private::ProcessReturn>::Ok;
-            type Error = <#ret as #krate::__private::ProcessReturn>::Err;
-            fn graph() -> &'static #krate::__private::Graph {
-                static GRAPH: #krate::__private::Graph = #krate::__private::Graph {
-                    process: #name,
-                    nodes: &[#(#nodes),*],
-                };
-                &GRAPH
-            }
-            fn run(
-                ctx: &#krate::__private::Ctx,
-                input: Self::Input,
-            ) -> #krate::__private::BoxFuture<'_, ::core::result::Result<Self::Output, Self::Error>> {
-                ::std::boxed::Box::pin(#ident(ctx, input))
-            }
-        }
+        #process_impl
 
         const _: () = {
             #[allow(dead_code)]
             fn assert_types() {
                 #input_assert
-                #ret_assert
             }
         };
     }

@@ -19,4 +19,6 @@ async fn mirror(_ctx: &Ctx, url: String) -> Result<String, ProcessError> {
     Ok(url)
 }
 
-fn main() {}
+fn main() {
+    let _ = Runner::run::<mirror>;
+}
