@@ -12,6 +12,8 @@
 //!    verifies the deployed files against the manifest.
 //!
 //! Both phases `settle()`, so one broken service is reported while the others still ship.
+//! Between them, a `production` (or `prod`) deployment stops at a breakpoint until a person
+//! approves or rejects it (`approve <run> approve-production#0 --feedback ..`, then `resume`).
 //!
 //! Quick start: `examples/data/deploy-input.json` deploys the sample services of
 //! `examples/data/services` into `/tmp/minder-deploy/staging`.
@@ -115,12 +117,19 @@ pub struct ServiceResult {
     pub problems: Vec<String>,
 }
 
+/// The environments that need a person's approval before anything is deployed.
+pub const GUARDED_ENVS: &[&str] = &["production", "prod"];
+
 /// The result of the deployment.
 #[data]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeployReport {
     /// The environment.
     pub env: String,
+    /// For a guarded environment, the person's decision and feedback
+    /// (`approved: ...` / `rejected: ...`).
+    #[serde(default)]
+    pub approval: Option<String>,
     /// Whether every service is deployed and healthy.
     pub success: bool,
     /// One entry per service, in input order.
@@ -313,6 +322,46 @@ pub async fn deploy_services(ctx: &Ctx, input: DeployInput) -> Result<DeployRepo
         input.services.len()
     ));
 
+    // Production waits for a person: `approve` / `reject` the breakpoint, then `resume`.
+    let mut approval = None;
+    if GUARDED_ENVS.contains(&input.env.as_str()) {
+        let versions: Vec<String> = manifests
+            .iter()
+            .map(|m| format!("{} {}", m.service, m.version))
+            .collect();
+        let decision = ctx
+            .breakpoint(
+                "approve-production",
+                format!("deploy {} to {}?", versions.join(", "), input.env),
+            )
+            .await;
+        let feedback = decision.feedback().unwrap_or("no feedback").to_string();
+        if !decision.is_approved() {
+            ctx.log(format!("deployment to {} rejected: {feedback}", input.env));
+            let services = input
+                .services
+                .iter()
+                .zip(builds)
+                .map(|(service, build)| ServiceResult {
+                    service: service.clone(),
+                    built: build.is_ok(),
+                    deployed: false,
+                    healthy: false,
+                    version: build.as_ref().ok().map(|m| m.version.clone()),
+                    files: build.as_ref().map(|m| m.files.len()).unwrap_or(0),
+                    problems: vec![format!("not deployed: rejected ({feedback})")],
+                })
+                .collect();
+            return Ok(DeployReport {
+                env: input.env,
+                approval: Some(format!("rejected: {feedback}")),
+                success: false,
+                services,
+            });
+        }
+        approval = Some(format!("approved: {feedback}"));
+    }
+
     // Phase 2: deploy every built service at once; each item is deploy, then health check.
     let (out, env) = (input.out_dir.clone(), input.env.clone());
     let deploys = ctx
@@ -367,6 +416,7 @@ pub async fn deploy_services(ctx: &Ctx, input: DeployInput) -> Result<DeployRepo
     ));
     Ok(DeployReport {
         env: input.env,
+        approval,
         success,
         services,
     })

@@ -10,5 +10,13 @@ fn main() -> std::process::ExitCode {
 
 /// Every example process.
 fn registry() -> minder::cli::Registry {
-    minder::cli::Registry::new().process::<batch_files::batch_files>()
+    minder::cli::Registry::new()
+        .process::<batch_files::batch_files>()
+        .process::<quality_checks::quality_checks>()
+        .process::<deploy::deploy_services>()
+        .process::<build_test_deploy::build_test_deploy>()
+        .process::<quality_convergence::quality_convergence>()
+        .process::<chunked::process_in_chunks>()
+        .process::<chunked::process_with_limit>()
+        .process::<final_verification::final_verification>()
 }

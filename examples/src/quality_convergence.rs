@@ -54,6 +54,36 @@ pub struct ConvergenceInput {
     /// The longest allowed line, in characters (default 80).
     #[serde(default = "default_width")]
     pub max_width: usize,
+    /// Ask an external reviewer (an agent or a person) for the score of each iteration: the
+    /// run waits until the review is posted (`post <run> <effect> --value
+    /// '{"score": 90, "comments": ".."}'`), then `resume` goes on.
+    #[serde(default)]
+    pub external_review: bool,
+}
+
+/// What the external reviewer is given.
+#[data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewRequest {
+    /// The file under review.
+    pub file: String,
+    /// The iteration.
+    pub iteration: u32,
+    /// The measured score.
+    pub measured_score: u32,
+    /// Lines that still offend.
+    pub violating_lines: usize,
+}
+
+/// The external reviewer's verdict: the score that decides whether the loop goes on.
+#[data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    /// The score, 0–100.
+    pub score: u32,
+    /// What the reviewer says.
+    #[serde(default)]
+    pub comments: String,
 }
 
 /// What one check found.
@@ -294,6 +324,21 @@ pub async fn quality_convergence(
         // Sequential: the score needs every check.
         let measured = score_file(vec![spaces, tabs, long, newline]).await?;
         score = measured.score;
+        if input.external_review {
+            // The reviewer sees the measurement and decides the score.
+            let request = ReviewRequest {
+                file: file.clone(),
+                iteration,
+                measured_score: measured.score,
+                violating_lines: measured.violating_lines,
+            };
+            let review = ctx.external::<Review>("review", request).await?;
+            ctx.log(format!(
+                "iteration {iteration}: reviewer says {} ({})",
+                review.score, review.comments
+            ));
+            score = review.score.min(100);
+        }
         ctx.log(format!(
             "iteration {iteration}: fixed {} lines, score {score} ({} of {} lines still offend)",
             fixes.lines.len(),

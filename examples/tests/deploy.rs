@@ -109,11 +109,19 @@ async fn a_broken_service_does_not_stop_the_others() {
     copy_tree(&data_dir("services"), src.path());
     write(src.path(), "web/service.json", "{ \"name\": \"web\", ");
     let out = tempfile::tempdir().unwrap();
+    // `prod` stops at the approval breakpoint; the test answers it.
     let report = Runner::in_memory()
+        .decide_breakpoints(|name, _| {
+            assert_eq!(name, "approve-production");
+            Decision::Approved {
+                feedback: Some("from the test".into()),
+            }
+        })
         .run::<deploy_services>(input(src.path(), out.path(), "prod"))
         .await
         .unwrap()
         .output;
+    assert_eq!(report.approval.as_deref(), Some("approved: from the test"));
     assert!(!report.success);
     let web = &report.services[1];
     assert_eq!(web.service, "web");

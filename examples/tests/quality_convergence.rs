@@ -21,6 +21,7 @@ fn input(file: &Path, target: u32, max_iterations: u32, fixes: usize) -> Converg
         max_iterations,
         fixes_per_iteration: fixes,
         max_width: 40,
+        external_review: false,
     }
 }
 

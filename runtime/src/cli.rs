@@ -319,6 +319,7 @@ pub fn main(registry: Registry) -> ExitCode {
     };
     match runtime.block_on(execute(&registry, &cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Waiting) => ExitCode::from(CliError::Waiting.exit_code()),
         Err(e) => {
             if cli.json {
                 out!("{}", json!({ "error": e.to_string(), "exit": e.exit_code() }));

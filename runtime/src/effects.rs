@@ -139,6 +139,7 @@ impl Ctx {
         }
         if run.posting.is_none() {
             if let Some(outcome) = run.hooks.answer(kind, name, &input) {
+                let _active = run.active();
                 run.append(Event::EffectResolved {
                     key: key.clone(),
                     outcome: outcome.clone(),
@@ -175,6 +176,9 @@ impl Ctx {
                     format!("the error posted for `{key}` is not a `TaskError` (`{{\"kind\": \"failed\", \"message\": \"...\"}}`){why}; nothing was written")
                 }),
             };
+            // Counted as progressing while the result is written, so the run is not taken
+            // for idle in the meantime.
+            let _active = run.active();
             let written = match checked {
                 Ok(()) => {
                     let event = Event::EffectResolved {

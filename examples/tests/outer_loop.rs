@@ -1,0 +1,191 @@
+//! The outer loop end to end through the command line: a run stops to wait (a breakpoint, an
+//! external review), `tasks --pending` shows what it waits for, `approve` / `reject` / `post`
+//! resolve it (checked, nothing written on bad input), and `resume` goes on to the end.
+
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_minder-examples");
+
+fn cli(runs: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .output()
+        .expect("the examples binary runs")
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn journal(runs: &Path, id: &str) -> Vec<u8> {
+    fs::read(runs.join(id).join("journal.log")).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn deploy_setup(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let src = tmp.join("services");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
+        &src,
+    );
+    let out = tmp.join("out");
+    let input = tmp.join("deploy.json");
+    let spec = json!({ "src_dir": src, "out_dir": out, "env": "production" });
+    fs::write(&input, spec.to_string()).unwrap();
+    (input, out, tmp.join("runs"))
+}
+
+#[test]
+fn production_deploy_waits_for_approval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out_dir, runs) = deploy_setup(tmp.path());
+    let run = cli(&runs, &["run", "deploy-services", "--input", input.to_str().unwrap(), "--json"]);
+    assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
+    let waiting = json_of(&run);
+    assert_eq!(waiting["state"], "waiting");
+    let id = waiting["run_id"].as_str().unwrap().to_string();
+    assert_eq!(waiting["waiting"][0]["key"], "approve-production#0");
+    assert!(!out_dir.join("production").exists(), "nothing deployed before approval");
+
+    let tasks = json_of(&cli(&runs, &["tasks", &id, "--pending", "--json"]));
+    assert_eq!(tasks.as_array().unwrap().len(), 1);
+    assert_eq!(tasks[0]["kind"], "breakpoint");
+    assert!(tasks[0]["input"].as_str().unwrap().starts_with("deploy api "), "{tasks}");
+
+    // Posting a value to a breakpoint is refused, and changes nothing.
+    let before = journal(&runs, &id);
+    let wrong = cli(&runs, &["post", &id, "approve-production#0", "--value", "true"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(stderr(&wrong).contains("is a breakpoint: approve or reject it"), "{}", stderr(&wrong));
+    assert_eq!(journal(&runs, &id), before);
+
+    let ok = cli(&runs, &["approve", &id, "approve-production#0", "--feedback", "release 42"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let again = cli(&runs, &["approve", &id, "approve-production#0"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("is already resolved"), "{}", stderr(&again));
+
+    let done = cli(&runs, &["resume", &id, "--json"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let report = &json_of(&done)["output"];
+    assert_eq!(report["success"], true);
+    assert_eq!(report["approval"], "approved: release 42");
+    for svc in ["api", "web", "worker"] {
+        assert!(out_dir.join("production").join(svc).join("MANIFEST.json").exists());
+    }
+    // The builds were not redone on resume: one started event per build step.
+    let events = json_of(&cli(&runs, &["events", &id, "--json"]));
+    let build_starts = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "step_started" && e["key"].as_str().unwrap().starts_with("map(build)"))
+        .count();
+    assert_eq!(build_starts, 3);
+}
+
+#[test]
+fn a_rejected_production_deploy_deploys_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out_dir, runs) = deploy_setup(tmp.path());
+    let run = cli(&runs, &["run", "deploy-services", "--input", input.to_str().unwrap(), "--json"]);
+    let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
+    let no = cli(&runs, &["reject", &id, "approve-production#0", "--feedback", "freeze week"]);
+    assert!(no.status.success(), "{}", stderr(&no));
+    let done = cli(&runs, &["resume", &id, "--json"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let report = &json_of(&done)["output"];
+    assert_eq!(report["success"], false);
+    assert_eq!(report["approval"], "rejected: freeze week");
+    assert!(!out_dir.join("production").exists());
+}
+
+#[test]
+fn convergence_loop_with_an_external_reviewer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("notes.txt");
+    fs::write(
+        &file,
+        "a line with trailing spaces   \n\tindented with a tab\nok\nanother  \nfine\n",
+    )
+    .unwrap();
+    let input = tmp.path().join("input.json");
+    let spec = json!({
+        "file": file, "target_score": 90, "max_iterations": 5,
+        "fixes_per_iteration": 1, "max_width": 80, "external_review": true
+    });
+    fs::write(&input, spec.to_string()).unwrap();
+    let runs = tmp.path().join("runs");
+
+    let run = cli(&runs, &["run", "quality-convergence", "--input", input.to_str().unwrap(), "--json"]);
+    assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
+    let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
+    let pending = json_of(&cli(&runs, &["tasks", &id, "--pending", "--json"]));
+    assert_eq!(pending[0]["key"], "review#0");
+    assert_eq!(pending[0]["kind"], "external");
+    assert_eq!(pending[0]["input"]["iteration"], 1);
+    let measured = pending[0]["input"]["measured_score"].as_u64().unwrap();
+    assert!(measured < 100);
+
+    // A review of the wrong type: the type and the field are named, nothing is written.
+    let before = journal(&runs, &id);
+    let bad = cli(&runs, &["post", &id, "review#0", "--value", r#"{"score": "great"}"#]);
+    assert_eq!(bad.status.code(), Some(2));
+    let msg = stderr(&bad);
+    assert!(msg.contains("does not fit `minder_examples::quality_convergence::Review`"), "{msg}");
+    assert!(msg.contains("at `score`"), "{msg}");
+    assert_eq!(journal(&runs, &id), before);
+    let unknown = cli(&runs, &["post", &id, "review#7", "--value", r#"{"score": 1}"#]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("has no effect `review#7`; pending: review#0"), "{}", stderr(&unknown));
+    let not_json = cli(&runs, &["post", &id, "review#0", "--value", "{score"]);
+    assert_eq!(not_json.status.code(), Some(2));
+    assert_eq!(journal(&runs, &id), before);
+
+    // Iteration 1: the reviewer wants more. The loop goes on and asks again.
+    let posted = cli(&runs, &["post", &id, "review#0", "--value", r#"{"score": 60, "comments": "tabs remain"}"#]);
+    assert!(posted.status.success(), "{}", stderr(&posted));
+    let second = cli(&runs, &["resume", &id, "--json"]);
+    assert_eq!(second.status.code(), Some(5), "{}", stderr(&second));
+    assert_eq!(json_of(&second)["waiting"][0]["key"], "review#1");
+    assert_eq!(json_of(&second)["waiting"][0]["input"]["iteration"], 2);
+
+    // Iteration 2: good enough; the run completes.
+    let posted = cli(&runs, &["post", &id, "review#1", "--value", r#"{"score": 95, "comments": "clean"}"#]);
+    assert!(posted.status.success(), "{}", stderr(&posted));
+    let done = cli(&runs, &["resume", &id, "--json"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let report = &json_of(&done)["output"];
+    assert_eq!(report["iterations"], 2);
+    assert_eq!(report["score"], 95);
+    assert_eq!(report["converged"], true);
+    let status = json_of(&cli(&runs, &["status", &id, "--json"]));
+    assert_eq!(status["state"], "completed");
+    assert_eq!(status["effects"].as_array().unwrap().len(), 2);
+}
