@@ -16,7 +16,8 @@
 //! `--compile-target DIR` (the generated crates' target directory; default
 //! `$TMPDIR/minder-bench-target`, kept so later runs skip the dependency build),
 //! `--skip-compile`, `--only fan-out,sequential,replay,memory,compile` (run only these),
-//! `--quick` (smaller and fewer runs, for a smoke test).
+//! `--quick` (smaller and fewer runs, for a smoke test), `--keep` (keep the journals and the
+//! generated crates, and print where).
 
 mod compile;
 mod fanout;
@@ -52,6 +53,7 @@ struct Options {
     compile_target: Option<PathBuf>,
     skip_compile: bool,
     quick: bool,
+    keep: bool,
     only: Option<Vec<String>>,
 }
 
@@ -89,10 +91,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 options.only = Some(only);
             }
             "--quick" => options.quick = true,
+            "--keep" => options.keep = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: minder-bench [--dir DIR] [--compile-target DIR] [--skip-compile] \
-                     [--quick] [--only fan-out,sequential,replay,memory,compile]"
+                     [--quick] [--keep] [--only fan-out,sequential,replay,memory,compile]"
                         .to_string(),
                 )
             }
@@ -212,6 +215,11 @@ fn run(options: &Options) -> Results {
         let reps = if options.quick { 1 } else { 3 };
         compile::measure(&dir.join("compile"), &target, reps)
     });
+
+    if options.keep {
+        let kept = temp.keep();
+        progress(&format!("kept the journals and generated crates in {}", kept.display()));
+    }
 
     Results {
         machine,

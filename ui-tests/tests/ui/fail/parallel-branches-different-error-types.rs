@@ -7,7 +7,9 @@ struct MyError {
 
 impl From<TaskError> for MyError {
     fn from(e: TaskError) -> Self {
-        MyError { reason: e.to_string() }
+        MyError {
+            reason: e.to_string(),
+        }
     }
 }
 

@@ -26,7 +26,9 @@ async fn read(req: Request) -> Result<Outcome, TaskError> {
     Ok(if req.max_bytes == 0 {
         Outcome::Skipped
     } else {
-        Outcome::Done { bytes: req.max_bytes }
+        Outcome::Done {
+            bytes: req.max_bytes,
+        }
     })
 }
 

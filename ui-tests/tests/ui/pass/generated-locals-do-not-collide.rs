@@ -33,7 +33,13 @@ async fn fan_out(__par: String, __v0: String) -> Result<Vec<String>, TaskError> 
         len(__r0.clone() + &__cx + &__pending + &__b0 + &__c1 + &__e),
     )?;
     let (__v0, __par) = parallel!(settle: echo(__v1.clone()), len(__f1.clone()));
-    Ok(vec![__v1, __f1, __r1.to_string(), __v0?, __par?.to_string()])
+    Ok(vec![
+        __v1,
+        __f1,
+        __r1.to_string(),
+        __v0?,
+        __par?.to_string(),
+    ])
 }
 
 #[process]

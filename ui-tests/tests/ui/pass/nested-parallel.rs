@@ -14,12 +14,12 @@ async fn size(url: String) -> Result<u64, TaskError> {
 
 #[process]
 async fn crawl(_ctx: &Ctx, url: String) -> Result<u64, ProcessError> {
-    let (page, (head, tail)) = parallel!(
-        fetch(url.clone()),
-        parallel!(size(url.clone()), size(url)),
+    let (page, (head, tail)) =
+        parallel!(fetch(url.clone()), parallel!(size(url.clone()), size(url)),)?;
+    let (one, (two, three)): (String, (String, u64)) = parallel!(
+        fetch(page.clone()),
+        parallel!(fetch(page.clone()), size(page))
     )?;
-    let (one, (two, three)): (String, (String, u64)) =
-        parallel!(fetch(page.clone()), parallel!(fetch(page.clone()), size(page)))?;
     Ok(head + tail + one.len() as u64 + two.len() as u64 + three)
 }
 

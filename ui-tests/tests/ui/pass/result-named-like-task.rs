@@ -28,12 +28,13 @@ async fn types(files: Vec<String>) -> Result<u32, TaskError> {
 
 #[process]
 async fn quality_checks(_ctx: &Ctx, files: Vec<String>) -> Result<Report, ProcessError> {
-    let (coverage, lint, types) = parallel!(
-        coverage(files.clone()),
-        lint(files.clone()),
-        types(files),
-    )?;
-    Ok(Report { coverage, lint, types })
+    let (coverage, lint, types) =
+        parallel!(coverage(files.clone()), lint(files.clone()), types(files),)?;
+    Ok(Report {
+        coverage,
+        lint,
+        types,
+    })
 }
 
 fn main() {}

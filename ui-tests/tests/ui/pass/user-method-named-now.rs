@@ -12,7 +12,9 @@ impl Calendar {
     }
 
     fn spawn(&self) -> Calendar {
-        Calendar { today: self.today + 1 }
+        Calendar {
+            today: self.today + 1,
+        }
     }
 }
 
