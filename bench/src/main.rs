@@ -162,7 +162,9 @@ fn run(options: &Options) -> Results {
             progress("warming up");
             fanout::measure(1_000, 1, &dir.join("warm-up")).await;
             for &(n, reps) in sizes {
-                progress(&format!("fan-out of {n} tasks, {reps} runs of each variant"));
+                progress(&format!(
+                    "fan-out of {n} tasks, {reps} runs of each variant"
+                ));
                 fan_out.push(fanout::measure(n, reps, &dir).await);
             }
         }
@@ -202,7 +204,9 @@ fn run(options: &Options) -> Results {
     drop(rt);
 
     let memory = options.runs("memory").then(|| {
-        progress(&format!("peak memory of {big} tasks and {big} replayed steps"));
+        progress(&format!(
+            "peak memory of {big} tasks and {big} replayed steps"
+        ));
         memory::measure(big, &dir, &dir.join("replay"), "memory-replay")
     });
 
@@ -218,7 +222,10 @@ fn run(options: &Options) -> Results {
 
     if options.keep {
         let kept = temp.keep();
-        progress(&format!("kept the journals and generated crates in {}", kept.display()));
+        progress(&format!(
+            "kept the journals and generated crates in {}",
+            kept.display()
+        ));
     }
 
     Results {

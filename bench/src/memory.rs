@@ -79,7 +79,8 @@ pub fn measure(n: u64, dir: &Path, replay_runs: &Path, replay_run: &str) -> Memo
 }
 
 fn path_arg(path: &Path) -> &str {
-    path.to_str().expect("the temporary directory has a UTF-8 path")
+    path.to_str()
+        .expect("the temporary directory has a UTF-8 path")
 }
 
 /// The child side: runs what `args` names and prints `vmhwm_kib <n>`.

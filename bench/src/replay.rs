@@ -53,7 +53,10 @@ pub async fn journal_events(n: u64) -> Vec<Event> {
         .iter()
         .filter(|e| matches!(e, Event::StepCompleted { .. }))
         .count();
-    assert_eq!(completed as u64, n, "every step before the gate is journaled");
+    assert_eq!(
+        completed as u64, n,
+        "every step before the gate is journaled"
+    );
     events
 }
 

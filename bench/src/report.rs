@@ -173,12 +173,7 @@ impl Results {
             let _ = writeln!(
                 out,
                 "| {} | {:.1} | {:.1} | {:.2} | {:.3} | {:.0} B |\n",
-                s.reps,
-                s.minder_us,
-                s.floor_us,
-                s.ratio,
-                s.fsyncs_per_task,
-                s.record_bytes
+                s.reps, s.minder_us, s.floor_us, s.ratio, s.fsyncs_per_task, s.record_bytes
             );
         }
 

@@ -71,7 +71,10 @@ async fn run_once(runs: &Path, n: u64) -> (f64, f64, usize, usize) {
     let syncs = (store.sync_count() - before) as f64 / n as f64;
     let journal = store.journal_path(&done.run_id).expect("a valid run id");
     let len = fs::metadata(&journal).expect("the journal exists").len() as usize;
-    let events = store.read(&done.run_id).expect("the journal reads back").len();
+    let events = store
+        .read(&done.run_id)
+        .expect("the journal reads back")
+        .len();
     (us, syncs, len, events)
 }
 

@@ -104,8 +104,6 @@ fn check_batch(input: &NumbersInput) -> Result<(), ProcessError> {
 }
 
 /// The seed's Example 3, line for line: one `ctx.map` per chunk, a log line after each.
-// `|n| factorize(n)` rather than `factorize`: the closure lets the static graph name the task.
-#[allow(clippy::redundant_closure)]
 #[process(name = "process-in-chunks")]
 pub async fn process_in_chunks(
     ctx: &Ctx,
@@ -117,7 +115,7 @@ pub async fn process_in_chunks(
     let mut waves = 0;
     for chunk in input.numbers.chunks(input.batch_size) {
         // Every item of the chunk at once; the next chunk starts when all of these are done.
-        let done = ctx.map("chunk", chunk.to_vec(), |n| factorize(n)).await?;
+        let done = ctx.map("chunk", chunk.to_vec(), factorize).await?;
         results.extend(done);
         waves += 1;
         ctx.log(format!("Processed {}/{total} items", results.len()));
@@ -131,7 +129,6 @@ pub async fn process_in_chunks(
 }
 
 /// The same work without chunks: `limit` keeps `batch_size` items in flight at all times.
-#[allow(clippy::redundant_closure)]
 #[process(name = "process-with-limit")]
 pub async fn process_with_limit(
     ctx: &Ctx,
@@ -140,7 +137,7 @@ pub async fn process_with_limit(
     check_batch(&input)?;
     let total = input.numbers.len();
     let results = ctx
-        .map("numbers", input.numbers.clone(), |n| factorize(n))
+        .map("numbers", input.numbers.clone(), factorize)
         .limit(input.batch_size)
         .await?;
     ctx.log(format!("Processed {total}/{total} items"));

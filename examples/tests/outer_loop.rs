@@ -65,31 +65,69 @@ fn deploy_setup(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn production_deploy_waits_for_approval() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out_dir, runs) = deploy_setup(tmp.path());
-    let run = cli(&runs, &["run", "deploy-services", "--input", input.to_str().unwrap(), "--json"]);
+    let run = cli(
+        &runs,
+        &[
+            "run",
+            "deploy-services",
+            "--input",
+            input.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
     let waiting = json_of(&run);
     assert_eq!(waiting["state"], "waiting");
     let id = waiting["run_id"].as_str().unwrap().to_string();
     assert_eq!(waiting["waiting"][0]["key"], "approve-production#0");
-    assert!(!out_dir.join("production").exists(), "nothing deployed before approval");
+    assert!(
+        !out_dir.join("production").exists(),
+        "nothing deployed before approval"
+    );
 
     let tasks = json_of(&cli(&runs, &["tasks", &id, "--pending", "--json"]));
     assert_eq!(tasks.as_array().unwrap().len(), 1);
     assert_eq!(tasks[0]["kind"], "breakpoint");
-    assert!(tasks[0]["input"].as_str().unwrap().starts_with("deploy api "), "{tasks}");
+    assert!(
+        tasks[0]["input"]
+            .as_str()
+            .unwrap()
+            .starts_with("deploy api "),
+        "{tasks}"
+    );
 
     // Posting a value to a breakpoint is refused, and changes nothing.
     let before = journal(&runs, &id);
-    let wrong = cli(&runs, &["post", &id, "approve-production#0", "--value", "true"]);
+    let wrong = cli(
+        &runs,
+        &["post", &id, "approve-production#0", "--value", "true"],
+    );
     assert_eq!(wrong.status.code(), Some(2));
-    assert!(stderr(&wrong).contains("is a breakpoint: approve or reject it"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("is a breakpoint: approve or reject it"),
+        "{}",
+        stderr(&wrong)
+    );
     assert_eq!(journal(&runs, &id), before);
 
-    let ok = cli(&runs, &["approve", &id, "approve-production#0", "--feedback", "release 42"]);
+    let ok = cli(
+        &runs,
+        &[
+            "approve",
+            &id,
+            "approve-production#0",
+            "--feedback",
+            "release 42",
+        ],
+    );
     assert!(ok.status.success(), "{}", stderr(&ok));
     let again = cli(&runs, &["approve", &id, "approve-production#0"]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(stderr(&again).contains("is already resolved"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("is already resolved"),
+        "{}",
+        stderr(&again)
+    );
 
     let done = cli(&runs, &["resume", &id, "--json"]);
     assert!(done.status.success(), "{}", stderr(&done));
@@ -97,7 +135,11 @@ fn production_deploy_waits_for_approval() {
     assert_eq!(report["success"], true);
     assert_eq!(report["approval"], "approved: release 42");
     for svc in ["api", "web", "worker"] {
-        assert!(out_dir.join("production").join(svc).join("MANIFEST.json").exists());
+        assert!(out_dir
+            .join("production")
+            .join(svc)
+            .join("MANIFEST.json")
+            .exists());
     }
     // The builds were not redone on resume: one started event per build step.
     let events = json_of(&cli(&runs, &["events", &id, "--json"]));
@@ -105,7 +147,9 @@ fn production_deploy_waits_for_approval() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["event"] == "step_started" && e["key"].as_str().unwrap().starts_with("map(build)"))
+        .filter(|e| {
+            e["event"] == "step_started" && e["key"].as_str().unwrap().starts_with("map(build)")
+        })
         .count();
     assert_eq!(build_starts, 3);
 }
@@ -114,9 +158,27 @@ fn production_deploy_waits_for_approval() {
 fn a_rejected_production_deploy_deploys_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out_dir, runs) = deploy_setup(tmp.path());
-    let run = cli(&runs, &["run", "deploy-services", "--input", input.to_str().unwrap(), "--json"]);
+    let run = cli(
+        &runs,
+        &[
+            "run",
+            "deploy-services",
+            "--input",
+            input.to_str().unwrap(),
+            "--json",
+        ],
+    );
     let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
-    let no = cli(&runs, &["reject", &id, "approve-production#0", "--feedback", "freeze week"]);
+    let no = cli(
+        &runs,
+        &[
+            "reject",
+            &id,
+            "approve-production#0",
+            "--feedback",
+            "freeze week",
+        ],
+    );
     assert!(no.status.success(), "{}", stderr(&no));
     let done = cli(&runs, &["resume", &id, "--json"]);
     assert!(done.status.success(), "{}", stderr(&done));
@@ -143,7 +205,16 @@ fn convergence_loop_with_an_external_reviewer() {
     fs::write(&input, spec.to_string()).unwrap();
     let runs = tmp.path().join("runs");
 
-    let run = cli(&runs, &["run", "quality-convergence", "--input", input.to_str().unwrap(), "--json"]);
+    let run = cli(
+        &runs,
+        &[
+            "run",
+            "quality-convergence",
+            "--input",
+            input.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
     let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
     let pending = json_of(&cli(&runs, &["tasks", &id, "--pending", "--json"]));
@@ -155,21 +226,43 @@ fn convergence_loop_with_an_external_reviewer() {
 
     // A review of the wrong type: the type and the field are named, nothing is written.
     let before = journal(&runs, &id);
-    let bad = cli(&runs, &["post", &id, "review#0", "--value", r#"{"score": "great"}"#]);
+    let bad = cli(
+        &runs,
+        &["post", &id, "review#0", "--value", r#"{"score": "great"}"#],
+    );
     assert_eq!(bad.status.code(), Some(2));
     let msg = stderr(&bad);
-    assert!(msg.contains("does not fit `minder_examples::quality_convergence::Review`"), "{msg}");
+    assert!(
+        msg.contains("does not fit `minder_examples::quality_convergence::Review`"),
+        "{msg}"
+    );
     assert!(msg.contains("at `score`"), "{msg}");
     assert_eq!(journal(&runs, &id), before);
-    let unknown = cli(&runs, &["post", &id, "review#7", "--value", r#"{"score": 1}"#]);
+    let unknown = cli(
+        &runs,
+        &["post", &id, "review#7", "--value", r#"{"score": 1}"#],
+    );
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("has no effect `review#7`; pending: review#0"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("has no effect `review#7`; pending: review#0"),
+        "{}",
+        stderr(&unknown)
+    );
     let not_json = cli(&runs, &["post", &id, "review#0", "--value", "{score"]);
     assert_eq!(not_json.status.code(), Some(2));
     assert_eq!(journal(&runs, &id), before);
 
     // Iteration 1: the reviewer wants more. The loop goes on and asks again.
-    let posted = cli(&runs, &["post", &id, "review#0", "--value", r#"{"score": 60, "comments": "tabs remain"}"#]);
+    let posted = cli(
+        &runs,
+        &[
+            "post",
+            &id,
+            "review#0",
+            "--value",
+            r#"{"score": 60, "comments": "tabs remain"}"#,
+        ],
+    );
     assert!(posted.status.success(), "{}", stderr(&posted));
     let second = cli(&runs, &["resume", &id, "--json"]);
     assert_eq!(second.status.code(), Some(5), "{}", stderr(&second));
@@ -177,7 +270,16 @@ fn convergence_loop_with_an_external_reviewer() {
     assert_eq!(json_of(&second)["waiting"][0]["input"]["iteration"], 2);
 
     // Iteration 2: good enough; the run completes.
-    let posted = cli(&runs, &["post", &id, "review#1", "--value", r#"{"score": 95, "comments": "clean"}"#]);
+    let posted = cli(
+        &runs,
+        &[
+            "post",
+            &id,
+            "review#1",
+            "--value",
+            r#"{"score": 95, "comments": "clean"}"#,
+        ],
+    );
     assert!(posted.status.success(), "{}", stderr(&posted));
     let done = cli(&runs, &["resume", &id, "--json"]);
     assert!(done.status.success(), "{}", stderr(&done));

@@ -108,7 +108,10 @@ fn create<P: Process>(runner: &Runner, input: Value) -> Result<String, CliError>
     Ok(runner.create::<P>(&input)?)
 }
 
-fn resume<'a, P: Process>(runner: &'a Runner, id: &'a str) -> BoxFuture<'a, Result<Value, RunError>> {
+fn resume<'a, P: Process>(
+    runner: &'a Runner,
+    id: &'a str,
+) -> BoxFuture<'a, Result<Value, RunError>> {
     Box::pin(async move {
         let done = runner.resume::<P>(id).await?;
         serde_json::to_value(done.output)
@@ -310,7 +313,10 @@ impl CliError {
 /// Parses the process arguments and runs the command. Call it from `main`.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -322,7 +328,10 @@ pub fn main(registry: Registry) -> ExitCode {
         Err(CliError::Waiting) => ExitCode::from(CliError::Waiting.exit_code()),
         Err(e) => {
             if cli.json {
-                out!("{}", json!({ "error": e.to_string(), "exit": e.exit_code() }));
+                out!(
+                    "{}",
+                    json!({ "error": e.to_string(), "exit": e.exit_code() })
+                );
             }
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
@@ -333,9 +342,9 @@ pub fn main(registry: Registry) -> ExitCode {
 fn read_input(source: &str) -> Result<Value, CliError> {
     let (text, origin) = if source == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::Input(format!("cannot read the input from standard input: {e}")))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            CliError::Input(format!("cannot read the input from standard input: {e}"))
+        })?;
         (text, "standard input".to_string())
     } else {
         let text = std::fs::read_to_string(source)
@@ -356,7 +365,11 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             let runner = runner(store, cli.json);
             let run_id = (entry.create)(&runner, input)?;
             if !cli.json {
-                eprintln!("run {run_id} of `{}` started in {}", entry.name, cli.runs_dir.display());
+                eprintln!(
+                    "run {run_id} of `{}` started in {}",
+                    entry.name,
+                    cli.runs_dir.display()
+                );
             }
             drive(entry, &runner, &run_id, cli).await
         }
@@ -368,7 +381,8 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             let events = store.read(run_id)?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
-            let runner = runner(store.clone(), cli.json).allow_version_change(*allow_version_change);
+            let runner =
+                runner(store.clone(), cli.json).allow_version_change(*allow_version_change);
             loop {
                 match drive(entry, &runner, run_id, cli).await {
                     Err(CliError::Waiting) if *wait => {
@@ -476,8 +490,15 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
                     feedback: feedback.clone(),
                 }
             };
-            Runner::new(store).decide(run_id, breakpoint, decision).await?;
-            report(cli, run_id, breakpoint, if approve { "approved" } else { "rejected" });
+            Runner::new(store)
+                .decide(run_id, breakpoint, decision)
+                .await?;
+            report(
+                cli,
+                run_id,
+                breakpoint,
+                if approve { "approved" } else { "rejected" },
+            );
             Ok(())
         }
         Command::Cancel { run_id, reason } => {
@@ -517,7 +538,10 @@ async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Resul
                 print_json(&json!({ "run_id": run_id, "state": "completed", "output": output }));
             } else {
                 out!("run {run_id} completed");
-                out!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&output).unwrap_or_default()
+                );
                 eprintln!(
                     "look at it with: status {run_id} | events {run_id} (add --runs-dir {} if not the default)",
                     cli.runs_dir.display()
@@ -618,8 +642,20 @@ fn print_list(runs: &[RunSummary]) {
         out!("no runs");
         return;
     }
-    let width = runs.iter().map(|r| r.process.len()).max().unwrap_or(7).max(7);
-    out!("{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}", "RUN", "PROCESS", "STATE", "DONE", "FAILED");
+    let width = runs
+        .iter()
+        .map(|r| r.process.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    out!(
+        "{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}",
+        "RUN",
+        "PROCESS",
+        "STATE",
+        "DONE",
+        "FAILED"
+    );
     for r in runs {
         out!(
             "{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}",
@@ -649,7 +685,13 @@ fn print_status(s: &RunSummary) {
         let state = if e.resolved { "resolved" } else { "waiting" };
         out!("{:<8} {} `{}` ({})", state, e.kind, e.name, e.key);
     }
-    let width = s.steps.iter().map(|st| st.key.len()).max().unwrap_or(4).max(4);
+    let width = s
+        .steps
+        .iter()
+        .map(|st| st.key.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     if !s.steps.is_empty() {
         out!("");
         out!("{:<8}  {:<width$}  TASK", "STATE", "STEP");
@@ -676,38 +718,75 @@ fn short(v: &Value) -> String {
 fn describe(e: &Event) -> String {
     use crate::journal::Outcome;
     match e {
-        Event::RunCreated { process, input, fingerprint, .. } => {
-            format!("created     {process} input={} structure={fingerprint}", short(input))
+        Event::RunCreated {
+            process,
+            input,
+            fingerprint,
+            ..
+        } => {
+            format!(
+                "created     {process} input={} structure={fingerprint}",
+                short(input)
+            )
         }
-        Event::StepStarted { key, task, args, .. } => {
+        Event::StepStarted {
+            key, task, args, ..
+        } => {
             format!("started     {key}  {task}{}", short(args))
         }
-        Event::StepCompleted { key, outcome: Outcome::Ok(v) } => {
+        Event::StepCompleted {
+            key,
+            outcome: Outcome::Ok(v),
+        } => {
             format!("completed   {key}  ok {}", short(v))
         }
-        Event::StepCompleted { key, outcome: Outcome::Err(v) } => {
+        Event::StepCompleted {
+            key,
+            outcome: Outcome::Err(v),
+        } => {
             format!("completed   {key}  error {}", short(v))
         }
         Event::Recorded { key, value } => format!("recorded    {key}  {}", short(value)),
         Event::Log { key, message } => format!("log         {key}  {message}"),
-        Event::EffectRequested { key, kind, name, input } => {
+        Event::EffectRequested {
+            key,
+            kind,
+            name,
+            input,
+        } => {
             format!("waits for   {key}  {kind} `{name}` {}", short(input))
         }
-        Event::EffectResolved { key, outcome: Outcome::Ok(v) } => {
+        Event::EffectResolved {
+            key,
+            outcome: Outcome::Ok(v),
+        } => {
             format!("resolved    {key}  ok {}", short(v))
         }
-        Event::EffectResolved { key, outcome: Outcome::Err(v) } => {
+        Event::EffectResolved {
+            key,
+            outcome: Outcome::Err(v),
+        } => {
             format!("resolved    {key}  error {}", short(v))
         }
-        Event::AttemptFailed { key, attempt, error } => {
-            format!("retrying    {key}  attempt {attempt} failed: {}", short(error))
+        Event::AttemptFailed {
+            key,
+            attempt,
+            error,
+        } => {
+            format!(
+                "retrying    {key}  attempt {attempt} failed: {}",
+                short(error)
+            )
         }
         Event::StepCancelled { key } => format!("cancelled   {key}"),
         Event::Suspended { waiting } => format!("suspended   waiting for {}", waiting.join(", ")),
         Event::RunCompleted { output } => format!("run done    output={}", short(output)),
         Event::RunFailed { error } => format!("run failed  {error}"),
         Event::RunCancelled { reason } => {
-            format!("cancelled   {}", reason.as_deref().unwrap_or("(no reason given)"))
+            format!(
+                "cancelled   {}",
+                reason.as_deref().unwrap_or("(no reason given)")
+            )
         }
     }
 }

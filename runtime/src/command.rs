@@ -150,7 +150,10 @@ fn keep(bytes: Vec<u8>, name: &str) -> (String, Option<String>) {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        let path: PathBuf = dir.join(format!("{safe}-{}.{name}", crate::ctx::random_u64() & 0xffff));
+        let path: PathBuf = dir.join(format!(
+            "{safe}-{}.{name}",
+            crate::ctx::random_u64() & 0xffff
+        ));
         std::fs::create_dir_all(&dir).ok()?;
         std::fs::write(&path, &bytes).ok()?;
         Some(path.display().to_string())

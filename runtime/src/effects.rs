@@ -38,7 +38,9 @@ impl Decision {
     /// The feedback, if any.
     pub fn feedback(&self) -> Option<&str> {
         match self {
-            Decision::Approved { feedback } | Decision::Rejected { feedback } => feedback.as_deref(),
+            Decision::Approved { feedback } | Decision::Rejected { feedback } => {
+                feedback.as_deref()
+            }
         }
     }
 }
@@ -91,7 +93,9 @@ impl Ctx {
         let input = match serde_json::to_value(input) {
             Ok(v) => v,
             Err(e) => {
-                run.fail(RunError::Decode(format!("cannot journal the input of `{key}`: {e}")));
+                run.fail(RunError::Decode(format!(
+                    "cannot journal the input of `{key}`: {e}"
+                )));
                 return std::future::pending().await;
             }
         };
@@ -126,7 +130,9 @@ impl Ctx {
                 }
             }
             Some(_) => {
-                let detail = format!("the journal has a task step here, the code now asks for {kind} `{name}`");
+                let detail = format!(
+                    "the journal has a task step here, the code now asks for {kind} `{name}`"
+                );
                 run.fail(RunError::NonDeterminism { key, detail });
                 return std::future::pending().await;
             }

@@ -64,13 +64,15 @@ pub mod testing;
 pub mod cli;
 
 pub use crate::ctx::Ctx;
+pub use crate::effects::Decision;
 pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
-pub use crate::effects::Decision;
 pub use crate::run::{Finished, Notice, Process, Runner, Waiting};
 pub use crate::store::{FileStore, MemoryStore, Store};
-pub use crate::task::{artifact_dir, idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+pub use crate::task::{
+    artifact_dir, idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn,
+};
 
 /// Marks a data type as journaled: derives serde's `Serialize` and `Deserialize` through
 /// minder, so the user's crate needs no direct serde dependency. Serde's field and container

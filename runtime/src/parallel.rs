@@ -176,7 +176,6 @@ impl<'c, T, F> Map<'c, T, F> {
         self.limit = limit;
         self
     }
-
 }
 
 impl<'c, T, F, Fut, R, E> Map<'c, T, F>

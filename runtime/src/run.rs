@@ -414,7 +414,9 @@ impl Runner {
                 Event::Log { key, .. } => {
                     replay.insert(key, Replayed::Logged);
                 }
-                Event::EffectRequested { key, kind, name, .. } => {
+                Event::EffectRequested {
+                    key, kind, name, ..
+                } => {
                     replay.insert(
                         key,
                         Replayed::Effect {
@@ -491,9 +493,9 @@ impl Runner {
         match checked {
             Some(Ok(())) => Ok(()),
             Some(Err(why)) => Err(RunError::Effect(why)),
-            None => Err(replayed.err().unwrap_or_else(|| {
-                RunError::Effect(format!("effect `{effect}` was not reached"))
-            })),
+            None => Err(replayed
+                .err()
+                .unwrap_or_else(|| RunError::Effect(format!("effect `{effect}` was not reached")))),
         }
     }
 
@@ -671,7 +673,9 @@ pub(crate) fn pending_effect(
     let mut pending = Vec::new();
     for e in events {
         match e {
-            Event::EffectRequested { key: k, kind: kd, .. } => {
+            Event::EffectRequested {
+                key: k, kind: kd, ..
+            } => {
                 if k == key {
                     found = Some(kd.clone());
                 }

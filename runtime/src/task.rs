@@ -234,7 +234,10 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
             // Started but never completed: it was in flight at a crash, so it runs again.
         }
         Some(_) => {
-            let detail = format!("the journal has no task here, the code now calls `{}`", def.path());
+            let detail = format!(
+                "the journal has no task here, the code now calls `{}`",
+                def.path()
+            );
             return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
         }
         None => {}
@@ -268,7 +271,10 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
             match decoded {
                 Ok(r) => break r,
                 Err(e) => {
-                    let why = format!("the mock of `{}` returned a value of another type: {e}", def.name);
+                    let why = format!(
+                        "the mock of `{}` returned a value of another type: {e}",
+                        def.name
+                    );
                     return fatal(&scope, RunError::Decode(why)).await;
                 }
             }

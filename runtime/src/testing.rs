@@ -119,7 +119,9 @@ impl Runner {
                 Ok(r) => serde_json::to_value(r).map(Outcome::Ok),
                 Err(e) => serde_json::to_value(e).map(Outcome::Err),
             };
-            encoded.map_err(|e| format!("the mock of `{task_name}` returned a value that cannot be journaled: {e}"))
+            encoded.map_err(|e| {
+                format!("the mock of `{task_name}` returned a value that cannot be journaled: {e}")
+            })
         });
         Arc::make_mut(&mut self.hooks)
             .mocks
@@ -195,7 +197,10 @@ pub async fn replay_journal<P: Process>(events: Vec<Event>) -> Result<Replay, Ru
         key: "(end of run)".into(),
         detail,
     };
-    match (runner.resume_with::<P>(&run_id, Some(check)).await, recorded_end) {
+    match (
+        runner.resume_with::<P>(&run_id, Some(check)).await,
+        recorded_end,
+    ) {
         (Ok(done), Some(Ok(recorded))) => {
             let now = serde_json::to_value(&done.output).unwrap_or(Value::Null);
             if now == recorded {

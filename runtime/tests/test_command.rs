@@ -39,9 +39,11 @@ async fn env_working_directory_and_exit_status() {
         std::fs::canonicalize(out.stdout.trim()).unwrap(),
         std::fs::canonicalize(dir.path()).unwrap()
     );
-    let out = run(Cmd::new("printenv").arg("MINDER_TEST_VAR").env("MINDER_TEST_VAR", "value 1"))
-        .await
-        .unwrap();
+    let out = run(Cmd::new("printenv")
+        .arg("MINDER_TEST_VAR")
+        .env("MINDER_TEST_VAR", "value 1"))
+    .await
+    .unwrap();
     assert_eq!(out.stdout, "value 1\n");
     let out = run(Cmd::new("ls").arg("/no/such/dir")).await.unwrap();
     assert!(!out.success);
@@ -56,9 +58,11 @@ async fn env_working_directory_and_exit_status() {
 #[tokio::test]
 async fn a_timeout_kills_the_program() {
     let started = Instant::now();
-    let err = run(Cmd::new("sleep").arg("10").timeout(Duration::from_millis(100)))
-        .await
-        .unwrap_err();
+    let err = run(Cmd::new("sleep")
+        .arg("10")
+        .timeout(Duration::from_millis(100)))
+    .await
+    .unwrap_err();
     assert!(err.contains("`sleep 10` was killed after 100 ms"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -85,7 +89,10 @@ async fn fail_fast_kills_a_sibling_program() {
         .unwrap();
     assert!(done.output);
     assert!(started.elapsed() < Duration::from_secs(10));
-    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
     let proc = format!("/proc/{pid}");
     for _ in 0..100 {
         let alive = std::fs::read_to_string(format!("{proc}/stat"))
@@ -112,6 +119,12 @@ async fn large_output_goes_to_the_run_directory() {
     assert_eq!(out.stdout.len(), JOURNALED_OUTPUT);
     assert!(full.ends_with(&out.stdout));
     let file = out.stdout_file.expect("the whole output is kept in a file");
-    assert!(file.starts_with(dir.path().join(&done.run_id).join("artifacts").to_str().unwrap()));
+    assert!(file.starts_with(
+        dir.path()
+            .join(&done.run_id)
+            .join("artifacts")
+            .to_str()
+            .unwrap()
+    ));
     assert_eq!(std::fs::read_to_string(file).unwrap(), full);
 }

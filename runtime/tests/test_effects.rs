@@ -13,7 +13,10 @@ use serde_json::json;
 async fn deploy(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
     let build = step(tag.clone(), "build".into(), 0).await?;
     let decision = ctx
-        .breakpoint("approve-production", format!("deploy {build} to production?"))
+        .breakpoint(
+            "approve-production",
+            format!("deploy {build} to production?"),
+        )
         .await;
     let feedback = decision.feedback().unwrap_or("none").to_string();
     if decision.is_approved() {
@@ -39,7 +42,10 @@ async fn breakpoint_suspends_and_an_approval_resumes() {
     let id = runner.create::<deploy>(&tag.to_string()).unwrap();
     let err = runner.resume::<deploy>(&id).await.unwrap_err();
     assert_eq!(waiting_keys(&err), ["approve-production#0"]);
-    assert!(err.to_string().contains("breakpoint `approve-production`"), "{err}");
+    assert!(
+        err.to_string().contains("breakpoint `approve-production`"),
+        "{err}"
+    );
     // Resuming before a decision keeps waiting and runs nothing again.
     let err = runner.resume::<deploy>(&id).await.unwrap_err();
     assert_eq!(waiting_keys(&err), ["approve-production#0"]);
@@ -48,14 +54,20 @@ async fn breakpoint_suspends_and_an_approval_resumes() {
     let approve = Decision::Approved {
         feedback: Some("ship it".into()),
     };
-    runner.decide(&id, "approve-production#0", approve.clone()).await.unwrap();
+    runner
+        .decide(&id, "approve-production#0", approve.clone())
+        .await
+        .unwrap();
     let done = runner.resume::<deploy>(&id).await.unwrap();
     assert_eq!(done.output, "deploy-result (ship it)");
     assert_eq!((count(tag, "build"), count(tag, "deploy")), (1, 1));
 
     // Deciding again: already resolved, nothing written.
     let len = store.events(&id).unwrap().len();
-    let err = runner.decide(&id, "approve-production#0", approve).await.unwrap_err();
+    let err = runner
+        .decide(&id, "approve-production#0", approve)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already resolved"), "{err}");
     assert_eq!(store.events(&id).unwrap().len(), len);
 }
@@ -69,7 +81,10 @@ async fn a_rejection_takes_the_other_branch() {
     let reject = Decision::Rejected {
         feedback: Some("tests are flaky".into()),
     };
-    runner.decide(&id, "approve-production#0", reject).await.unwrap();
+    runner
+        .decide(&id, "approve-production#0", reject)
+        .await
+        .unwrap();
     let done = runner.resume::<deploy>(&id).await.unwrap();
     assert_eq!(done.output, "not deployed (tests are flaky)");
     assert_eq!(count(tag, "deploy"), 0);
@@ -89,7 +104,11 @@ async fn reviewed(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
         step(tag.clone(), "draft".into(), 60),
         ctx.external::<Review>("review", json!({ "document": "README.md" })),
     )?;
-    Ok(format!("{draft}: {} ({})", review.score, review.comments.join("; ")))
+    Ok(format!(
+        "{draft}: {} ({})",
+        review.score,
+        review.comments.join("; ")
+    ))
 }
 
 #[tokio::test]
@@ -103,14 +122,19 @@ async fn external_task_result_is_type_checked_then_resumed() {
     assert_eq!(waiting_keys(&err), [key]);
     let events = store.events(&id).unwrap();
     assert!(
-        events.iter().any(|e| matches!(e, Event::StepCompleted { .. })),
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StepCompleted { .. })),
         "the run stopped before the running task finished"
     );
     let len = events.len();
 
     // A value of the wrong shape: an error naming the type and the field; nothing written.
     let bad = json!({ "score": "high", "comments": [] });
-    let err = runner.post::<reviewed>(&id, key, Ok(bad)).await.unwrap_err();
+    let err = runner
+        .post::<reviewed>(&id, key, Ok(bad))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("does not fit `test_effects::Review`"), "{msg}");
     assert!(msg.contains("at `score`"), "{msg}");
@@ -118,8 +142,15 @@ async fn external_task_result_is_type_checked_then_resumed() {
     assert_eq!(store.events(&id).unwrap().len(), len);
 
     // Unknown effect, a task step, the wrong kind: errors, nothing written.
-    let err = runner.post::<reviewed>(&id, "nope#0", Ok(json!(1))).await.unwrap_err();
-    assert!(err.to_string().contains("has no effect `nope#0`; pending: par(step+external)#0/b1/review#0"), "{err}");
+    let err = runner
+        .post::<reviewed>(&id, "nope#0", Ok(json!(1)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no effect `nope#0`; pending: par(step+external)#0/b1/review#0"),
+        "{err}"
+    );
     let err = runner
         .post::<reviewed>(&id, "par(step+external)#0/b0/step#0", Ok(json!(1)))
         .await
@@ -129,13 +160,27 @@ async fn external_task_result_is_type_checked_then_resumed() {
         .decide(&id, key, Decision::Approved { feedback: None })
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("is an external task: post its result"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is an external task: post its result"),
+        "{err}"
+    );
     assert_eq!(store.events(&id).unwrap().len(), len);
 
     let good = json!({ "score": 91, "comments": ["clear", "short"] });
-    runner.post::<reviewed>(&id, key, Ok(good.clone())).await.unwrap();
-    assert_eq!(store.events(&id).unwrap().len(), len + 1, "one event: the result");
-    let err = runner.post::<reviewed>(&id, key, Ok(good)).await.unwrap_err();
+    runner
+        .post::<reviewed>(&id, key, Ok(good.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.events(&id).unwrap().len(),
+        len + 1,
+        "one event: the result"
+    );
+    let err = runner
+        .post::<reviewed>(&id, key, Ok(good))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already resolved"), "{err}");
 
     let done = runner.resume::<reviewed>(&id).await.unwrap();
@@ -166,14 +211,21 @@ async fn a_cancelled_run_never_runs_again() {
     let runner = Runner::new(store.clone());
     let id = runner.create::<deploy>(&tag.to_string()).unwrap();
     runner.resume::<deploy>(&id).await.unwrap_err();
-    runner.cancel(&id, Some("not this week".into())).await.unwrap();
+    runner
+        .cancel(&id, Some("not this week".into()))
+        .await
+        .unwrap();
     let err = runner.resume::<deploy>(&id).await.unwrap_err();
     assert!(matches!(err, RunError::Cancelled(_)), "{err}");
     let len = store.events(&id).unwrap().len();
     let err = runner.cancel(&id, None).await.unwrap_err();
     assert!(err.to_string().contains("has already ended"), "{err}");
     let err = runner
-        .decide(&id, "approve-production#0", Decision::Approved { feedback: None })
+        .decide(
+            &id,
+            "approve-production#0",
+            Decision::Approved { feedback: None },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("has already ended"), "{err}");

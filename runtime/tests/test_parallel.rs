@@ -80,7 +80,10 @@ async fn fail_fast_returns_the_first_error_and_cancels_siblings() {
         .await
         .unwrap();
     assert_eq!(done.output, "caught boom-failed");
-    assert!(started.elapsed() < Duration::from_millis(250), "waited for the slow sibling");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "waited for the slow sibling"
+    );
 
     let store = minder::MemoryStore::new();
     let done = Runner::new(store.clone())
@@ -122,8 +125,14 @@ async fn settles(_ctx: &Ctx, tag: String) -> Result<Vec<String>, ProcessError> {
 
 #[tokio::test]
 async fn settle_keeps_every_result() {
-    let done = Runner::in_memory().run::<settles>("settle".into()).await.unwrap();
-    assert_eq!(done.output, ["Ok(\"a-result\")", "b-failed", "Ok(\"c-result\")"]);
+    let done = Runner::in_memory()
+        .run::<settles>("settle".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        done.output,
+        ["Ok(\"a-result\")", "b-failed", "Ok(\"c-result\")"]
+    );
     assert_eq!(count("settle", "a"), 1);
     assert_eq!(count("settle", "c"), 1);
 }
@@ -131,8 +140,18 @@ async fn settle_keeps_every_result() {
 #[process]
 async fn wide_and_nested(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
     let (a, b, c, d, e, f, g, h, i, j, k, l) = parallel!(
-        number(1), number(2), number(3), number(4), number(5), number(6),
-        number(7), number(8), number(9), number(10), number(11), number(12),
+        number(1),
+        number(2),
+        number(3),
+        number(4),
+        number(5),
+        number(6),
+        number(7),
+        number(8),
+        number(9),
+        number(10),
+        number(11),
+        number(12),
     )?;
     let ((m, n), o) = parallel!(parallel!(number(13), number(14)), async {
         let x = number(15).await?;
@@ -143,7 +162,10 @@ async fn wide_and_nested(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
 
 #[tokio::test]
 async fn any_arity_nesting_and_sequences() {
-    let done = Runner::in_memory().run::<wide_and_nested>(()).await.unwrap();
+    let done = Runner::in_memory()
+        .run::<wide_and_nested>(())
+        .await
+        .unwrap();
     assert_eq!(done.output, (1..=14).sum::<u32>() + 16);
 }
 
@@ -213,7 +235,9 @@ async fn map_modes(ctx: &Ctx, tag: String) -> Result<Vec<String>, ProcessError> 
         })
         .collect();
     let fast = ctx
-        .map("fail-fast", names, |n| failing(tag.clone(), format!("ff-{n}"), 5))
+        .map("fail-fast", names, |n| {
+            failing(tag.clone(), format!("ff-{n}"), 5)
+        })
         .limit(1)
         .await;
     out.push(format!("{}", fast.unwrap_err()));
@@ -222,7 +246,10 @@ async fn map_modes(ctx: &Ctx, tag: String) -> Result<Vec<String>, ProcessError> 
 
 #[tokio::test]
 async fn map_settle_and_fail_fast() {
-    let done = Runner::in_memory().run::<map_modes>("maps".into()).await.unwrap();
+    let done = Runner::in_memory()
+        .run::<map_modes>("maps".into())
+        .await
+        .unwrap();
     assert_eq!(
         done.output,
         [
@@ -235,7 +262,11 @@ async fn map_settle_and_fail_fast() {
             "ff-item0-failed"
         ]
     );
-    assert_eq!(count("maps", "ff-item1"), 0, "fail-fast started nothing after the error");
+    assert_eq!(
+        count("maps", "ff-item1"),
+        0,
+        "fail-fast started nothing after the error"
+    );
 }
 
 static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
@@ -277,7 +308,10 @@ async fn failures(_ctx: &Ctx, _input: ()) -> Result<Vec<String>, ProcessError> {
 async fn retries_timeouts_and_panics() {
     let started = Instant::now();
     let store = minder::MemoryStore::new();
-    let done = Runner::new(store.clone()).run::<failures>(()).await.unwrap();
+    let done = Runner::new(store.clone())
+        .run::<failures>(())
+        .await
+        .unwrap();
     let attempts: Vec<(String, u32)> = store
         .events(&done.run_id)
         .unwrap()
@@ -292,8 +326,14 @@ async fn retries_timeouts_and_panics() {
         [("flaky#0".to_string(), 0), ("flaky#0".to_string(), 1)],
         "each failed attempt is journaled"
     );
-    assert_eq!(done.output[0], "2", "two failures, then the third attempt succeeds");
-    assert_eq!(done.output[1], "Timeout: task `too_slow` timed out after 30ms");
+    assert_eq!(
+        done.output[0], "2",
+        "two failures, then the third attempt succeeds"
+    );
+    assert_eq!(
+        done.output[1],
+        "Timeout: task `too_slow` timed out after 30ms"
+    );
     assert_eq!(done.output[2], "Panicked: task `panics` panicked: kaboom");
     assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -101,14 +101,21 @@ async fn in_flight_step_runs_again_with_same_idempotency_key() {
     open_gate(tag);
     let done = runner.resume::<branch_in_flight>(&id).await.unwrap();
     assert_eq!(done.output, ["a-result", "7", "c-result"]);
-    assert_eq!((count(tag, "a"), count(tag, "c"), count(tag, "gate")), (1, 1, 2));
+    assert_eq!(
+        (count(tag, "a"), count(tag, "c"), count(tag, "gate")),
+        (1, 1, 2)
+    );
     let keys: Vec<String> = calls(tag)
         .into_iter()
         .filter(|c| c.starts_with("key="))
         .collect();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], keys[1], "the idempotency key survives the crash");
-    assert!(keys[0].contains(&id) && keys[0].contains("b0/gate#0"), "{}", keys[0]);
+    assert!(
+        keys[0].contains(&id) && keys[0].contains("b0/gate#0"),
+        "{}",
+        keys[0]
+    );
 }
 
 async fn wait_for_nothing() {}
@@ -176,8 +183,18 @@ async fn loop_iterations_have_distinct_keys() {
     let id = run_until_crash::<looping>(&runner, tag.to_string(), tag, "gate", 1).await;
     open_gate(tag);
     let done = runner.resume::<looping>(&id).await.unwrap();
-    assert_eq!(done.output, ["iter-0-result", "iter-1-result", "iter-2-result"]);
-    assert_eq!((count(tag, "iter-0"), count(tag, "iter-1"), count(tag, "iter-2")), (1, 1, 1));
+    assert_eq!(
+        done.output,
+        ["iter-0-result", "iter-1-result", "iter-2-result"]
+    );
+    assert_eq!(
+        (
+            count(tag, "iter-0"),
+            count(tag, "iter-1"),
+            count(tag, "iter-2")
+        ),
+        (1, 1, 1)
+    );
     let keys = keys(&store.events(&id).unwrap());
     for k in ["step#0", "step#1", "step#2", "gate#0"] {
         assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
@@ -194,14 +211,14 @@ struct Fan {
 async fn fan(ctx: &Ctx, input: Fan) -> Result<usize, ProcessError> {
     let t = input.tag.clone();
     let d = |i: u64| (input.seed.wrapping_mul(31).wrapping_add(i * 17)) % 9;
-    let (x, (y, z)) = parallel!(
-        step(t.clone(), "x".into(), d(1)),
-        async {
-            let y = step(t.clone(), "y".into(), d(2)).await?;
-            let z = parallel!(step(t.clone(), "z1".into(), d(3)), step(t.clone(), "z2".into(), d(4)))?;
-            Ok::<_, TaskError>((y, z))
-        },
-    )?;
+    let (x, (y, z)) = parallel!(step(t.clone(), "x".into(), d(1)), async {
+        let y = step(t.clone(), "y".into(), d(2)).await?;
+        let z = parallel!(
+            step(t.clone(), "z1".into(), d(3)),
+            step(t.clone(), "z2".into(), d(4))
+        )?;
+        Ok::<_, TaskError>((y, z))
+    },)?;
     let items: Vec<u64> = (0..12).collect();
     let mapped = ctx
         .map("items", items, |i| step(t.clone(), format!("m{i}"), d(i)))
@@ -237,7 +254,10 @@ async fn keys_do_not_depend_on_scheduling() {
     assert_eq!(journals[0], journals[2]);
     let keys: Vec<&str> = journals[0].iter().map(|(k, _, _)| k.as_str()).collect();
     assert!(keys.contains(&"par(step+seq)#0/b0/step#0"), "{keys:?}");
-    assert!(keys.contains(&"par(step+seq)#0/b1/par(step+step)#0/b1/step#0"), "{keys:?}");
+    assert!(
+        keys.contains(&"par(step+seq)#0/b1/par(step+step)#0/b1/step#0"),
+        "{keys:?}"
+    );
     assert!(keys.contains(&"map(items)#0/11/step#0"), "{keys:?}");
 }
 
@@ -252,7 +272,9 @@ async fn evolving_v1(_ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
 #[process(name = "evolving")]
 async fn evolving_v2(_ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
     let a = step(tag.clone(), "a".into(), 0).await?;
-    let extra = failing(tag.clone(), "new-step".into(), 0).await.unwrap_or_default();
+    let extra = failing(tag.clone(), "new-step".into(), 0)
+        .await
+        .unwrap_or_default();
     let b = step(tag.clone(), "b".into(), 0).await?;
     gate(tag.clone()).await?;
     Ok(format!("{a},{extra},{b}"))
@@ -271,7 +293,10 @@ async fn keys_are_stable_under_an_unrelated_edit() {
     let runner = runner.allow_version_change(true);
     let done = runner.resume::<evolving_v2>(&id).await.unwrap();
     assert_eq!(done.output, "a-result,,b-result");
-    assert_eq!((count(tag, "a"), count(tag, "b"), count(tag, "new-step")), (1, 1, 1));
+    assert_eq!(
+        (count(tag, "a"), count(tag, "b"), count(tag, "new-step")),
+        (1, 1, 1)
+    );
 }
 
 /// Two tasks with the same name in different modules take the same key.
@@ -342,7 +367,10 @@ async fn changed_task_or_arguments_is_non_determinism() {
     let RunError::NonDeterminism { detail, .. } = &err else {
         panic!("expected non-determinism, got {err}");
     };
-    assert!(detail.contains("arguments") && detail.contains("swap-changed"), "{detail}");
+    assert!(
+        detail.contains("arguments") && detail.contains("swap-changed"),
+        "{detail}"
+    );
     assert_eq!(count("swap-changed", "old-lookup"), 0);
 }
 
@@ -356,7 +384,10 @@ async fn handles_errors(ctx: &Ctx, tag: String) -> Result<String, ProcessError> 
     let r = ctx.random();
     ctx.log("between");
     gate(tag.clone()).await?;
-    let millis = when.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let millis = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     Ok(format!("{first}|{millis}|{r}"))
 }
 
@@ -384,7 +415,11 @@ async fn errors_time_and_randomness_replay_identically() {
         done.output,
         format!("handled boom-failed|{}|{}", recorded[0], recorded[1])
     );
-    assert_eq!(count(tag, "boom"), 1, "a journaled error is not retried on replay");
+    assert_eq!(
+        count(tag, "boom"),
+        1,
+        "a journaled error is not retried on replay"
+    );
     let logs = store
         .events(&id)
         .unwrap()
@@ -407,7 +442,11 @@ async fn completed_run_stays_completed() {
     let again = runner.resume::<looping>(&done.run_id).await.unwrap();
     assert_eq!(again.output, done.output);
     assert_eq!(calls(tag).len(), before);
-    assert_eq!(store.events(&done.run_id).unwrap().len(), len, "nothing appended");
+    assert_eq!(
+        store.events(&done.run_id).unwrap().len(),
+        len,
+        "nothing appended"
+    );
 }
 
 /// A failed run stays failed with the same message.

@@ -25,7 +25,11 @@ async fn billing(ctx: &Ctx, customer: String) -> Result<String, ProcessError> {
     let approval = ctx.breakpoint("refund?", &receipt).await;
     let fraud = ctx.external::<Answer>("fraud-check", &customer).await?;
     let waited = ctx.now().duration_since(started).unwrap().as_secs();
-    Ok(format!("{receipt} waited={waited}s approved={} fraud_ok={}", approval.is_approved(), fraud.ok))
+    Ok(format!(
+        "{receipt} waited={waited}s approved={} fraud_ok={}",
+        approval.is_approved(),
+        fraud.ok
+    ))
 }
 
 fn test_runner(store: MemoryStore) -> Runner {
@@ -46,12 +50,18 @@ fn test_runner(store: MemoryStore) -> Runner {
 async fn mocks_answers_and_a_virtual_clock() {
     let real = Instant::now();
     let store = MemoryStore::new();
-    let done = test_runner(store.clone()).run::<billing>("alice".into()).await.unwrap();
+    let done = test_runner(store.clone())
+        .run::<billing>("alice".into())
+        .await
+        .unwrap();
     assert_eq!(
         done.output,
         "receipt:alice:1200 waited=86400s approved=true fraud_ok=true"
     );
-    assert!(real.elapsed() < Duration::from_secs(5), "the day-long sleep was real");
+    assert!(
+        real.elapsed() < Duration::from_secs(5),
+        "the day-long sleep was real"
+    );
     // Mocked steps and answers are journaled like real ones.
     let events = store.events(&done.run_id).unwrap();
     let resolved = events
@@ -75,7 +85,11 @@ async fn billing_other_amount(ctx: &Ctx, customer: String) -> Result<String, Pro
     let approval = ctx.breakpoint("refund?", &receipt).await;
     let fraud = ctx.external::<Answer>("fraud-check", &customer).await?;
     let waited = ctx.now().duration_since(started).unwrap().as_secs();
-    Ok(format!("{receipt} waited={waited}s approved={} fraud_ok={}", approval.is_approved(), fraud.ok))
+    Ok(format!(
+        "{receipt} waited={waited}s approved={} fraud_ok={}",
+        approval.is_approved(),
+        fraud.ok
+    ))
 }
 
 #[process(name = "billing")]
@@ -94,7 +108,10 @@ async fn billing_extra_step(ctx: &Ctx, customer: String) -> Result<String, Proce
 #[tokio::test(start_paused = true)]
 async fn a_saved_journal_replays_against_the_current_code() {
     let store = MemoryStore::new();
-    let done = test_runner(store.clone()).run::<billing>("bob".into()).await.unwrap();
+    let done = test_runner(store.clone())
+        .run::<billing>("bob".into())
+        .await
+        .unwrap();
     let journal = store.events(&done.run_id).unwrap();
     // Saved as JSON (what `events --json` prints) and read back.
     let dir = tempfile::tempdir().unwrap();
@@ -102,17 +119,39 @@ async fn a_saved_journal_replays_against_the_current_code() {
     std::fs::write(&path, serde_json::to_string(&journal).unwrap()).unwrap();
     let journal = minder::testing::load_journal(&path).unwrap();
 
-    assert_eq!(replay_journal::<billing>(journal.clone()).await.unwrap(), Replay::Completed);
+    assert_eq!(
+        replay_journal::<billing>(journal.clone()).await.unwrap(),
+        Replay::Completed
+    );
 
-    let err = replay_journal::<billing_other_amount>(journal.clone()).await.unwrap_err();
-    assert!(matches!(&err, RunError::NonDeterminism { key, .. } if key == "charge#0"), "{err}");
-    assert!(err.to_string().contains("1200") && err.to_string().contains("1500"), "{err}");
+    let err = replay_journal::<billing_other_amount>(journal.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::NonDeterminism { key, .. } if key == "charge#0"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("1200") && err.to_string().contains("1500"),
+        "{err}"
+    );
 
-    let err = replay_journal::<billing_other_output>(journal.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("the code now returns \"RECEIPT:BOB"), "{err}");
+    let err = replay_journal::<billing_other_output>(journal.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the code now returns \"RECEIPT:BOB"),
+        "{err}"
+    );
 
-    let err = replay_journal::<billing_extra_step>(journal.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("needs steps it does not have"), "{err}");
+    let err = replay_journal::<billing_extra_step>(journal.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("needs steps it does not have"),
+        "{err}"
+    );
 
     // A journal that stops early (the run was waiting) replays as far as it goes.
     let cut: Vec<Event> = journal
@@ -120,5 +159,8 @@ async fn a_saved_journal_replays_against_the_current_code() {
         .take_while(|e| !matches!(e, Event::EffectRequested { .. }))
         .cloned()
         .collect();
-    assert_eq!(replay_journal::<billing>(cut).await.unwrap(), Replay::Incomplete);
+    assert_eq!(
+        replay_journal::<billing>(cut).await.unwrap(),
+        Replay::Incomplete
+    );
 }

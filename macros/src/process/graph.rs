@@ -88,8 +88,28 @@ impl<'a> GraphReader<'a> {
                 self.visit_expr(expr)
             }
             Expr::Paren(p) => self.future_expr(&p.expr),
+            // `|f| { let x = ..; task(x) }`: the statements, then the returned future.
+            Expr::Block(b) => match b.block.stmts.split_last() {
+                Some((syn::Stmt::Expr(tail, None), rest)) => {
+                    for stmt in rest {
+                        self.visit_stmt(stmt);
+                    }
+                    self.future_expr(tail);
+                }
+                _ => self.visit_block(&b.block),
+            },
             _ => self.visit_expr(expr),
         }
+    }
+
+    /// Pushes a loop node, unless its body has no steps (like an `if` without steps).
+    fn push_loop(&mut self, kind: &str, body: Vec<TokenStream>) {
+        if body.is_empty() {
+            return;
+        }
+        let krate = self.krate;
+        self.out
+            .push(quote!(#krate::__private::Node::Loop { kind: #kind, body: &[#(#body),*] }));
     }
 }
 
@@ -122,10 +142,16 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
                 self.visit_expr(items);
             }
             let body = self.collect(|g| {
-                if let Some(Expr::Closure(c)) = map.args.iter().nth(2) {
-                    g.future_expr(&c.body);
-                } else if let Some(f) = map.args.iter().nth(2) {
-                    g.visit_expr(f);
+                match map.args.iter().nth(2) {
+                    Some(Expr::Closure(c)) => g.future_expr(&c.body),
+                    // `ctx.map("x", items, task)`: the function is called for each item.
+                    Some(Expr::Path(p)) => {
+                        if let Some(last) = p.path.segments.last() {
+                            g.push_call(last.ident.to_string());
+                        }
+                    }
+                    Some(f) => g.visit_expr(f),
+                    None => {}
                 }
             });
             self.out
@@ -177,27 +203,22 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
 
     fn visit_expr_for_loop(&mut self, e: &'ast syn::ExprForLoop) {
         self.visit_expr(&e.expr);
-        let body = self.collect(|g| g.visit_block(&e.body));
-        let krate = self.krate;
-        self.out
-            .push(quote!(#krate::__private::Node::Loop { kind: "for", body: #body }));
+        let mut body = self.nested();
+        body.visit_block(&e.body);
+        self.push_loop("for", body.out);
     }
 
     fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
-        let body = self.collect(|g| {
-            g.visit_expr(&e.cond);
-            g.visit_block(&e.body);
-        });
-        let krate = self.krate;
-        self.out
-            .push(quote!(#krate::__private::Node::Loop { kind: "while", body: #body }));
+        let mut body = self.nested();
+        body.visit_expr(&e.cond);
+        body.visit_block(&e.body);
+        self.push_loop("while", body.out);
     }
 
     fn visit_expr_loop(&mut self, e: &'ast syn::ExprLoop) {
-        let body = self.collect(|g| g.visit_block(&e.body));
-        let krate = self.krate;
-        self.out
-            .push(quote!(#krate::__private::Node::Loop { kind: "loop", body: #body }));
+        let mut body = self.nested();
+        body.visit_block(&e.body);
+        self.push_loop("loop", body.out);
     }
 
     fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {

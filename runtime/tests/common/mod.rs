@@ -54,7 +54,10 @@ pub async fn wait_for(tag: &str, what: &str, n: usize) {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    panic!("{tag}: `{what}` never ran {n} times; calls: {:?}", calls(tag));
+    panic!(
+        "{tag}: `{what}` never ran {n} times; calls: {:?}",
+        calls(tag)
+    );
 }
 
 /// A task that records its call and returns `name-result` after `delay_ms`.
@@ -94,7 +97,11 @@ pub fn started(events: &[Event]) -> Vec<(String, String, String)> {
         .filter_map(|e| match e {
             Event::StepStarted {
                 key, task, args, ..
-            } => Some((key.clone(), task.rsplit("::").next().unwrap().to_string(), args.to_string())),
+            } => Some((
+                key.clone(),
+                task.rsplit("::").next().unwrap().to_string(),
+                args.to_string(),
+            )),
             _ => None,
         })
         .collect()
