@@ -37,7 +37,7 @@ fn event(i: usize) -> Event {
         },
         1 => Event::StepCompleted {
             key: format!("step/{}", i - 1),
-            outcome: if i % 3 == 0 {
+            outcome: if i.is_multiple_of(3) {
                 Outcome::Err(json!({"kind": "failed", "message": "nope"}))
             } else {
                 Outcome::Ok(json!(i))
