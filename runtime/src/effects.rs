@@ -57,6 +57,39 @@ fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
     })
 }
 
+/// Reads a journaled effect result: `T` for a success, a `TaskError` for a failure. The error
+/// names the expected type and the field that does not fit.
+fn decode_outcome<T: serde::de::DeserializeOwned>(
+    outcome: &Outcome,
+) -> Result<Result<T, TaskError>, String> {
+    match outcome {
+        Outcome::Ok(v) => decode::<T>(v)
+            .map(Ok)
+            .map_err(|why| format!("`{}`{why}", std::any::type_name::<T>())),
+        Outcome::Err(v) => decode::<TaskError>(v).map(Err).map_err(|why| {
+            format!("`TaskError` (`{{\"kind\": \"failed\", \"message\": \"..\"}}`){why}")
+        }),
+    }
+}
+
+/// The result of a resolved effect, or a fatal error for the run when it does not fit.
+async fn resolve<T: Journaled>(
+    run: &crate::run::RunState,
+    key: &str,
+    outcome: &Outcome,
+    what: &str,
+) -> Result<T, TaskError> {
+    match decode_outcome::<T>(outcome) {
+        Ok(r) => r,
+        Err(why) => {
+            run.fail(RunError::Decode(format!(
+                "{what} of `{key}` does not fit {why}"
+            )));
+            std::future::pending().await
+        }
+    }
+}
+
 impl Ctx {
     /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
     /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
@@ -113,20 +146,7 @@ impl Ctx {
                     return std::future::pending().await;
                 }
                 if let Some(outcome) = resolved {
-                    let decoded = match &outcome {
-                        Outcome::Ok(v) => decode::<T>(v).map(Ok),
-                        Outcome::Err(v) => decode::<TaskError>(v).map(Err),
-                    };
-                    return match decoded {
-                        Ok(r) => r,
-                        Err(why) => {
-                            run.fail(RunError::Decode(format!(
-                                "the journaled result of `{key}` does not fit `{}`{why}",
-                                std::any::type_name::<T>()
-                            )));
-                            std::future::pending().await
-                        }
-                    };
+                    return resolve(&run, &key, &outcome, "the journaled result").await;
                 }
             }
             Some(_) => {
@@ -154,34 +174,15 @@ impl Ctx {
                     run.fail(RunError::Store(e));
                     return std::future::pending().await;
                 }
-                let decoded = match &outcome {
-                    Outcome::Ok(v) => decode::<T>(v).map(Ok),
-                    Outcome::Err(v) => decode::<TaskError>(v).map(Err),
-                };
-                return match decoded {
-                    Ok(r) => r,
-                    Err(why) => {
-                        run.fail(RunError::Decode(format!(
-                            "the test's answer to `{key}` does not fit `{}`{why}",
-                            std::any::type_name::<T>()
-                        )));
-                        std::future::pending().await
-                    }
-                };
+                return resolve(&run, &key, &outcome, "the test's answer").await;
             }
         }
         if let Some(posting) = run.posting.as_ref().filter(|p| p.key == key) {
-            let checked = match &posting.outcome {
-                Outcome::Ok(v) => decode::<T>(v).map(drop).map_err(|why| {
-                    format!(
-                        "the value posted for `{key}` does not fit `{}`{why}; nothing was written",
-                        std::any::type_name::<T>()
-                    )
-                }),
-                Outcome::Err(v) => decode::<TaskError>(v).map(drop).map_err(|why| {
-                    format!("the error posted for `{key}` is not a `TaskError` (`{{\"kind\": \"failed\", \"message\": \"...\"}}`){why}; nothing was written")
-                }),
-            };
+            let checked = decode_outcome::<T>(&posting.outcome)
+                .map(drop)
+                .map_err(|why| {
+                    format!("the value posted for `{key}` does not fit {why}; nothing was written")
+                });
             // Counted as progressing while the result is written, so the run is not taken
             // for idle in the meantime.
             let _active = run.active();
