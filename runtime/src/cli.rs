@@ -386,10 +386,21 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             loop {
                 match drive(entry, &runner, run_id, cli).await {
                     Err(CliError::Waiting) if *wait => {
-                        // The lock is released while waiting, so `post` / `approve` can write.
-                        let seen = store.read(run_id)?.len();
-                        while store.read(run_id)?.len() == seen {
+                        // The lock is released while waiting, so `post` / `approve` can write;
+                        // a breakpoint's timeout also ends the wait.
+                        let events = store.read(run_id)?;
+                        let seen = events.len();
+                        let due = events.iter().rev().find_map(|e| match e {
+                            Event::Suspended { due_ms, .. } => Some(*due_ms),
+                            _ => None,
+                        });
+                        let due = due.flatten();
+                        loop {
                             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            let now = crate::ctx::unix_millis(std::time::SystemTime::now());
+                            if store.read(run_id)?.len() != seen || due.is_some_and(|d| now >= d) {
+                                break;
+                            }
                         }
                     }
                     other => return other,
@@ -779,7 +790,9 @@ fn describe(e: &Event) -> String {
             )
         }
         Event::StepCancelled { key } => format!("cancelled   {key}"),
-        Event::Suspended { waiting } => format!("suspended   waiting for {}", waiting.join(", ")),
+        Event::Suspended { waiting, .. } => {
+            format!("suspended   waiting for {}", waiting.join(", "))
+        }
         Event::RunCompleted { output } => format!("run done    output={}", short(output)),
         Event::RunFailed { error } => format!("run failed  {error}"),
         Event::RunCancelled { reason } => {

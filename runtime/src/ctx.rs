@@ -203,6 +203,13 @@ impl Ctx {
         }
     }
 
+    /// A deadline `after` from now, journaled (milliseconds since the epoch).
+    pub(crate) fn deadline_after(&self, after: Duration) -> u64 {
+        self.recorded("deadline", || {
+            unix_millis(self.root.run.hooks.now()) + after.as_millis() as u64
+        })
+    }
+
     /// Waits until `when`, durably.
     pub async fn sleep_until(&self, when: SystemTime) {
         let deadline = self.recorded("sleep", || unix_millis(when));

@@ -27,6 +27,8 @@ pub enum Decision {
         /// What the person said.
         feedback: Option<String>,
     },
+    /// Nobody decided before the deadline of [`Ctx::breakpoint_with_timeout`].
+    TimedOut,
 }
 
 impl Decision {
@@ -41,6 +43,7 @@ impl Decision {
             Decision::Approved { feedback } | Decision::Rejected { feedback } => {
                 feedback.as_deref()
             }
+            Decision::TimedOut => None,
         }
     }
 }
@@ -94,7 +97,26 @@ impl Ctx {
     /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
     /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
     pub async fn breakpoint(&self, name: &str, input: impl Serialize) -> Decision {
-        let outcome = self.effect::<Decision>("breakpoint", name, input).await;
+        self.decision(name, input, None).await
+    }
+
+    /// Like [`Ctx::breakpoint`], but if nobody decides within `timeout` the decision is
+    /// [`Decision::TimedOut`]. The deadline is journaled: a run resumed after it gets
+    /// `TimedOut` at once; `resume --wait` wakes up for it.
+    pub async fn breakpoint_with_timeout(
+        &self,
+        name: &str,
+        input: impl Serialize,
+        timeout: std::time::Duration,
+    ) -> Decision {
+        let deadline = self.deadline_after(timeout);
+        self.decision(name, input, Some(deadline)).await
+    }
+
+    async fn decision(&self, name: &str, input: impl Serialize, deadline: Option<u64>) -> Decision {
+        let outcome = self
+            .effect::<Decision>("breakpoint", name, input, deadline)
+            .await;
         match outcome {
             Ok(d) => d,
             Err(e) => Decision::Rejected {
@@ -111,7 +133,7 @@ impl Ctx {
         name: &str,
         input: impl Serialize,
     ) -> Result<T, TaskError> {
-        self.effect::<T>("external", name, input).await
+        self.effect::<T>("external", name, input, None).await
     }
 
     async fn effect<T: Journaled>(
@@ -119,6 +141,7 @@ impl Ctx {
         kind: &str,
         name: &str,
         input: impl Serialize,
+        deadline: Option<u64>,
     ) -> Result<T, TaskError> {
         let scope = self.current();
         let key = scope.next_key(name);
@@ -164,7 +187,11 @@ impl Ctx {
             }),
         }
         if run.posting.is_none() {
-            if let Some(outcome) = run.hooks.answer(kind, name, &input) {
+            let now = crate::ctx::unix_millis(run.hooks.now());
+            let timed_out = deadline
+                .filter(|d| now >= *d)
+                .map(|_| Outcome::Ok(serde_json::json!({ "decision": "timed_out" })));
+            if let Some(outcome) = timed_out.or_else(|| run.hooks.answer(kind, name, &input)) {
                 let _active = run.active();
                 run.append(Event::EffectResolved {
                     key: key.clone(),
@@ -208,6 +235,7 @@ impl Ctx {
             kind: kind.to_string(),
             name: name.to_string(),
             input,
+            due_ms: deadline,
         });
         std::future::pending().await
     }

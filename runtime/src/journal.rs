@@ -99,6 +99,10 @@ pub enum Event {
     Suspended {
         /// The keys of the pending effects.
         waiting: Vec<String>,
+        /// The earliest time one of them resolves by itself (a breakpoint's timeout), in
+        /// milliseconds since the epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_ms: Option<u64>,
     },
     /// The process returned its output.
     RunCompleted {

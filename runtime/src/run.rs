@@ -93,6 +93,9 @@ pub struct Waiting {
     pub name: String,
     /// What the person or system is given.
     pub input: Value,
+    /// When it resolves by itself (a breakpoint's timeout), in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
 }
 
 pub(crate) fn describe_waiting(waiting: &[Waiting]) -> String {
@@ -631,6 +634,7 @@ impl Runner {
                     state.waiting.lock().unwrap().values().cloned().collect();
                 state.append(Event::Suspended {
                     waiting: waiting.iter().map(|w| w.key.clone()).collect(),
+                    due_ms: waiting.iter().filter_map(|w| w.due_ms).min(),
                 });
                 state.flush().await?;
                 return Err(RunError::Suspended { run_id, waiting });

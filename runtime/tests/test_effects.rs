@@ -251,3 +251,59 @@ async fn a_running_run_cannot_be_cancelled_from_outside() {
         }
     }
 }
+
+#[process]
+async fn guarded(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    let built = step(tag.clone(), "build".into(), 0).await?;
+    let decision = ctx
+        .breakpoint_with_timeout("approve", &built, std::time::Duration::from_millis(80))
+        .await;
+    Ok(match decision {
+        Decision::Approved { .. } => "approved".into(),
+        Decision::Rejected { .. } => "rejected".into(),
+        Decision::TimedOut => "timed out: rolled back".into(),
+    })
+}
+
+#[tokio::test]
+async fn an_undecided_breakpoint_times_out() {
+    let tag = "bp-timeout";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let id = runner.create::<guarded>(&tag.to_string()).unwrap();
+    // Before the deadline: waiting, and the suspension says when it resolves by itself.
+    let err = runner.resume::<guarded>(&id).await.unwrap_err();
+    let RunError::Suspended { waiting, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(waiting[0].due_ms.is_some());
+    assert!(store.events(&id).unwrap().iter().any(
+        |e| matches!(e, Event::Suspended { due_ms: Some(d), .. } if Some(*d) == waiting[0].due_ms)
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // After it: the process gets `TimedOut` and branches on it.
+    let done = runner.resume::<guarded>(&id).await.unwrap();
+    assert_eq!(done.output, "timed out: rolled back");
+    assert_eq!(count(tag, "build"), 1);
+    // A decision that comes too late is refused.
+    let err = runner
+        .decide(&id, "approve#0", Decision::Approved { feedback: None })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already"), "{err}");
+}
+
+#[tokio::test]
+async fn a_decision_before_the_deadline_wins() {
+    let tag = "bp-in-time";
+    let runner = Runner::in_memory();
+    let id = runner.create::<guarded>(&tag.to_string()).unwrap();
+    runner.resume::<guarded>(&id).await.unwrap_err();
+    runner
+        .decide(&id, "approve#0", Decision::Rejected { feedback: None })
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let done = runner.resume::<guarded>(&id).await.unwrap();
+    assert_eq!(done.output, "rejected");
+}
