@@ -42,6 +42,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+/// Prints a line to standard error; a closed pipe is not an error.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// Prints a line to standard output; a closed pipe (`| head`) is not an error.
 macro_rules! out {
     ($($arg:tt)*) => {{
@@ -319,7 +327,7 @@ pub fn main(registry: Registry) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             return ExitCode::from(3);
         }
     };
@@ -333,7 +341,7 @@ pub fn main(registry: Registry) -> ExitCode {
                     json!({ "error": e.to_string(), "exit": e.exit_code() })
                 );
             }
-            eprintln!("error: {e}");
+            note!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -365,7 +373,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             let runner = runner(store, cli.json);
             let run_id = (entry.create)(&runner, input)?;
             if !cli.json {
-                eprintln!(
+                note!(
                     "run {run_id} of `{}` started in {}",
                     entry.name,
                     cli.runs_dir.display()
@@ -421,7 +429,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             for id in store.list()? {
                 match store.read(&id) {
                     Ok(events) => runs.push(summarize(&events)),
-                    Err(e) => eprintln!("warning: run `{id}`: {e}"),
+                    Err(e) => note!("warning: run `{id}`: {e}"),
                 }
             }
             if cli.json {
@@ -553,7 +561,7 @@ async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Resul
                     "{}",
                     serde_json::to_string_pretty(&output).unwrap_or_default()
                 );
-                eprintln!(
+                note!(
                     "look at it with: status {run_id} | events {run_id} (add --runs-dir {} if not the default)",
                     cli.runs_dir.display()
                 );
@@ -615,7 +623,7 @@ impl Progress {
                 Some(m) => {
                     let _ = m.println(format!("  log: {message}"));
                 }
-                None => eprintln!("  log: {message}"),
+                None => note!("  log: {message}"),
             },
             Notice::Progress { label, done, total } => {
                 let Some(multi) = &self.multi else {

@@ -54,9 +54,17 @@
 //! * **Appends** are encoded on the caller's thread and buffered. Each open run has one writer
 //!   thread; [`RunLog::flush`] registers a waiter for everything appended so far and wakes it.
 //!   The thread takes *all* buffered records, writes them with one `write_all`, calls
-//!   `fdatasync` once, then completes every waiter the sync covers: concurrent flushes share one
-//!   sync (group commit). After a failed write or sync the log is poisoned: that flush and every
-//!   later `append`/`flush` returns the error.
+//!   `fdatasync` once, then completes every waiter the sync covers: flushes that arrive while a
+//!   sync is under way share the next one (group commit). After a failed write or sync the log
+//!   is poisoned: that flush and every later `append`/`flush` returns the error.
+//! * **A lone flush is done in place.** When nothing could share its sync — no other step of
+//!   the run in flight (every `step_started` appended has its `step_completed` or
+//!   `step_cancelled`), no flush waiting, no write under way, and no other journal open for
+//!   writing in the process — [`RunLog::flush`] writes and syncs on the caller's thread and
+//!   returns a ready future. This is the sequential case (one step after another): handing the
+//!   sync to the writer thread and back would add two thread wake-ups to every step, a third
+//!   or more of the sync itself. The caller's thread is blocked for that one sync, as it would
+//!   have waited for it anyway; with several runs open, syncs stay on the writer threads.
 //! * Dropping the log writes and syncs anything still buffered, stops the thread and releases
 //!   the lock.
 
@@ -93,8 +101,9 @@ const LOCK: &str = "lock";
 /// followed by records `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload: the
 /// event as JSON]`. A torn tail left by a crash is dropped (and cut off by [`Store::open`]);
 /// damage followed by intact data is [`StoreError::Corrupt`] naming the file and byte offset.
-/// Concurrent [`RunLog::flush`]es share one `fdatasync` (group commit). The full rules are in
-/// the module documentation of `runtime/src/store/file.rs`.
+/// Concurrent [`RunLog::flush`]es share one `fdatasync` (group commit); a lone flush (a
+/// sequential step) syncs on the caller's thread, sparing two thread hand-offs. The full rules
+/// are in the module documentation of `runtime/src/store/file.rs`.
 ///
 /// ```no_run
 /// use minder::prelude::*;
@@ -768,7 +777,7 @@ impl FileLog {
 
 impl RunLog for FileLog {
     fn append(&self, event: Event) -> Result<(), StoreError> {
-        let mut record = Vec::new();
+        let mut record = Vec::with_capacity(256);
         encode_record(&event, &mut record)?;
         let mut state = self.shared.lock();
         if let Some(failure) = &state.failure {
