@@ -291,3 +291,75 @@ fn convergence_loop_with_an_external_reviewer() {
     assert_eq!(status["state"], "completed");
     assert_eq!(status["effects"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_worker_waits_for_the_decision_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out_dir, runs) = deploy_setup(tmp.path());
+    let run = cli(
+        &runs,
+        &[
+            "run",
+            "deploy-services",
+            "--input",
+            input.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
+    // The worker keeps the run going instead of exiting at the breakpoint.
+    let worker = Command::new(BIN)
+        .args(["resume", &id, "--wait", "--json", "--runs-dir"])
+        .arg(&runs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ok = cli(
+        &runs,
+        &[
+            "approve",
+            &id,
+            "approve-production#0",
+            "--feedback",
+            "from the worker test",
+        ],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let out = worker.wait_with_output().unwrap();
+    assert!(out.status.success());
+    // The worker printed the waiting state, then the completed run.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"state\": \"waiting\""), "{text}");
+    assert!(
+        text.contains("\"approval\": \"approved: from the worker test\""),
+        "{text}"
+    );
+    assert!(out_dir.join("production/api/MANIFEST.json").exists());
+}
+
+#[test]
+fn graph_draws_a_process_before_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let mermaid = cli(&runs, &["graph", "deploy-services"]);
+    let text = String::from_utf8_lossy(&mermaid.stdout);
+    assert!(text.starts_with("flowchart TD\n"), "{text}");
+    assert!(
+        text.contains("ctx.breakpoint") && text.contains("map build (each item)"),
+        "{text}"
+    );
+    let dot = cli(&runs, &["graph", "deploy-services", "--format", "dot"]);
+    assert!(String::from_utf8_lossy(&dot.stdout).starts_with("digraph \"deploy-services\" {"));
+    let tree = cli(&runs, &["graph", "quality-convergence", "--format", "tree"]);
+    let text = String::from_utf8_lossy(&tree.stdout);
+    assert!(
+        text.contains("while loop")
+            && text.contains("parallel check_trailing_whitespace+check_tabs"),
+        "{text}"
+    );
+    let unknown = cli(&runs, &["graph", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(!runs.exists(), "drawing a graph writes nothing");
+}

@@ -16,6 +16,8 @@ const CTX_OPS: &[&str] = &[
     "sleep",
     "sleep_until",
     "breakpoint",
+    "breakpoint_with_timeout",
+    "external",
 ];
 
 pub(crate) fn nodes(block: &Block, ctx: Option<&str>, krate: &TokenStream) -> Vec<TokenStream> {
