@@ -20,15 +20,21 @@ pub const PROCESSES: usize = 50;
 /// Tasks per process.
 pub const TASKS: usize = 10;
 
-/// The figures of the compile-time benchmark: median seconds of `cargo check` of each crate.
+/// The figures of the compile-time benchmark: medians of `cargo check` of each crate, in wall
+/// seconds and in CPU seconds (user + system of cargo and rustc, which other load on the machine
+/// disturbs less).
 #[derive(Debug, Clone)]
 pub struct Compile {
     /// Timed checks of each crate.
     pub reps: usize,
-    /// The crate written with minder's macros.
+    /// The crate written with minder's macros, wall seconds.
     pub minder_s: f64,
-    /// The same workflows by hand with `tokio::try_join!`.
+    /// The same workflows by hand with `tokio::try_join!`, wall seconds.
     pub hand_s: f64,
+    /// The crate written with minder's macros, CPU seconds.
+    pub minder_cpu_s: f64,
+    /// The same workflows by hand, CPU seconds.
+    pub hand_cpu_s: f64,
     /// Seconds the one-off dependency builds took (not part of the figures).
     pub warm_s: f64,
 }
@@ -81,7 +87,8 @@ pub fn minder_source() -> String {
         let body = process_body(p, |calls| format!("parallel!({})", calls.join(", ")));
         let _ = write!(
             src,
-            "\n#[process]\npub async fn p{p}(_ctx: &Ctx, x: u64) -> Result<u64, ProcessError> {{\n{body}}}\n"
+            "\n#[process]\npub async fn p{p}(_ctx: &Ctx, x: u64) \
+             -> Result<u64, ProcessError> {{\n{body}}}\n"
         );
     }
     src
@@ -129,9 +136,28 @@ fn write_crate(dir: &Path, name: &str, dependency: &str, source: &str) -> PathBu
     root
 }
 
-/// `cargo check` of the crate at `root`; returns the seconds it took.
-fn check(root: &Path, target: &Path) -> f64 {
+/// CPU seconds (user + system) used so far by this process's waited-for children and their
+/// descendants: fields `cutime` and `cstime` of `/proc/self/stat`, in clock ticks of 1/100 s.
+fn children_cpu_s() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // `state` is field 3 of proc(5); `cutime` and `cstime` are fields 16 and 17.
+    let ticks = |field: usize| -> f64 {
+        fields
+            .get(field - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(16) + ticks(17)) / 100.0
+}
+
+/// `cargo check` of the crate at `root`; returns the wall and CPU seconds it took.
+fn check(root: &Path, target: &Path) -> (f64, f64) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cpu = children_cpu_s();
     let start = Instant::now();
     let out = Command::new(cargo)
         .arg("check")
@@ -149,7 +175,7 @@ fn check(root: &Path, target: &Path) -> f64 {
         root.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    secs
+    (secs, children_cpu_s() - cpu)
 }
 
 /// Marks `src/lib.rs` as changed so cargo checks the crate again.
@@ -175,17 +201,23 @@ pub fn measure(dir: &Path, target: &Path, reps: usize) -> Compile {
     check(&hand, target);
     let warm_s = start.elapsed().as_secs_f64();
 
-    let (mut m, mut h) = (Vec::new(), Vec::new());
+    let (mut m, mut h, mut m_cpu, mut h_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         touch(&minder);
-        m.push(check(&minder, target));
+        let (wall, cpu) = check(&minder, target);
+        m.push(wall);
+        m_cpu.push(cpu);
         touch(&hand);
-        h.push(check(&hand, target));
+        let (wall, cpu) = check(&hand, target);
+        h.push(wall);
+        h_cpu.push(cpu);
     }
     Compile {
         reps,
         minder_s: median(&mut m),
         hand_s: median(&mut h),
+        minder_cpu_s: median(&mut m_cpu),
+        hand_cpu_s: median(&mut h_cpu),
         warm_s,
     }
 }
