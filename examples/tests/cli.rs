@@ -117,6 +117,12 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
         String::from_utf8_lossy(&out.stderr)
     );
     let clean_ms = timer.elapsed().as_millis() as u64;
+    // How long the binary takes to start, and how long the work itself takes.
+    let timer = Instant::now();
+    let listed = cli(&["list", "--runs-dir", clean.to_str().unwrap()]);
+    assert!(listed.status.success());
+    let startup_ms = timer.elapsed().as_millis() as u64;
+    let work_ms = clean_ms.saturating_sub(startup_ms);
     let reference = stdout_json(&out)["output"].clone();
     assert_eq!(reference["processed"], 800);
 
@@ -144,20 +150,37 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Kill at a random moment (start-up, replay, running steps, group commits) for the
-        // first 60 starts, each within a twentieth of a clean run; then let it finish.
-        let wait = if kills < 60 {
-            1 + rng.below((clean_ms / 20).max(3))
-        } else {
-            120_000
+        // Kill at a random moment for the first 60 starts, then let it finish. One start in
+        // four is killed during start-up or replay (a random moment within start-up time);
+        // the others once the journal grows (steps are running), a random moment later.
+        let journal = run_ids(&runs)
+            .first()
+            .map(|id| runs.join(id).join("journal.log"));
+        let size = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .and_then(|p| fs::metadata(p).ok())
+                .map_or(0, |m| m.len())
         };
-        let deadline = Instant::now() + Duration::from_millis(wait);
+        let size_at_start = size(&journal);
+        let during_startup = starts % 4 == 1 || journal.is_none();
+        let mut deadline = if kills >= 60 {
+            Some(Instant::now() + Duration::from_secs(120))
+        } else if during_startup {
+            Some(Instant::now() + Duration::from_millis(1 + rng.below(startup_ms.max(2))))
+        } else {
+            None
+        };
         let finished = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);
             }
-            if Instant::now() >= deadline {
-                break None;
+            match deadline {
+                Some(d) if Instant::now() >= d => break None,
+                None if size(&journal) > size_at_start => {
+                    let later = rng.below((work_ms / 40).max(2));
+                    deadline = Some(Instant::now() + Duration::from_millis(later));
+                }
+                _ => {}
             }
             thread::sleep(Duration::from_millis(1));
         };
