@@ -2,7 +2,7 @@
 //! external tasks whose result an agent, a person or another system posts later.
 //!
 //! A run that reaches one journals the request; when nothing else can progress it stops as
-//! waiting ([`RunError::Suspended`](crate::RunError::Suspended)). `approve` / `reject` /
+//! waiting ([`RunError::Suspended`]). `approve` / `reject` /
 //! `post` journal the result, and the next resume continues from there.
 
 use crate::ctx::Ctx;
