@@ -50,9 +50,16 @@ impl Scope {
     /// `name#n`, counting the steps called `name` in this scope.
     fn next_segment(&self, name: &str) -> String {
         let mut counters = self.counters.lock().unwrap();
-        let slot = counters.entry(name.to_string()).or_insert(0);
-        let n = *slot;
-        *slot += 1;
+        let n = match counters.get_mut(name) {
+            Some(slot) => {
+                *slot += 1;
+                *slot - 1
+            }
+            None => {
+                counters.insert(name.to_string(), 1);
+                0
+            }
+        };
         format!("{name}#{n}")
     }
 
@@ -135,7 +142,7 @@ impl Ctx {
         let scope = self.scope();
         let key = scope.next_key("log");
         let run = &scope.run;
-        if matches!(run.replayed(&key), Some(Replayed::Logged)) {
+        if matches!(run.take_replayed(&key), Some(Replayed::Logged)) {
             return;
         }
         let message = message.into();
@@ -155,7 +162,7 @@ impl Ctx {
         let scope = self.scope();
         let key = scope.next_key(name);
         let run = &scope.run;
-        if let Some(Replayed::Recorded(v)) = run.replayed(&key) {
+        if let Some(Replayed::Recorded(v)) = run.take_replayed(&key) {
             if let Ok(t) = serde_json::from_value(v) {
                 return t;
             }

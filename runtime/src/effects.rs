@@ -155,7 +155,7 @@ impl Ctx {
                 return std::future::pending().await;
             }
         };
-        match run.replayed(&key) {
+        match run.take_replayed(&key) {
             Some(Replayed::Effect {
                 kind: k,
                 name: n,

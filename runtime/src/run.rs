@@ -154,8 +154,10 @@ impl fmt::Debug for RunState {
 }
 
 impl RunState {
-    pub(crate) fn replayed(&self, key: &str) -> Option<Replayed> {
-        self.replay.lock().unwrap().get(key).cloned()
+    /// What the journal says about `key`. Each key is reached once per run, so the entry is
+    /// taken out rather than cloned.
+    pub(crate) fn take_replayed(&self, key: &str) -> Option<Replayed> {
+        self.replay.lock().unwrap().remove(key)
     }
 
     /// Appends an event; a failure to write stops the run. Nothing is written while a posted

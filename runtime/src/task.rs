@@ -172,6 +172,34 @@ impl<M: TaskMeta> Future for TaskCall<M> {
     }
 }
 
+/// Whether a journaled step is the same task called with the same arguments; if not, what
+/// differs (both tasks with their source locations, or both argument lists).
+fn same_step(
+    def: &TaskDef,
+    task: &str,
+    location: &str,
+    recorded: &serde_json::Value,
+    args: &serde_json::Value,
+) -> Result<(), String> {
+    let same_task = task
+        .strip_prefix(def.module)
+        .and_then(|rest| rest.strip_prefix("::"))
+        == Some(def.name);
+    if !same_task {
+        return Err(format!(
+            "the journal has task `{task}` ({location}) here, the code now calls `{}` ({})",
+            def.path(),
+            def.location()
+        ));
+    }
+    if recorded != args {
+        return Err(format!(
+            "task `{task}` was journaled with arguments {recorded} and is now called with {args}"
+        ));
+    }
+    Ok(())
+}
+
 /// Reports a fatal error to the run and never resolves: the runner drops the process body.
 async fn fatal<T>(scope: &Scope, error: RunError) -> T {
     scope.run.fail(error);
@@ -188,48 +216,37 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
         }
     };
     let run = scope.run.clone();
-    match run.replayed(&key) {
-        Some(
-            Replayed::Completed {
-                ref task,
-                ref location,
-                args: ref recorded,
-                ..
-            }
-            | Replayed::Started {
-                ref task,
-                ref location,
-                args: ref recorded,
-            },
-        ) => {
-            if *task != def.path() {
-                let detail = format!(
-                    "the journal has task `{task}` ({location}) here, the code now calls `{}` ({})",
-                    def.path(),
-                    def.location()
-                );
+    match run.take_replayed(&key) {
+        Some(Replayed::Completed {
+            task,
+            location,
+            args: recorded,
+            outcome,
+        }) => {
+            if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
             }
-            if *recorded != args_value {
-                let detail = format!(
-                    "task `{task}` was journaled with arguments {recorded} and is now called with {args_value}"
-                );
+            let decoded = match outcome {
+                Outcome::Ok(v) => serde_json::from_value(v).map(Ok),
+                Outcome::Err(v) => serde_json::from_value(v).map(Err),
+            };
+            return match decoded {
+                Ok(r) => M::Return::from_result(r),
+                Err(e) => {
+                    let error = RunError::Decode(format!(
+                        "the journaled result of `{key}` does not fit the task's types: {e}"
+                    ));
+                    fatal(&scope, error).await
+                }
+            };
+        }
+        Some(Replayed::Started {
+            task,
+            location,
+            args: recorded,
+        }) => {
+            if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
-            }
-            if let Some(Replayed::Completed { outcome, .. }) = run.replayed(&key) {
-                let decoded = match outcome {
-                    Outcome::Ok(v) => serde_json::from_value(v).map(Ok),
-                    Outcome::Err(v) => serde_json::from_value(v).map(Err),
-                };
-                return match decoded {
-                    Ok(r) => M::Return::from_result(r),
-                    Err(e) => {
-                        let error = RunError::Decode(format!(
-                            "the journaled result of `{key}` does not fit the task's types: {e}"
-                        ));
-                        fatal(&scope, error).await
-                    }
-                };
             }
             // Started but never completed: it was in flight at a crash, so it runs again.
         }
