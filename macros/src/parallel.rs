@@ -127,64 +127,18 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // an `async` block that ends in `Ok(..)`) and get the conversion to apply to its error.
     let p = quote_spanned!(mixed=> #krate::__private);
     let witness = quote_spanned!(mixed=> __e);
-    let future_fn = |name: &str, out: TokenStream, lead: TokenStream, generics: TokenStream| {
-        let name = syn::Ident::new(name, mixed);
-        quote_spanned! {mixed=>
-            fn #name<'a, F, #generics>(#lead __f: F) -> #p::BoxFuture<'a, #out>
-            where
-                F: #p::IntoFuture<Output = #out>,
-                F::IntoFuture: ::core::marker::Send + 'a,
-            {
-                ::std::boxed::Box::pin(#p::IntoFuture::into_future(__f))
-            }
-        }
-    };
     let helpers = if parsed.settle {
-        future_fn("__minder_branch", quote!(O), quote!(), quote!(O))
-    } else {
-        let first = future_fn(
-            "__minder_first",
-            quote!(::core::result::Result<T, E>),
-            quote!(_: &::core::option::Option<E>,),
-            quote!(T, E),
-        );
-        let later = (n > 1).then(|| {
-            let branch = future_fn(
-                "__minder_branch",
-                quote!(::core::result::Result<T, B>),
-                quote!(),
-                quote!(T, B),
-            );
-            quote_spanned! {mixed=>
-                #branch
-                #[diagnostic::on_unimplemented(
-                    message = "this branch fails with `{B}`, but the first branch of this `parallel!` fails with `{Self}`",
-                    label = "fails with `{B}`, not `{Self}`",
-                    note = "a fail-fast `parallel!` returns the first error, so all branches need one error type: convert this one in an `async` block (`async {{ x().await.map_err(..) }}`), or use `parallel!(settle: ..)`, which returns each branch's own `Result`"
-                )]
-                trait __MinderSameError<B> {
-                    fn __same(b: B) -> Self;
-                }
-                impl<B> __MinderSameError<B> for B {
-                    fn __same(b: B) -> B {
-                        b
-                    }
-                }
-                // The branch comes first: rustc then knows `B` before it learns `E`.
-                fn __minder_same<'a, T, B, E>(
-                    _: &#p::BoxFuture<'a, ::core::result::Result<T, B>>,
-                    _: &::core::option::Option<E>,
-                ) -> fn(B) -> E
-                where
-                    E: __MinderSameError<B>,
-                {
-                    <E as __MinderSameError<B>>::__same
-                }
-            }
-        });
         quote_spanned! {mixed=>
-            #first
-            #later
+            #[allow(unused_imports)]
+            use #p::settle_branch as __minder_branch;
+        }
+    } else {
+        quote_spanned! {mixed=>
+            #[allow(unused_imports)]
+            use #p::{
+                first_branch as __minder_first, later_branch as __minder_branch,
+                same_error as __minder_same,
+            };
             let #witness = ::core::option::Option::None;
         }
     };

@@ -183,6 +183,63 @@ pub mod __private {
     pub use minder_macros::parallel_impl;
     pub use serde;
 
+    /// The first branch of a fail-fast `parallel!`: a future of `Result<T, E>`, boxed; `E`
+    /// is the error type of the whole block.
+    pub fn first_branch<'a, F, T, E>(_: &Option<E>, f: F) -> BoxFuture<'a, Result<T, E>>
+    where
+        F: IntoFuture<Output = Result<T, E>>,
+        F::IntoFuture: Send + 'a,
+    {
+        Box::pin(f.into_future())
+    }
+
+    /// A later branch of a fail-fast `parallel!`: a future of `Result<T, B>`, boxed.
+    pub fn later_branch<'a, F, T, B>(f: F) -> BoxFuture<'a, Result<T, B>>
+    where
+        F: IntoFuture<Output = Result<T, B>>,
+        F::IntoFuture: Send + 'a,
+    {
+        Box::pin(f.into_future())
+    }
+
+    /// A branch of a `settle:` `parallel!`: any future, boxed.
+    pub fn settle_branch<'a, F, O>(f: F) -> BoxFuture<'a, O>
+    where
+        F: IntoFuture<Output = O>,
+        F::IntoFuture: Send + 'a,
+    {
+        Box::pin(f.into_future())
+    }
+
+    /// Says, under the branch, that a later branch's error type differs from the first's.
+    #[diagnostic::on_unimplemented(
+        message = "this branch fails with `{B}`, but the first branch of this `parallel!` fails with `{Self}`",
+        label = "fails with `{B}`, not `{Self}`",
+        note = "a fail-fast `parallel!` returns the first error, so all branches need one error type: convert this one in an `async` block (`async {{ x().await.map_err(..) }}`), or use `parallel!(settle: ..)`, which returns each branch's own `Result`"
+    )]
+    pub trait SameError<B> {
+        /// The identity.
+        fn same(b: B) -> Self;
+    }
+
+    impl<B> SameError<B> for B {
+        fn same(b: B) -> B {
+            b
+        }
+    }
+
+    /// The conversion of a later branch's error into the block's (the identity). The branch
+    /// comes first: rustc then knows `B` before it learns `E`.
+    pub fn same_error<'a, T, B, E>(
+        _: &BoxFuture<'a, Result<T, B>>,
+        _: &Option<E>,
+    ) -> fn(B) -> E
+    where
+        E: SameError<B>,
+    {
+        <E as SameError<B>>::same
+    }
+
     /// Fails to compile, under the user's type, unless `T` can be journaled.
     pub fn assert_journaled<T: Journaled>() {}
 
