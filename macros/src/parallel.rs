@@ -84,6 +84,9 @@ pub(crate) fn branch_label(expr: &Expr) -> String {
     }
 }
 
+/// Blocks of up to this many branches call `try_joinN` / `settleN` of the runtime.
+const JOINED: usize = 12;
+
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed: ParallelInput = match syn::parse2(input) {
         Ok(p) => p,
@@ -222,6 +225,63 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     } else {
         quote_spanned!(mixed=> ::core::result::Result::Ok((#(#takes,)*)))
     };
+
+    // Up to `JOINED` branches, one call of a join written once in the runtime; larger blocks
+    // get their poll loop here.
+    if n <= JOINED {
+        let joined = (0..n).map(|i| {
+            let (b, c) = (&boxed[i], &convs[i]);
+            if parsed.settle || i == 0 {
+                quote_spanned!(mixed=> #par.poll_in(#i, #b))
+            } else {
+                quote_spanned!(mixed=> #p::map_err(#par.poll_in(#i, #b), #c))
+            }
+        });
+        let join = if parsed.settle {
+            format_ident!("settle{}", n, span = mixed)
+        } else {
+            format_ident!("try_join{}", n, span = mixed)
+        };
+        let bindings = parsed.branches.iter().enumerate().map(|(i, expr)| {
+            let (v, b, c) = (&values[i], &boxed[i], &convs[i]);
+            let arg = covering(
+                expr,
+                quote!(::core::convert::identity),
+                quote_spanned!(mixed=> #v),
+            );
+            if parsed.settle {
+                let boxing = covering(expr, quote!(__minder_branch), arg);
+                quote_spanned!(mixed=> let #b = #boxing;)
+            } else if i == 0 {
+                let call = quote_spanned!(mixed=> &#witness, #arg);
+                let boxing = covering(expr, quote!(__minder_first), call);
+                quote_spanned!(mixed=> let #b = #boxing;)
+            } else {
+                let boxing = covering(expr, quote!(__minder_branch), arg);
+                let witness = covering(
+                    expr,
+                    quote!(::core::convert::identity),
+                    quote_spanned!(mixed=> &#witness),
+                );
+                let same = covering(
+                    expr,
+                    quote!(__minder_same),
+                    quote_spanned!(mixed=> &#b, #witness),
+                );
+                quote_spanned!(mixed=> let #b = #boxing; let #c = #same;)
+            }
+        });
+        return quote_spanned! {mixed=>
+            {
+                let #par = #p::Parallel::enter(#label, #n);
+                #(#creates)*
+                #access_check
+                #helpers
+                #(#bindings)*
+                #p::#join(#(#joined),*).await
+            }
+        };
+    }
 
     quote_spanned! {mixed=>
         {

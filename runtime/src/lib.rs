@@ -53,6 +53,7 @@ pub mod effects;
 mod error;
 pub mod graph;
 pub mod inspect;
+mod join;
 pub mod journal;
 mod parallel;
 mod run;
@@ -171,6 +172,7 @@ pub mod prelude {
 /// Re-exported for code the macros generate. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::join::*;
     pub use crate::parallel::{conflict, HasAccess, NotATask, Parallel, ProbeOther, ProbeTask};
     pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
@@ -230,10 +232,7 @@ pub mod __private {
 
     /// The conversion of a later branch's error into the block's (the identity). The branch
     /// comes first: rustc then knows `B` before it learns `E`.
-    pub fn same_error<'a, T, B, E>(
-        _: &BoxFuture<'a, Result<T, B>>,
-        _: &Option<E>,
-    ) -> fn(B) -> E
+    pub fn same_error<'a, T, B, E>(_: &BoxFuture<'a, Result<T, B>>, _: &Option<E>) -> fn(B) -> E
     where
         E: SameError<B>,
     {

@@ -337,3 +337,38 @@ async fn retries_timeouts_and_panics() {
     assert_eq!(done.output[2], "Panicked: task `panics` panicked: kaboom");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[process]
+async fn wider_than_the_joins(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
+    // More branches than the runtime's joins cover: the block polls them itself.
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m, n) = parallel!(
+        number(1),
+        number(2),
+        number(3),
+        number(4),
+        number(5),
+        number(6),
+        number(7),
+        number(8),
+        number(9),
+        number(10),
+        number(11),
+        number(12),
+        number(13),
+        number(14),
+    )?;
+    let settled = parallel!(settle:
+        number(1), number(2), number(3), number(4), number(5), number(6), number(7),
+        number(8), number(9), number(10), number(11), number(12), number(13), number(14),
+    );
+    Ok(a + b + c + d + e + f + g + h + i + j + k + l + m + n + settled.13.unwrap())
+}
+
+#[tokio::test]
+async fn blocks_wider_than_the_joins() {
+    let done = Runner::in_memory()
+        .run::<wider_than_the_joins>(())
+        .await
+        .unwrap();
+    assert_eq!(done.output, (1..=14).sum::<u32>() + 14);
+}
