@@ -338,27 +338,26 @@ fn access_check(krate: &TokenStream, branches: &[Expr], values: &[syn::Ident]) -
     let params: Vec<_> = (0..n)
         .map(|i| format_ident!("A{}", i, span = mixed))
         .collect();
+    // One constant per branch after the first, checking it against every earlier branch.
     let mut consts = Vec::new();
     for j in 1..n {
-        for i in 0..j {
-            let (a, b) = (&params[i], &params[j]);
-            // `panic!` path and `const` at the branch's first token, their delimiters at its
-            // last: the error covers the whole branch.
-            let (first, last) = first_last(&branches[j]);
-            let mut args = Group::new(Delimiter::Parenthesis, quote_spanned!(first=> "{}", __why));
-            args.set_span(last);
-            let body = quote_spanned! {first=>
-                if let ::core::option::Option::Some(__why) =
-                    #krate::__private::conflict(<#a as #krate::__private::HasAccess>::ACCESS, <#b as #krate::__private::HasAccess>::ACCESS)
-                {
-                    ::core::panic! #args
-                }
-            };
-            let mut block = Group::new(Delimiter::Brace, body);
-            block.set_span(last);
-            let keyword = quote_spanned!(first=> const);
-            consts.push(quote!(#keyword #block;));
-        }
+        let upto = &params[..=j];
+        // `panic!` path and `const` at the branch's first token, their delimiters at its
+        // last: the error covers the whole branch.
+        let (first, last) = first_last(&branches[j]);
+        let mut args = Group::new(Delimiter::Parenthesis, quote_spanned!(first=> "{}", __why));
+        args.set_span(last);
+        let body = quote_spanned! {first=>
+            if let ::core::option::Option::Some(__why) =
+                #krate::__private::conflict_with_earlier(&[#(<#upto as #krate::__private::HasAccess>::ACCESS),*])
+            {
+                ::core::panic! #args
+            }
+        };
+        let mut block = Group::new(Delimiter::Brace, body);
+        block.set_span(last);
+        let keyword = quote_spanned!(first=> const);
+        consts.push(quote!(#keyword #block;));
     }
     let probes = values
         .iter()

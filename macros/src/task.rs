@@ -258,16 +258,11 @@ fn generate(func: &ItemFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
             };
             fn body(args: Self::Args) -> #krate::__private::BoxFuture<'static, Self::Return> {
                 #inner
+                // Checked here, under the user's types, with minder's own message.
+                #(#assertions)*
                 let (#(#arg_idents,)*) = args;
                 ::std::boxed::Box::pin(#ident(#(#arg_idents),*))
             }
         }
-
-        const _: () = {
-            #[allow(dead_code)]
-            fn assert_types() {
-                #(#assertions)*
-            }
-        };
     }
 }

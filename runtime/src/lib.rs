@@ -173,7 +173,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::join::*;
-    pub use crate::parallel::{conflict, HasAccess, NotATask, Parallel, ProbeOther, ProbeTask};
+    pub use crate::parallel::{
+        conflict, conflict_with_earlier, HasAccess, NotATask, Parallel, ProbeOther, ProbeTask,
+    };
     pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
     pub use core::future::{poll_fn, Future, IntoFuture};

@@ -133,6 +133,23 @@ pub const fn conflict(a: &AccessDef, b: &AccessDef) -> Option<&'static str> {
     None
 }
 
+/// The first conflict between the last branch of `branches` and any earlier one (see
+/// [`conflict`]). Evaluated at compile time by `parallel!`, once per branch after the first.
+#[doc(hidden)]
+pub const fn conflict_with_earlier(branches: &[&AccessDef]) -> Option<&'static str> {
+    let Some((last, earlier)) = branches.split_last() else {
+        return None;
+    };
+    let mut i = 0;
+    while i < earlier.len() {
+        if let Some(why) = conflict(earlier[i], last) {
+            return Some(why);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// A map over a collection, built by [`Ctx::map`]. Await it (fail-fast) or [`Map::settle`] it.
 #[must_use = "a map does nothing unless it is awaited"]
 pub struct Map<'c, T, F> {
