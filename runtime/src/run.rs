@@ -601,26 +601,17 @@ impl Runner {
             }
             Ok(stop) => stop,
         };
-        if let (Some(posting), Some(result)) = (&state.posting, &stop) {
+        if let Some(posting) = &state.posting {
             if posting.check {
-                return match result {
-                    Ok(output) => Ok(Finished {
-                        run_id,
-                        output: serde_json::from_value(serde_json::to_value(output).map_err(
-                            |e| RunError::Decode(format!("cannot encode the output: {e}")),
-                        )?)
-                        .map_err(|e| RunError::Decode(format!("cannot decode the output: {e}")))?,
-                    }),
-                    Err(e) => Err(RunError::Failed {
+                // Replaying a saved journal: the body's end, or `Effect` when it got stuck.
+                return match stop {
+                    Some(Ok(output)) => Ok(Finished { run_id, output }),
+                    Some(Err(e)) => Err(RunError::Failed {
                         process: P::NAME.to_string(),
                         message: e.to_string(),
                     }),
+                    None => Err(RunError::Effect(String::new())),
                 };
-            }
-        }
-        if let Some(posting) = &state.posting {
-            if posting.check {
-                return Err(RunError::Effect(String::new()));
             }
             let _ = state.flush().await;
             return Err(RunError::Effect(format!(
