@@ -48,7 +48,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn deploy_setup(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// Starts a `production` deploy of the sample services; it stops at the approval breakpoint.
+/// Returns the run id, the output directory and the runs directory.
+fn start_production_deploy(tmp: &Path) -> (String, PathBuf, PathBuf) {
     let src = tmp.join("services");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
@@ -58,13 +60,7 @@ fn deploy_setup(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let input = tmp.join("deploy.json");
     let spec = json!({ "src_dir": src, "out_dir": out, "env": "production" });
     fs::write(&input, spec.to_string()).unwrap();
-    (input, out, tmp.join("runs"))
-}
-
-#[test]
-fn production_deploy_waits_for_approval() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (input, out_dir, runs) = deploy_setup(tmp.path());
+    let runs = tmp.join("runs");
     let run = cli(
         &runs,
         &[
@@ -78,8 +74,15 @@ fn production_deploy_waits_for_approval() {
     assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
     let waiting = json_of(&run);
     assert_eq!(waiting["state"], "waiting");
-    let id = waiting["run_id"].as_str().unwrap().to_string();
     assert_eq!(waiting["waiting"][0]["key"], "approve-production#0");
+    let id = waiting["run_id"].as_str().unwrap().to_string();
+    (id, out, runs)
+}
+
+#[test]
+fn production_deploy_waits_for_approval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, out_dir, runs) = start_production_deploy(tmp.path());
     assert!(
         !out_dir.join("production").exists(),
         "nothing deployed before approval"
@@ -157,18 +160,7 @@ fn production_deploy_waits_for_approval() {
 #[test]
 fn a_rejected_production_deploy_deploys_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, out_dir, runs) = deploy_setup(tmp.path());
-    let run = cli(
-        &runs,
-        &[
-            "run",
-            "deploy-services",
-            "--input",
-            input.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
+    let (id, out_dir, runs) = start_production_deploy(tmp.path());
     let no = cli(
         &runs,
         &[
@@ -295,18 +287,7 @@ fn convergence_loop_with_an_external_reviewer() {
 #[test]
 fn a_worker_waits_for_the_decision_and_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (input, out_dir, runs) = deploy_setup(tmp.path());
-    let run = cli(
-        &runs,
-        &[
-            "run",
-            "deploy-services",
-            "--input",
-            input.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let id = json_of(&run)["run_id"].as_str().unwrap().to_string();
+    let (id, out_dir, runs) = start_production_deploy(tmp.path());
     // The worker keeps the run going instead of exiting at the breakpoint.
     let worker = Command::new(BIN)
         .args(["resume", &id, "--wait", "--json", "--runs-dir"])
@@ -315,7 +296,23 @@ fn a_worker_waits_for_the_decision_and_finishes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Approve once the worker has replayed the run and is waiting itself: the journal then
+    // holds a second `suspended` event.
+    let suspended = || {
+        json_of(&cli(&runs, &["events", &id, "--json"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "suspended")
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while suspended() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the worker never waited"
+        );
+    }
     let ok = cli(
         &runs,
         &[
