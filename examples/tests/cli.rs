@@ -122,7 +122,10 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
     let listed = cli(&["list", "--runs-dir", clean.to_str().unwrap()]);
     assert!(listed.status.success());
     let startup_ms = timer.elapsed().as_millis() as u64;
-    let work_ms = clean_ms.saturating_sub(startup_ms);
+    let clean_id = &run_ids(&clean)[0];
+    let clean_journal = fs::metadata(clean.join(clean_id).join("journal.log"))
+        .unwrap()
+        .len();
     let reference = stdout_json(&out)["output"].clone();
     assert_eq!(reference["processed"], 800);
 
@@ -163,7 +166,11 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
         };
         let size_at_start = size(&journal);
         let during_startup = starts % 4 == 1 || journal.is_none();
-        let mut deadline = if kills >= 60 {
+        // Killed once the journal has grown by a random share (up to 1/50) of a whole run's:
+        // steps are running, and each start does a bounded part of the work however fast the
+        // machine is at the moment.
+        let grow = rng.below((clean_journal / 50).max(2));
+        let deadline = if kills >= 60 {
             Some(Instant::now() + Duration::from_secs(120))
         } else if during_startup {
             Some(Instant::now() + Duration::from_millis(1 + rng.below(startup_ms.max(2))))
@@ -176,10 +183,7 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
             }
             match deadline {
                 Some(d) if Instant::now() >= d => break None,
-                None if size(&journal) > size_at_start => {
-                    let later = rng.below((work_ms / 40).max(2));
-                    deadline = Some(Instant::now() + Duration::from_millis(later));
-                }
+                None if size(&journal) > size_at_start + grow => break None,
                 _ => {}
             }
             thread::sleep(Duration::from_millis(1));
