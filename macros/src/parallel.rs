@@ -114,8 +114,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             Expr::Macro(_) => quote_spanned!(expr.span()=> async { #expr }),
             _ => quote_spanned!(expr.span()=> #expr),
         };
+        let guard = quote_spanned!(mixed=> __minder_branch_guard);
         quote_spanned! {expr.span()=>
-            let #v = #par.create(#i, || #value);
+            let #v = { let #guard = #par.branch(#i); #value };
         }
     });
 

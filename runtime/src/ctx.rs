@@ -87,9 +87,45 @@ impl Scope {
     }
 }
 
+thread_local! {
+    /// Set while a `parallel!` branch expression is evaluated (synchronously, no `.await`), so
+    /// the task calls in it take their keys in the branch's scope.
+    static EVALUATING: std::cell::RefCell<Option<Option<Arc<Scope>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// The scope of the code running now, if it runs inside a process.
 pub(crate) fn current_scope() -> Option<Arc<Scope>> {
+    if let Some(scope) = EVALUATING.with(|e| e.borrow().clone()) {
+        return scope;
+    }
     CURRENT.try_with(|s| s.clone()).ok().flatten()
+}
+
+/// While it lives, task calls made on this thread take their keys in `scope`.
+#[must_use]
+pub(crate) struct Evaluating {
+    previous: Option<Option<Arc<Scope>>>,
+}
+
+impl Evaluating {
+    pub(crate) fn enter(scope: Option<Arc<Scope>>) -> Self {
+        let previous = EVALUATING.with(|e| e.borrow_mut().replace(scope));
+        Evaluating { previous }
+    }
+}
+
+impl Drop for Evaluating {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        EVALUATING.with(|e| *e.borrow_mut() = previous);
+    }
+}
+
+impl fmt::Debug for Evaluating {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Evaluating")
+    }
 }
 
 /// Runs `f` with `scope` as the current scope.

@@ -1,6 +1,6 @@
 //! Support for `parallel!` (branch scopes, the compile-time access check) and `ctx.map`.
 
-use crate::ctx::{current_scope, in_scope, with_scope, Ctx, Scope};
+use crate::ctx::{current_scope, in_scope, with_scope, Ctx, Evaluating, Scope};
 use crate::run::Notice;
 use crate::task::{AccessDef, TaskCall, TaskMeta};
 use futures::future::BoxFuture;
@@ -30,15 +30,26 @@ impl Parallel {
         Parallel { branches }
     }
 
-    /// Evaluates a branch expression inside branch `i` (task calls take their keys there).
-    pub fn create<R>(&self, i: usize, f: impl FnOnce() -> R) -> R {
-        with_scope(self.branches[i].clone(), f)
+    /// While the returned guard lives, the branch expression `i` is evaluated in its scope
+    /// (task calls take their keys there).
+    pub fn branch(&self, i: usize) -> BranchGuard {
+        BranchGuard {
+            _evaluating: Evaluating::enter(self.branches[i].clone()),
+        }
     }
 
     /// Polls a branch future inside branch `i`.
     pub fn poll_in<F: Future>(&self, i: usize, fut: F) -> impl Future<Output = F::Output> {
         in_scope(self.branches[i].clone(), fut)
     }
+}
+
+/// Returned by [`Parallel::branch`].
+#[doc(hidden)]
+#[derive(Debug)]
+#[must_use]
+pub struct BranchGuard {
+    _evaluating: Evaluating,
 }
 
 /// What a branch of `parallel!` declares it accesses (task calls) or not (anything else).
