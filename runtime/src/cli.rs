@@ -59,7 +59,6 @@ macro_rules! out {
 }
 
 type RunFn = for<'a> fn(&'a Runner, &'a str) -> BoxFuture<'a, Result<Value, RunError>>;
-type DecodeFn = fn(&str, Value) -> Result<(), CliError>;
 type CreateFn = fn(&Runner, Value) -> Result<String, CliError>;
 type PostFn = for<'a> fn(
     &'a Runner,
@@ -72,7 +71,6 @@ type PostFn = for<'a> fn(
 struct Entry {
     name: &'static str,
     graph: &'static Graph,
-    check_input: DecodeFn,
     create: CreateFn,
     resume: RunFn,
     post: PostFn,
@@ -105,10 +103,6 @@ fn decode_input<P: Process>(name: &str, input: Value) -> Result<P::Input, CliErr
             e.into_inner()
         ))
     })
-}
-
-fn check_input<P: Process>(name: &str, input: Value) -> Result<(), CliError> {
-    decode_input::<P>(name, input).map(drop)
 }
 
 fn create<P: Process>(runner: &Runner, input: Value) -> Result<String, CliError> {
@@ -147,7 +141,6 @@ impl Registry {
         self.entries.push(Entry {
             name: P::NAME,
             graph: P::graph(),
-            check_input: check_input::<P>,
             create: create::<P>,
             resume: resume::<P>,
             post: post::<P>,
@@ -369,7 +362,6 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
         Command::Run { process, input } => {
             let entry = registry.find(process)?;
             let input = read_input(input)?;
-            (entry.check_input)(entry.name, input.clone())?;
             let runner = runner(store, cli.json);
             let run_id = (entry.create)(&runner, input)?;
             if !cli.json {

@@ -161,7 +161,7 @@ impl Ctx {
     }
 
     /// The scope of the caller: a parallel branch or map item when called inside one.
-    fn scope(&self) -> Arc<Scope> {
+    pub(crate) fn scope(&self) -> Arc<Scope> {
         match current_scope() {
             Some(s) if Arc::ptr_eq(&s.run, &self.root.run) => s,
             _ => self.root.clone(),
@@ -271,10 +271,6 @@ impl Ctx {
         Fut: Future<Output = Result<R, E>>,
     {
         Map::new(self, label, items.into_iter().collect(), f)
-    }
-
-    pub(crate) fn current(&self) -> Arc<Scope> {
-        self.scope()
     }
 
     pub(crate) fn run(&self) -> &Arc<RunState> {

@@ -143,7 +143,7 @@ impl Ctx {
         input: impl Serialize,
         deadline: Option<u64>,
     ) -> Result<T, TaskError> {
-        let scope = self.current();
+        let scope = self.scope();
         let key = scope.next_key(name);
         let run = self.run().clone();
         let input = match serde_json::to_value(input) {

@@ -231,7 +231,7 @@ where
             mut f,
             limit,
         } = self;
-        let scope = ctx.current();
+        let scope = ctx.scope();
         let base = scope.enter(&format!("map({label})"));
         let total = items.len();
         let mut results: Vec<Option<Result<R, E>>> = (0..total).map(|_| None).collect();
