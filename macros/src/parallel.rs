@@ -2,11 +2,10 @@
 //! compile-time check of declared resource access, and a join that is fail-fast or settling.
 
 use crate::options::respan;
-use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{parenthesized, Expr, Token};
 
 pub(crate) struct ParallelInput {
@@ -87,17 +86,140 @@ pub(crate) fn branch_label(expr: &Expr) -> String {
 /// Blocks of up to this many branches call `try_joinN` / `settleN` of the runtime.
 const JOINED: usize = 12;
 
-pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    let parsed: ParallelInput = match syn::parse2(input) {
-        Ok(p) => p,
-        Err(e) => return e.into_compile_error(),
+/// One branch as `expand` needs it: its tokens, its label, whether it is a nested macro, and
+/// the spans of its first and last tokens.
+struct Branch {
+    tokens: TokenStream,
+    label: String,
+    nested: bool,
+    first: Span,
+    last: Span,
+}
+
+impl Branch {
+    fn from_expr(expr: &Expr) -> Branch {
+        let (first, last) = first_last(expr);
+        Branch {
+            tokens: expr.to_token_stream(),
+            label: branch_label(expr),
+            nested: matches!(expr, Expr::Macro(_)),
+            first,
+            last,
+        }
+    }
+}
+
+/// The input split at the token level, for the common shapes only: every branch a call of a
+/// plain path (`lint(files.clone())`), an `async` block, a block, or a nested `parallel!`.
+/// Anything else (`None`) goes through syn, whose expression parser is slow in a proc macro
+/// built without optimisation (as dev builds build them) and whose errors are the ones to show.
+fn split_simple(input: &TokenStream) -> Option<(TokenStream, bool, Vec<Branch>)> {
+    let mut tokens = input.clone().into_iter().peekable();
+    let krate = match tokens.next()? {
+        TokenTree::Group(g) if g.delimiter() == Delimiter::Parenthesis => g.stream(),
+        _ => return None,
     };
-    let krate = &parsed.krate;
-    let n = parsed.branches.len();
-    let label = parsed
-        .branches
+    let all: Vec<TokenTree> = tokens.collect();
+    let mut rest = all.as_slice();
+    let mut settle = false;
+    if let [TokenTree::Ident(mode), TokenTree::Punct(colon), after @ ..] = rest {
+        if colon.as_char() == ':' && colon.spacing() == Spacing::Alone {
+            if mode != "settle" {
+                return None;
+            }
+            settle = true;
+            rest = after;
+        }
+    }
+    let mut branches = Vec::new();
+    for part in rest.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ',')) {
+        if part.is_empty() {
+            continue;
+        }
+        branches.push(simple_branch(part)?);
+    }
+    // An empty piece is fine only as the trailing comma.
+    let pieces = rest
+        .split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+        .count();
+    let trailing =
+        usize::from(matches!(rest.last(), Some(TokenTree::Punct(p)) if p.as_char() == ','));
+    if branches.is_empty() || pieces != branches.len() + trailing {
+        return None;
+    }
+    Some((krate, settle, branches))
+}
+
+fn simple_branch(part: &[TokenTree]) -> Option<Branch> {
+    let is = |t: &TokenTree, c: char| matches!(t, TokenTree::Punct(p) if p.as_char() == c);
+    let brace =
+        |t: &TokenTree| matches!(t, TokenTree::Group(g) if g.delimiter() == Delimiter::Brace);
+    let (label, nested) = match part {
+        // `async { .. }`, `async move { .. }`, `{ .. }`
+        [TokenTree::Ident(a), body] if a == "async" && brace(body) => ("seq".to_string(), false),
+        [TokenTree::Ident(a), TokenTree::Ident(m), body]
+            if a == "async" && m == "move" && brace(body) =>
+        {
+            ("seq".to_string(), false)
+        }
+        [body] if brace(body) => ("seq".to_string(), false),
+        // `parallel!(..)`
+        [TokenTree::Ident(name), bang, TokenTree::Group(_)]
+            if name == "parallel" && is(bang, '!') =>
+        {
+            ("par".to_string(), true)
+        }
+        // `a::b::f(..)`: identifiers joined by `::`, then the arguments.
+        [path @ .., TokenTree::Group(args)] if args.delimiter() == Delimiter::Parenthesis => {
+            let mut rest = path;
+            let label = loop {
+                let [TokenTree::Ident(id), tail @ ..] = rest else {
+                    return None;
+                };
+                match tail {
+                    [] => break id.to_string(),
+                    [TokenTree::Punct(a), TokenTree::Punct(b), more @ ..]
+                        if a.as_char() == ':'
+                            && a.spacing() == Spacing::Joint
+                            && b.as_char() == ':' =>
+                    {
+                        rest = more;
+                    }
+                    _ => return None,
+                }
+            };
+            (label, false)
+        }
+        _ => return None,
+    };
+    let first = part.first()?.span();
+    let last = part.last()?.span();
+    Some(Branch {
+        tokens: part.iter().cloned().collect(),
+        label,
+        nested,
+        first,
+        last,
+    })
+}
+
+pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let (krate, settle, branches) = match split_simple(&input) {
+        Some(split) => split,
+        None => match syn::parse2::<ParallelInput>(input) {
+            Ok(p) => (
+                p.krate,
+                p.settle,
+                p.branches.iter().map(Branch::from_expr).collect(),
+            ),
+            Err(e) => return e.into_compile_error(),
+        },
+    };
+    let krate = &krate;
+    let n = branches.len();
+    let label = branches
         .iter()
-        .map(branch_label)
+        .map(|b| b.label.as_str())
         .collect::<Vec<_>>()
         .join("+");
     let mixed = Span::mixed_site();
@@ -106,21 +228,23 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         .map(|i| format_ident!("__v{}", i, span = mixed))
         .collect();
 
-    let creates = parsed.branches.iter().enumerate().map(|(i, expr)| {
+    let creates = branches.iter().enumerate().map(|(i, branch)| {
         let v = &values[i];
+        let expr = &branch.tokens;
         // A nested macro (`parallel!`) awaits, so it becomes an async block; any other
         // expression is evaluated as it is, which keeps a task call's type for the access check.
-        let value = match expr {
-            Expr::Macro(_) => quote_spanned!(expr.span()=> async { #expr }),
-            _ => quote_spanned!(expr.span()=> #expr),
+        let value = if branch.nested {
+            quote_spanned!(branch.first=> async { #expr })
+        } else {
+            expr.clone()
         };
         let guard = quote_spanned!(mixed=> __minder_branch_guard);
-        quote_spanned! {expr.span()=>
+        quote_spanned! {branch.first=>
             let #v = { let #guard = #par.branch(#i); #value };
         }
     });
 
-    let access_check = access_check(krate, &parsed.branches, &values);
+    let access_check = access_check(krate, &branches, &values);
 
     // Every branch value goes through a generic fn whose bounds say what a branch must be: a
     // future of `Result<T, B>` (fail-fast), or any future (settle). The call and its argument
@@ -131,7 +255,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // an `async` block that ends in `Ok(..)`) and get the conversion to apply to its error.
     let p = quote_spanned!(mixed=> #krate::__private);
     let witness = quote_spanned!(mixed=> __e);
-    let helpers = if parsed.settle {
+    let helpers = if settle {
         quote_spanned! {mixed=>
             #[allow(unused_imports)]
             use #p::settle_branch as __minder_branch;
@@ -146,52 +270,74 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             let #witness = ::core::option::Option::None;
         }
     };
-    let boxed: Vec<_> = (0..n)
-        .map(|i| format_ident!("__b{}", i, span = mixed))
-        .collect();
-    let convs: Vec<_> = (0..n)
-        .map(|i| format_ident!("__c{}", i, span = mixed))
-        .collect();
-    let futs: Vec<_> = (0..n)
-        .map(|i| format_ident!("__f{}", i, span = mixed))
-        .collect();
-    let slots: Vec<_> = (0..n)
-        .map(|i| format_ident!("__r{}", i, span = mixed))
-        .collect();
-    let pins = parsed.branches.iter().enumerate().map(|(i, expr)| {
-        let (v, b, c, f) = (&values[i], &boxed[i], &convs[i], &futs[i]);
-        let arg = covering(
-            expr,
-            quote!(::core::convert::identity),
-            quote_spanned!(mixed=> #v),
-        );
-        let (boxing, conv) = if parsed.settle {
-            (covering(expr, quote!(__minder_branch), arg), None)
-        } else if i == 0 {
-            let call = quote_spanned!(mixed=> &#witness, #arg);
-            (covering(expr, quote!(__minder_first), call), None)
-        } else {
-            let witness = covering(
-                expr,
+    let idents = |prefix: &str| -> Vec<syn::Ident> {
+        (0..n)
+            .map(|i| format_ident!("{}{}", prefix, i, span = mixed))
+            .collect()
+    };
+    let (boxed, convs, futs, slots) = (idents("__b"), idents("__c"), idents("__f"), idents("__r"));
+    let bindings: Vec<TokenStream> = branches
+        .iter()
+        .enumerate()
+        .map(|(i, branch)| {
+            let (v, b, c) = (&values[i], &boxed[i], &convs[i]);
+            let arg = covering(
+                branch,
                 quote!(::core::convert::identity),
-                quote_spanned!(mixed=> &#witness),
+                quote_spanned!(mixed=> #v),
             );
-            let same = covering(
-                expr,
-                quote!(__minder_same),
-                quote_spanned!(mixed=> &#b, #witness),
-            );
-            (
-                covering(expr, quote!(__minder_branch), arg),
-                Some(quote_spanned!(mixed=> let #c = #same;)),
-            )
+            if settle {
+                let boxing = covering(branch, quote!(__minder_branch), arg);
+                quote_spanned!(mixed=> let #b = #boxing;)
+            } else if i == 0 {
+                let call = quote_spanned!(mixed=> &#witness, #arg);
+                let boxing = covering(branch, quote!(__minder_first), call);
+                quote_spanned!(mixed=> let #b = #boxing;)
+            } else {
+                let boxing = covering(branch, quote!(__minder_branch), arg);
+                let witness = covering(
+                    branch,
+                    quote!(::core::convert::identity),
+                    quote_spanned!(mixed=> &#witness),
+                );
+                let same = covering(
+                    branch,
+                    quote!(__minder_same),
+                    quote_spanned!(mixed=> &#b, #witness),
+                );
+                quote_spanned!(mixed=> let #b = #boxing; let #c = #same;)
+            }
+        })
+        .collect();
+
+    // Up to `JOINED` branches, one call of a join written once in the runtime; larger blocks
+    // get their poll loop here.
+    if n <= JOINED {
+        let joined = (0..n).map(|i| {
+            let (b, c) = (&boxed[i], &convs[i]);
+            if settle || i == 0 {
+                quote_spanned!(mixed=> #par.poll_in(#i, #b))
+            } else {
+                quote_spanned!(mixed=> #p::map_err(#par.poll_in(#i, #b), #c))
+            }
+        });
+        let join = if settle {
+            format_ident!("settle{}", n, span = mixed)
+        } else {
+            format_ident!("try_join{}", n, span = mixed)
         };
-        quote_spanned! {mixed=>
-            let #b = #boxing;
-            #conv
-            let mut #f = #p::pin!(#par.poll_in(#i, #b));
-        }
-    });
+        return quote_spanned! {mixed=>
+            {
+                let #par = #p::Parallel::enter(#label, #n);
+                #(#creates)*
+                #access_check
+                #helpers
+                #(#bindings)*
+                #p::#join(#(#joined),*).await
+            }
+        };
+    }
+
     let polls = (0..n).map(|i| {
         let (f, r, c) = (&futs[i], &slots[i], &convs[i]);
         let err = if i == 0 {
@@ -199,7 +345,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         } else {
             quote_spanned!(mixed=> #c(__err))
         };
-        let on_ready = if parsed.settle {
+        let on_ready = if settle {
             quote_spanned!(mixed=> #p::Poll::Ready(__out) => #r = ::core::option::Option::Some(__out),)
         } else {
             quote_spanned! {mixed=>
@@ -221,76 +367,20 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let takes = slots
         .iter()
         .map(|r| quote_spanned!(mixed=> #r.take().expect("every branch finished")));
-    let done = if parsed.settle {
+    let done = if settle {
         quote_spanned!(mixed=> (#(#takes,)*))
     } else {
         quote_spanned!(mixed=> ::core::result::Result::Ok((#(#takes,)*)))
     };
-
-    // Up to `JOINED` branches, one call of a join written once in the runtime; larger blocks
-    // get their poll loop here.
-    if n <= JOINED {
-        let joined = (0..n).map(|i| {
-            let (b, c) = (&boxed[i], &convs[i]);
-            if parsed.settle || i == 0 {
-                quote_spanned!(mixed=> #par.poll_in(#i, #b))
-            } else {
-                quote_spanned!(mixed=> #p::map_err(#par.poll_in(#i, #b), #c))
-            }
-        });
-        let join = if parsed.settle {
-            format_ident!("settle{}", n, span = mixed)
-        } else {
-            format_ident!("try_join{}", n, span = mixed)
-        };
-        let bindings = parsed.branches.iter().enumerate().map(|(i, expr)| {
-            let (v, b, c) = (&values[i], &boxed[i], &convs[i]);
-            let arg = covering(
-                expr,
-                quote!(::core::convert::identity),
-                quote_spanned!(mixed=> #v),
-            );
-            if parsed.settle {
-                let boxing = covering(expr, quote!(__minder_branch), arg);
-                quote_spanned!(mixed=> let #b = #boxing;)
-            } else if i == 0 {
-                let call = quote_spanned!(mixed=> &#witness, #arg);
-                let boxing = covering(expr, quote!(__minder_first), call);
-                quote_spanned!(mixed=> let #b = #boxing;)
-            } else {
-                let boxing = covering(expr, quote!(__minder_branch), arg);
-                let witness = covering(
-                    expr,
-                    quote!(::core::convert::identity),
-                    quote_spanned!(mixed=> &#witness),
-                );
-                let same = covering(
-                    expr,
-                    quote!(__minder_same),
-                    quote_spanned!(mixed=> &#b, #witness),
-                );
-                quote_spanned!(mixed=> let #b = #boxing; let #c = #same;)
-            }
-        });
-        return quote_spanned! {mixed=>
-            {
-                let #par = #p::Parallel::enter(#label, #n);
-                #(#creates)*
-                #access_check
-                #helpers
-                #(#bindings)*
-                #p::#join(#(#joined),*).await
-            }
-        };
-    }
-
+    let indices = 0..n;
     quote_spanned! {mixed=>
         {
             let #par = #p::Parallel::enter(#label, #n);
             #(#creates)*
             #access_check
             #helpers
-            #(#pins)*
+            #(#bindings)*
+            #(let mut #futs = #p::pin!(#par.poll_in(#indices, #boxed));)*
             #(let mut #slots = ::core::option::Option::None;)*
             #p::poll_fn(|__cx| {
                 let mut __pending = false;
@@ -305,14 +395,13 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
-/// `callee(inner)` with the span of `expr`'s first token on `callee` and of its last token on
-/// the parentheses: rustc reports a problem with the call under the whole of `expr` (on stable
+/// `callee(inner)` with the span of the branch's first token on `callee` and of its last token
+/// on the parentheses: rustc reports a problem with the call under the whole branch (on stable
 /// a span cannot be joined, but a token range can).
-fn covering(expr: &Expr, callee: TokenStream, inner: TokenStream) -> TokenStream {
-    let (first, last) = first_last(expr);
-    let callee = respan(&callee, first);
+fn covering(branch: &Branch, callee: TokenStream, inner: TokenStream) -> TokenStream {
+    let callee = respan(&callee, branch.first);
     let mut args = Group::new(Delimiter::Parenthesis, inner);
-    args.set_span(last);
+    args.set_span(branch.last);
     quote!(#callee #args)
 }
 
@@ -330,7 +419,7 @@ fn first_last(expr: &Expr) -> (Span, Span) {
 /// For every pair of branches, a constant that fails to evaluate when their tasks declare
 /// conflicting access to one resource. It is evaluated when the process is compiled to code
 /// (`cargo build`, `cargo test`), and the error sits under the later branch of the pair.
-fn access_check(krate: &TokenStream, branches: &[Expr], values: &[syn::Ident]) -> TokenStream {
+fn access_check(krate: &TokenStream, branches: &[Branch], values: &[syn::Ident]) -> TokenStream {
     let n = branches.len();
     if n < 2 {
         return TokenStream::new();
@@ -345,7 +434,7 @@ fn access_check(krate: &TokenStream, branches: &[Expr], values: &[syn::Ident]) -
         let upto = &params[..=j];
         // `panic!` path and `const` at the branch's first token, their delimiters at its
         // last: the error covers the whole branch.
-        let (first, last) = first_last(&branches[j]);
+        let (first, last) = (branches[j].first, branches[j].last);
         let mut args = Group::new(Delimiter::Parenthesis, quote_spanned!(first=> "{}", __why));
         args.set_span(last);
         let body = quote_spanned! {first=>

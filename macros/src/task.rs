@@ -2,11 +2,46 @@
 //! function, a hidden `TaskMeta` type and compile-time assertions on the user's types.
 
 use crate::options::{default_crate, not_a_fn, parse_opts, source_text, Errors};
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+use syn::{Attribute, FnArg, Ident, Pat, ReturnType, Signature, Type, Visibility};
+
+/// A task function as written: its body is kept as tokens (nothing here needs to look inside
+/// it, and rustc reports any error in it where it is).
+struct TaskFn {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    block: proc_macro2::Group,
+}
+
+impl Parse for TaskFn {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let block = input.step(|cursor| match cursor.token_tree() {
+            Some((proc_macro2::TokenTree::Group(g), rest))
+                if g.delimiter() == proc_macro2::Delimiter::Brace =>
+            {
+                Ok((g, rest))
+            }
+            _ => Err(cursor.error("expected the function body")),
+        })?;
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the function body"));
+        }
+        Ok(TaskFn {
+            attrs,
+            vis,
+            sig,
+            block,
+        })
+    }
+}
 
 const OPTIONS: &[&str] = &[
     "retries", "timeout", "backoff", "reads", "writes", "name", "crate",
@@ -83,7 +118,7 @@ fn owned_hint(ty: &Type) -> String {
 }
 
 /// Checks the signature; returns the parameters (pattern, type) when usable.
-fn check(func: &ItemFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
+fn check(func: &TaskFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         errors.at(
@@ -137,7 +172,7 @@ fn check(func: &ItemFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let func: TaskFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
             let e = not_a_fn(&item, "task");
@@ -150,12 +185,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     if !errors.is_empty() {
         // Re-emit the function so callers do not cascade into "cannot find function".
         let errs = errors.into_tokens();
-        return quote!(#errs #func);
+        return quote!(#errs #item);
     }
     generate(&func, &opts, &params)
 }
 
-fn generate(func: &ItemFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStream {
+fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStream {
     let krate = &opts.krate;
     let vis = &func.vis;
     let ident = &func.sig.ident;
@@ -186,12 +221,7 @@ fn generate(func: &ItemFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         .collect();
     let arg_types: Vec<&Type> = params.iter().map(|(_, t)| t).collect();
 
-    let timeout = match opts.timeout_ms {
-        Some(ms) => {
-            quote!(::core::option::Option::Some(#krate::__private::Duration::from_millis(#ms)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
+    let timeout = opts.timeout_ms.unwrap_or(0);
     let retries = opts.retries;
     let backoff = opts.backoff_ms;
     let reads = &opts.reads;
@@ -219,17 +249,45 @@ fn generate(func: &ItemFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         _ => quote_spanned!(func.sig.paren_token.span.join()=> (#(#arg_types,)*)),
     };
 
+    let k = quote!(#krate::__private);
+    // The body is a closure without captures (a `fn` pointer): the user's block in an
+    // `async move` block over the user's own parameter patterns. `args` is invisible to the
+    // user's code (mixed-site hygiene).
+    let args = quote_spanned!(Span::mixed_site()=> args);
+    let pats = params.iter().map(|(pat, _)| pat);
+    let block = &func.block;
+    let body_attrs = func
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("allow") || a.path().is_ident("expect"));
     // The function users call carries the user's span, so rustc's lints on it (`dead_code` for a
     // task nothing calls) reach the user as they would without the attribute.
     let call_fn = quote_spanned! {func.sig.fn_token.span=>
-        #vis fn #ident(#(#arg_idents: #arg_types),*) -> #krate::__private::TaskCall<#meta> {
-            #krate::__private::TaskCall::new((#(#arg_idents,)*))
+        #vis fn #ident(#(#arg_idents: #arg_types),*) -> #k::TaskCall<#meta> {
+            // Checked here, under the user's types, with minder's own message.
+            #(#assertions)*
+            #k::TaskCall::<#meta>::new(
+                (#(#arg_idents,)*),
+                #k::TaskDef::new(#name, ::core::module_path!(), ::core::file!(), #line, #retries, #backoff, #timeout),
+                #(#body_attrs)*
+                |#args| #k::task_body(async move {
+                    let (#(#pats,)*) = #args;
+                    #block
+                }),
+            )
         }
     };
 
-    let mut inner = func.clone();
-    inner.vis = syn::Visibility::Inherited;
-    inner.attrs.retain(|a| !a.path().is_ident("doc"));
+    // Declared access only when there is some: the trait's default is "none".
+    let access = (!reads.is_empty() || !writes.is_empty()).then(|| {
+        quote! {
+            const ACCESS: &'static #k::AccessDef = &#k::AccessDef {
+                reads: &[#(#reads),*],
+                writes: &[#(#writes),*],
+                write_conflicts: &[#(#conflicts),*],
+            };
+        }
+    });
 
     quote! {
         #(#outer_attrs)*
@@ -239,30 +297,10 @@ fn generate(func: &ItemFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         #[allow(non_camel_case_types)]
         #vis struct #meta;
 
-        impl #krate::__private::TaskMeta for #meta {
+        impl #k::TaskMeta for #meta {
             type Args = #args_tuple;
             type Return = #ret;
-            const DEF: &'static #krate::__private::TaskDef = &#krate::__private::TaskDef {
-                name: #name,
-                module: ::core::module_path!(),
-                file: ::core::file!(),
-                line: #line,
-                retries: #retries,
-                backoff: #krate::__private::Duration::from_millis(#backoff),
-                timeout: #timeout,
-                access: #krate::__private::AccessDef {
-                    reads: &[#(#reads),*],
-                    writes: &[#(#writes),*],
-                    write_conflicts: &[#(#conflicts),*],
-                },
-            };
-            fn body(args: Self::Args) -> #krate::__private::BoxFuture<'static, Self::Return> {
-                #inner
-                // Checked here, under the user's types, with minder's own message.
-                #(#assertions)*
-                let (#(#arg_idents,)*) = args;
-                ::std::boxed::Box::pin(#ident(#(#arg_idents),*))
-            }
+            #access
         }
     }
 }

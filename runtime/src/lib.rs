@@ -72,7 +72,7 @@ pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{Finished, Notice, Process, Runner, Waiting};
 pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{
-    artifact_dir, idempotency_key, AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn,
+    artifact_dir, idempotency_key, AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn,
 };
 
 /// Marks a data type as journaled: derives serde's `Serialize` and `Deserialize` through
@@ -176,7 +176,7 @@ pub mod __private {
     pub use crate::parallel::{
         conflict, conflict_with_earlier, HasAccess, NotATask, Parallel, ProbeOther, ProbeTask,
     };
-    pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+    pub use crate::task::{AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn};
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
     pub use core::future::{poll_fn, Future, IntoFuture};
     pub use core::marker::PhantomData;
@@ -239,6 +239,14 @@ pub mod __private {
         E: SameError<B>,
     {
         <E as SameError<B>>::same
+    }
+
+    /// A task's body, boxed; its output type is the task's declared return type.
+    pub fn task_body<R, F>(body: F) -> BoxFuture<'static, R>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        Box::pin(body)
     }
 
     /// Fails to compile, under the user's type, unless `T` can be journaled.

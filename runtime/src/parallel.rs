@@ -68,7 +68,7 @@ impl HasAccess for NotATask {
 }
 
 impl<M: TaskMeta> HasAccess for TaskCall<M> {
-    const ACCESS: &'static AccessDef = &M::DEF.access;
+    const ACCESS: &'static AccessDef = M::ACCESS;
 }
 
 /// Autoref probe, chosen for a direct task call.

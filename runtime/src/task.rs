@@ -59,7 +59,7 @@ impl AccessDef {
     };
 }
 
-/// The static description of a task.
+/// The static description of a task: what `#[task]` hands to [`TaskCall::new`] on every call.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskDef {
     /// The task's name (the function name unless `name = ".."` is given).
@@ -76,11 +76,36 @@ pub struct TaskDef {
     pub backoff: Duration,
     /// The longest one attempt may take.
     pub timeout: Option<Duration>,
-    /// Declared resource access.
-    pub access: AccessDef,
 }
 
 impl TaskDef {
+    /// A description as `#[task]` writes it: durations in milliseconds, `timeout_ms` 0 for
+    /// none.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn new(
+        name: &'static str,
+        module: &'static str,
+        file: &'static str,
+        line: u32,
+        retries: u32,
+        backoff_ms: u64,
+        timeout_ms: u64,
+    ) -> TaskDef {
+        TaskDef {
+            name,
+            module,
+            file,
+            line,
+            retries,
+            backoff: Duration::from_millis(backoff_ms),
+            timeout: if timeout_ms == 0 {
+                None
+            } else {
+                Some(Duration::from_millis(timeout_ms))
+            },
+        }
+    }
+
     fn path(&self) -> String {
         format!("{}::{}", self.module, self.name)
     }
@@ -125,41 +150,47 @@ pub trait TaskMeta: Send + 'static {
     type Args: Journaled;
     /// The declared return type.
     type Return: TaskReturn;
-    /// The static description.
-    const DEF: &'static TaskDef;
-    /// The task body.
-    fn body(args: Self::Args) -> BoxFuture<'static, Self::Return>;
+    /// The resources the task declares it reads and writes; none unless `#[task]` was given
+    /// `reads`/`writes`. `parallel!` checks its branches' declarations against each other at
+    /// compile time.
+    const ACCESS: &'static AccessDef = &AccessDef::NONE;
 }
+
+/// A task's body: the user's function, taking its arguments as a tuple. Called once per
+/// attempt.
+pub type TaskBody<M> = fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
 #[must_use = "a task does nothing unless it is awaited: add `.await`, or pass it to `parallel!`"]
 pub struct TaskCall<M: TaskMeta> {
     fut: BoxFuture<'static, M::Return>,
+    name: &'static str,
     _meta: PhantomData<fn() -> M>,
 }
 
 impl<M: TaskMeta> fmt::Debug for TaskCall<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskCall")
-            .field("task", &M::DEF.name)
+            .field("task", &self.name)
             .finish()
     }
 }
 
 impl<M: TaskMeta> TaskCall<M> {
-    /// Calls the task with its arguments. Inside a process the step key is taken now, in
-    /// program order, so it does not depend on when the future is first polled.
-    pub fn new(args: M::Args) -> Self {
+    /// Calls the task described by `def` with its arguments. Inside a process the step key is
+    /// taken now, in program order, so it does not depend on when the future is first polled.
+    pub fn new(args: M::Args, def: TaskDef, body: TaskBody<M>) -> Self {
         let fut = match current_scope() {
-            None => M::body(args),
+            None => body(args),
             Some(scope) => {
-                let key = scope.next_key(M::DEF.name);
-                Box::pin(run_step::<M>(scope, key, args))
+                let key = scope.next_key(def.name);
+                Box::pin(run_step::<M>(scope, key, def, body, args))
             }
         };
         TaskCall {
             fut,
+            name: def.name,
             _meta: PhantomData,
         }
     }
@@ -206,8 +237,14 @@ async fn fatal<T>(scope: &Scope, error: RunError) -> T {
     std::future::pending().await
 }
 
-async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) -> M::Return {
-    let def = M::DEF;
+async fn run_step<M: TaskMeta>(
+    scope: Arc<Scope>,
+    key: String,
+    def: TaskDef,
+    body: TaskBody<M>,
+    args: M::Args,
+) -> M::Return {
+    let def = &def;
     let args_value = match serde_json::to_value(&args) {
         Ok(v) => v,
         Err(e) => {
@@ -311,7 +348,7 @@ async fn run_step<M: TaskMeta>(scope: Arc<Scope>, key: String, args: M::Args) ->
             key: idempotency.clone(),
             artifacts: run.artifacts.clone(),
         };
-        let result = attempt_once::<M>(def, this_args, info).await;
+        let result = attempt_once::<M>(def, body, this_args, info).await;
         match result {
             Err(e) if attempt < def.retries => {
                 let delay = def.backoff.saturating_mul(1 << attempt.min(16));
@@ -373,10 +410,11 @@ impl<T> Drop for AbortOnDrop<T> {
 
 async fn attempt_once<M: TaskMeta>(
     def: &TaskDef,
+    body: TaskBody<M>,
     args: M::Args,
     info: StepInfo,
 ) -> Result<<M::Return as TaskReturn>::Ok, <M::Return as TaskReturn>::Err> {
-    let body = STEP.scope(info, M::body(args));
+    let body = STEP.scope(info, body(args));
     let mut handle = AbortOnDrop(tokio::spawn(body));
     let joined = match def.timeout {
         None => (&mut handle.0).await,

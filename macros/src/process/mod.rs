@@ -205,7 +205,7 @@ fn bad_process_name(value: &str) -> String {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut func: ItemFn = match syn::parse2(item.clone()) {
+    let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
             let e = not_a_fn(&item, "process");
@@ -243,14 +243,15 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let ctx_name = sig.as_ref().and_then(|s| s.ctx_name.clone());
     check::body(&func, &mut errors);
 
-    // The user's own lints stay; an un-awaited task future becomes an error.
-    func.attrs.push(syn::parse_quote!(#[deny(unused_must_use)]));
+    // The function is emitted as the user wrote it (its own tokens, not a re-print of the
+    // syntax tree); the user's own lints stay, and an un-awaited task future becomes an error.
+    let user_fn = quote!(#[deny(unused_must_use)] #item);
 
     let sig = match sig {
         Some(sig) if errors.is_empty() => sig,
         _ => {
             let errs = errors.into_tokens();
-            return quote!(#errs #func);
+            return quote!(#errs #user_fn);
         }
     };
     let nodes = graph::nodes(&func.block, ctx_name.as_deref(), &krate);
@@ -275,22 +276,23 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             type Output = <#ret as #k::__private::ProcessReturn>::Ok;
             type Error = <#ret as #k::__private::ProcessReturn>::Err;
             fn graph() -> &'static #k::__private::Graph {
-                static GRAPH: #k::__private::Graph = #k::__private::Graph {
+                // A constant expression: promoted to a `'static`, no item of its own.
+                &#k::__private::Graph {
                     process: #name,
                     nodes: &[#(#nodes),*],
-                };
-                &GRAPH
+                }
             }
             fn run(
                 ctx: &#k::__private::Ctx,
                 input: Self::Input,
             ) -> #k::__private::BoxFuture<'_, ::core::result::Result<Self::Output, Self::Error>> {
+                #input_assert
                 ::std::boxed::Box::pin(#ident(ctx, input))
             }
         }
     };
     quote! {
-        #func
+        #user_fn
 
         #[doc = #doc]
         #[allow(non_camel_case_types, dead_code)]
@@ -299,12 +301,5 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
 
         #process_impl
-
-        const _: () = {
-            #[allow(dead_code)]
-            fn assert_types() {
-                #input_assert
-            }
-        };
     }
 }
