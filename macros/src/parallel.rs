@@ -4,9 +4,12 @@
 use crate::options::respan;
 use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{parenthesized, Expr, Token};
+use syn::{parenthesized, Expr, Macro, Token};
 
 pub(crate) struct ParallelInput {
     pub(crate) krate: TokenStream,
@@ -60,6 +63,55 @@ impl Parse for ParallelInput {
             settle,
             branches,
         })
+    }
+}
+
+thread_local! {
+    /// Macro bodies parsed while a [`ParsedMacros`] lives, by the macro's address, and how many
+    /// of those live.
+    static PARSED: RefCell<(usize, HashMap<usize, Option<Rc<Branches>>>)> = RefCell::default();
+}
+
+/// The body of a macro inside a process (`parallel!`, `format!`, `vec!`, ...) as
+/// comma-separated expressions, or `None` when it is not. The checks and the graph each walk
+/// the body, so while a [`ParsedMacros`] lives each macro is parsed once.
+pub(crate) fn macro_args(mac: &Macro) -> Option<Rc<Branches>> {
+    let key = mac as *const Macro as usize;
+    let (active, hit) = PARSED.with(|c| {
+        let c = c.borrow();
+        (c.0 > 0, c.1.get(&key).cloned())
+    });
+    if let Some(hit) = hit {
+        return hit;
+    }
+    let parsed = mac.parse_body::<Branches>().ok().map(Rc::new);
+    if active {
+        PARSED.with(|c| c.borrow_mut().1.insert(key, parsed.clone()));
+    }
+    parsed
+}
+
+/// While one lives, [`macro_args`] remembers what it parsed. The syntax tree walked must
+/// outlive it: when the last one is dropped everything is forgotten, since the addresses are
+/// reused afterwards.
+pub(crate) struct ParsedMacros(());
+
+impl ParsedMacros {
+    pub(crate) fn start() -> ParsedMacros {
+        PARSED.with(|c| c.borrow_mut().0 += 1);
+        ParsedMacros(())
+    }
+}
+
+impl Drop for ParsedMacros {
+    fn drop(&mut self) {
+        PARSED.with(|c| {
+            let mut c = c.borrow_mut();
+            c.0 -= 1;
+            if c.0 == 0 {
+                c.1.clear();
+            }
+        });
     }
 }
 
@@ -315,10 +367,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     if n <= JOINED {
         let joined = (0..n).map(|i| {
             let (b, c) = (&boxed[i], &convs[i]);
-            if settle || i == 0 {
-                quote_spanned!(mixed=> #par.poll_in(#i, #b))
+            if settle {
+                quote_spanned!(mixed=> #b)
+            } else if i == 0 {
+                quote_spanned!(mixed=> #b, #p::keep)
             } else {
-                quote_spanned!(mixed=> #p::map_err(#par.poll_in(#i, #b), #c))
+                quote_spanned!(mixed=> #b, #c)
             }
         });
         let join = if settle {
@@ -333,7 +387,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                 #access_check
                 #helpers
                 #(#bindings)*
-                #p::#join(#(#joined),*).await
+                #p::#join(#par, #(#joined),*).await
             }
         };
     }

@@ -141,9 +141,9 @@ pub use minder_macros::process;
 ///
 /// ```text
 /// let par = Parallel::enter("a+b", 2);
-/// let fa = par.poll_in(0, par.create(0, || a(x)));
-/// let fb = par.poll_in(1, par.create(1, || b(y)));
-/// futures::try_join!(fa, fb)
+/// let fa = { let _in = par.branch(0); a(x) };   // a task call takes its step key in branch 0
+/// let fb = { let _in = par.branch(1); b(y) };
+/// try_join2(par, Box::pin(fa), keep, Box::pin(fb), keep).await   // polls each in its branch
 /// ```
 #[macro_export]
 macro_rules! parallel {

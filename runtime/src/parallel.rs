@@ -38,6 +38,11 @@ impl Parallel {
         }
     }
 
+    /// Runs `poll` (of branch `i`'s future) inside branch `i`.
+    pub(crate) fn poll_branch<R>(&self, i: usize, poll: impl FnOnce() -> R) -> R {
+        with_scope(self.branches[i].clone(), poll)
+    }
+
     /// Polls a branch future inside branch `i`.
     pub fn poll_in<F: Future>(&self, i: usize, fut: F) -> impl Future<Output = F::Output> {
         in_scope(self.branches[i].clone(), fut)

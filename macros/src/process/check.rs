@@ -7,13 +7,14 @@
 //! closures, arms and loops, so a rebound name is not mistaken for a `parallel!` result.
 
 use crate::options::{source_text, Errors};
-use crate::parallel::Branches;
+use crate::parallel::macro_args;
 use proc_macro2::Ident;
 use std::collections::HashSet;
 use syn::visit::{self, Visit};
 use syn::{Block, Expr, FnArg, ItemFn, Macro, Pat, Stmt};
 
 pub(crate) fn body(func: &ItemFn, errors: &mut Errors) {
+    let _parsed = crate::parallel::ParsedMacros::start();
     let mut params = Vec::new();
     for arg in &func.sig.inputs {
         if let FnArg::Typed(pt) = arg {
@@ -150,7 +151,7 @@ impl Checker<'_> {
         let Some(mac) = parallel_macro(init) else {
             return;
         };
-        let Ok(parsed) = mac.parse_body::<Branches>() else {
+        let Some(parsed) = macro_args(mac) else {
             return;
         };
         let results = result_names(pat, parsed.branches.len());
@@ -395,7 +396,7 @@ fn walk_for<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprForLoop) {
 /// Visits the arguments of a macro whose body is comma-separated expressions (`parallel!`,
 /// `format!`, `vec!`, ...); other macros are opaque.
 fn walk_macro_args<V: for<'a> Visit<'a>>(v: &mut V, mac: &Macro) {
-    if let Ok(parsed) = mac.parse_body::<Branches>() {
+    if let Some(parsed) = macro_args(mac) {
         for e in &parsed.branches {
             v.visit_expr(e);
         }
@@ -577,7 +578,7 @@ impl<'ast> Visit<'ast> for FreeUses<'_> {
     fn visit_macro(&mut self, mac: &'ast Macro) {
         walk_macro_args(self, mac);
         // Implicit captures: `format!("{page}")`, `println!("{page:?}")`.
-        if let Ok(parsed) = mac.parse_body::<Branches>() {
+        if let Some(parsed) = macro_args(mac) {
             if let Some(Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Str(s),
                 ..

@@ -2,7 +2,7 @@
 //! blocks, `ctx.map`, loops and conditionals, in source order.
 
 use super::check::is_parallel;
-use crate::parallel::{branch_label, Branches};
+use crate::parallel::{branch_label, macro_args};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::visit::{self, Visit};
@@ -21,6 +21,7 @@ const CTX_OPS: &[&str] = &[
 ];
 
 pub(crate) fn nodes(block: &Block, ctx: Option<&str>, krate: &TokenStream) -> Vec<TokenStream> {
+    let _parsed = crate::parallel::ParsedMacros::start();
     let mut g = GraphReader {
         ctx,
         krate,
@@ -174,7 +175,7 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        let Ok(parsed) = mac.parse_body::<Branches>() else {
+        let Some(parsed) = macro_args(mac) else {
             return;
         };
         if !is_parallel(mac) {

@@ -205,6 +205,7 @@ fn bad_process_name(value: &str) -> String {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let _parsed = crate::parallel::ParsedMacros::start();
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
