@@ -66,10 +66,13 @@ impl Parse for ParallelInput {
     }
 }
 
+/// Macro bodies parsed while a [`ParsedMacros`] lives, by the macro's address (`None`: not
+/// comma-separated expressions).
+type ParsedBodies = HashMap<usize, Option<Rc<Branches>>>;
+
 thread_local! {
-    /// Macro bodies parsed while a [`ParsedMacros`] lives, by the macro's address, and how many
-    /// of those live.
-    static PARSED: RefCell<(usize, HashMap<usize, Option<Rc<Branches>>>)> = RefCell::default();
+    /// How many [`ParsedMacros`] live, and what was parsed meanwhile.
+    static PARSED: RefCell<(usize, ParsedBodies)> = RefCell::default();
 }
 
 /// The body of a macro inside a process (`parallel!`, `format!`, `vec!`, ...) as
