@@ -216,7 +216,7 @@ fn run(options: &Options) -> Results {
             .compile_target
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("minder-bench-target"));
-        let reps = if options.quick { 1 } else { 3 };
+        let reps = if options.quick { 1 } else { 5 };
         compile::measure(&dir.join("compile"), &target, reps)
     });
 

@@ -350,7 +350,9 @@ impl Runner {
     ) -> Result<Finished<P::Output>, RunError> {
         let (events, log) = self.store.open(run_id)?;
         let checking = posting.as_ref().is_some_and(|p| p.check);
-        let mut replay = HashMap::new();
+        // A step takes two events (started, completed): sized once, the map never rehashes,
+        // which at 100,000 steps would hold the old and the new table at the peak.
+        let mut replay = HashMap::with_capacity(events.len() / 2 + 1);
         let mut input = None;
         for event in events {
             match event {
@@ -391,28 +393,32 @@ impl Runner {
                         },
                     );
                 }
-                Event::StepCompleted { key, outcome } => match replay.remove(&key) {
-                    Some(Replayed::Started {
-                        task,
-                        location,
-                        args,
-                    }) => {
-                        replay.insert(
-                            key,
-                            Replayed::Completed {
+                Event::StepCompleted { key, outcome } => {
+                    // Completed in place: one lookup, the key is not moved.
+                    let entry = replay.get_mut(&key);
+                    match entry.map(|e| (std::mem::replace(e, Replayed::Logged), e)) {
+                        Some((
+                            Replayed::Started {
+                                task,
+                                location,
+                                args,
+                            },
+                            slot,
+                        )) => {
+                            *slot = Replayed::Completed {
                                 task,
                                 location,
                                 args,
                                 outcome,
-                            },
-                        );
+                            };
+                        }
+                        _ => {
+                            return Err(RunError::Store(StoreError::Corrupt(format!(
+                                "run `{run_id}`: step `{key}` completed without having started"
+                            ))))
+                        }
                     }
-                    _ => {
-                        return Err(RunError::Store(StoreError::Corrupt(format!(
-                            "run `{run_id}`: step `{key}` completed without having started"
-                        ))))
-                    }
-                },
+                }
                 Event::Recorded { key, value } => {
                     replay.insert(key, Replayed::Recorded(value));
                 }
