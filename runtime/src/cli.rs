@@ -22,9 +22,9 @@
 //! Exit status: 0 when the command did what it was asked (a run completed), 1 when the run's
 //! process failed, 2 for bad input (arguments, input JSON, unknown run or process), 3 when the
 //! journal cannot be used (corrupt, locked, I/O), 4 for non-determinism or a version mismatch,
-//! 5 when the run stopped to wait for breakpoints or external tasks (`tasks --pending` lists
-//! them; `approve`, `reject` and `post` resolve them; `resume` continues), 6 when the run was
-//! cancelled.
+//! 5 when the run stopped to wait for breakpoints, external tasks or a long sleep (`tasks
+//! --pending` lists the effects; `approve`, `reject` and `post` resolve them; `resume`
+//! continues, a sleep once it is due), 6 when the run was cancelled.
 
 use crate::graph::Graph;
 use crate::inspect::{summarize, RunSummary, StepState};
@@ -566,11 +566,27 @@ async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Resul
             } else {
                 out!("run {run_id} is waiting for:");
                 for w in &waiting {
-                    out!("  {:<11} {}  {}", w.kind, w.key, short(&w.input));
+                    match w.due_ms {
+                        Some(due) if w.kind == "sleep" => out!(
+                            "  {:<11} {}  until {}",
+                            w.kind,
+                            w.key,
+                            crate::inspect::utc_time(due)
+                        ),
+                        _ => out!("  {:<11} {}  {}", w.kind, w.key, short(&w.input)),
+                    }
                 }
-                out!(
-                    "resolve with: approve|reject {run_id} <breakpoint>, post {run_id} <effect> --value JSON; then: resume {run_id}"
-                );
+                if waiting.iter().any(|w| w.kind != "sleep") {
+                    out!(
+                        "resolve with: approve|reject {run_id} <breakpoint>, post {run_id} <effect> --value JSON; then: resume {run_id}"
+                    );
+                }
+                if let Some(due) = waiting.iter().filter_map(|w| w.due_ms).min() {
+                    out!(
+                        "it goes on by itself at {}: resume {run_id} then, or now with `resume {run_id} --wait`",
+                        crate::inspect::utc_time(due)
+                    );
+                }
             }
             Err(CliError::Waiting)
         }
@@ -695,6 +711,12 @@ fn print_status(s: &RunSummary) {
     for e in &s.effects {
         let state = if e.resolved { "resolved" } else { "waiting" };
         out!("{:<8} {} `{}` ({})", state, e.kind, e.name, e.key);
+    }
+    if let Some(ms) = s.wakes_at_ms {
+        out!(
+            "wakes    {} (resume it then, or keep it going with `resume --wait`)",
+            crate::inspect::utc_time(ms)
+        );
     }
     let width = s
         .steps

@@ -8,7 +8,7 @@
 
 use crate::journal::Event;
 use crate::parallel::Map;
-use crate::run::{Notice, Replayed, RunState};
+use crate::run::{Notice, Replayed, RunState, Waiting};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -128,6 +128,18 @@ impl fmt::Debug for Evaluating {
     }
 }
 
+/// Takes a long sleep off the run's waiting list when it ends or is dropped.
+struct StopWaiting<'a> {
+    run: &'a RunState,
+    key: String,
+}
+
+impl Drop for StopWaiting<'_> {
+    fn drop(&mut self) {
+        self.run.stop_waiting(&self.key);
+    }
+}
+
 /// Runs `f` with `scope` as the current scope.
 pub(crate) fn with_scope<R>(scope: Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
     CURRENT.sync_scope(scope, f)
@@ -195,18 +207,29 @@ impl Ctx {
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
+        self.recorded_at(name, make).1
+    }
+
+    /// [`Ctx::recorded`], with the step key the value was recorded under.
+    fn recorded_at<T>(&self, name: &str, make: impl FnOnce() -> T) -> (String, T)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
         let scope = self.scope();
         let key = scope.next_key(name);
         let run = &scope.run;
         if let Some(Replayed::Recorded(v)) = run.take_replayed(&key) {
             if let Ok(t) = serde_json::from_value(v) {
-                return t;
+                return (key, t);
             }
         }
         let t = make();
         let value = serde_json::to_value(&t).expect("recorded values are plain numbers");
-        run.append(Event::Recorded { key, value });
-        t
+        run.append(Event::Recorded {
+            key: key.clone(),
+            value,
+        });
+        (key, t)
     }
 
     /// The current time, recorded: a replay sees the same instant.
@@ -227,23 +250,45 @@ impl Ctx {
 
     /// Waits `duration`, durably: the deadline is journaled, so a resumed run waits only for
     /// what is left of it.
+    ///
+    /// A long sleep (over a minute unless
+    /// [`Runner::suspend_sleeps_longer_than`](crate::Runner::suspend_sleeps_longer_than) says
+    /// otherwise) counts as waiting: when nothing else in the run can progress, the run is saved
+    /// as waiting for it and the program need not stay up; resuming after the due time
+    /// continues.
     pub async fn sleep(&self, duration: Duration) {
-        let deadline = self.recorded("sleep", || {
-            unix_millis(self.root.run.hooks.now()) + duration.as_millis() as u64
+        let (key, deadline) = self.recorded_at("sleep", || {
+            unix_millis(self.root.run.hooks.now()).saturating_add(duration.as_millis() as u64)
         });
-        self.wait_until(deadline).await;
+        self.wait_until(key, deadline).await;
     }
 
-    async fn wait_until(&self, deadline: u64) {
+    async fn wait_until(&self, key: String, deadline: u64) {
         let run = &self.root.run;
         let now = unix_millis(run.hooks.now());
         if run.posting.is_some() && deadline > now {
             return std::future::pending().await;
         }
-        let _active = run.active();
-        if deadline > now {
-            tokio::time::sleep(Duration::from_millis(deadline - now)).await;
+        if deadline <= now {
+            return;
         }
+        let left = Duration::from_millis(deadline - now);
+        if left > run.suspend_sleeps_over && !run.hooks.virtual_time() {
+            // Waiting, not progressing: if nothing else can progress, the run is suspended
+            // (the driver drops this future); if something can, the sleep ends here.
+            run.wait_for(Waiting {
+                key: key.clone(),
+                kind: "sleep".to_string(),
+                name: "sleep".to_string(),
+                input: serde_json::json!({ "until_ms": deadline }),
+                due_ms: Some(deadline),
+            });
+            let _waiting = StopWaiting { run, key };
+            tokio::time::sleep(left).await;
+            return;
+        }
+        let _active = run.active();
+        tokio::time::sleep(left).await;
     }
 
     /// A deadline `after` from now, journaled (milliseconds since the epoch).
@@ -253,10 +298,10 @@ impl Ctx {
         })
     }
 
-    /// Waits until `when`, durably.
+    /// Waits until `when`, durably (a long wait suspends the run like [`Ctx::sleep`]).
     pub async fn sleep_until(&self, when: SystemTime) {
-        let deadline = self.recorded("sleep", || unix_millis(when));
-        self.wait_until(deadline).await;
+        let (key, deadline) = self.recorded_at("sleep", || unix_millis(when));
+        self.wait_until(key, deadline).await;
     }
 
     /// Runs `f` on every item, at most [`Map::limit`] at once (32 unless set), and returns the

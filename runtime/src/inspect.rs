@@ -93,6 +93,10 @@ pub struct RunSummary {
     pub logs: usize,
     /// Breakpoints and external tasks, in the order they were requested.
     pub effects: Vec<EffectSummary>,
+    /// For a waiting run: when the first thing it waits for ends by itself (a long sleep's
+    /// due time, a breakpoint's timeout), in milliseconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wakes_at_ms: Option<u64>,
 }
 
 impl RunSummary {
@@ -113,6 +117,7 @@ pub fn summarize(events: &[Event]) -> RunSummary {
         error: None,
         logs: 0,
         effects: Vec::new(),
+        wakes_at_ms: None,
     };
     let mut suspended = false;
     let mut index = std::collections::HashMap::new();
@@ -176,7 +181,10 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                     e.resolved = true;
                 }
             }
-            Event::Suspended { .. } => suspended = true,
+            Event::Suspended { due_ms, .. } => {
+                suspended = true;
+                summary.wakes_at_ms = *due_ms;
+            }
             Event::AttemptFailed { key, .. } => {
                 if let Some(&i) = index.get(key) {
                     summary.steps[i].attempts += 1;
@@ -192,6 +200,8 @@ pub fn summarize(events: &[Event]) -> RunSummary {
     }
     if summary.state == RunState::Incomplete && suspended {
         summary.state = RunState::Waiting;
+    } else {
+        summary.wakes_at_ms = None;
     }
     summary
 }
@@ -200,5 +210,40 @@ impl RunSummary {
     /// The effects still waiting for a result.
     pub fn pending(&self) -> impl Iterator<Item = &EffectSummary> {
         self.effects.iter().filter(|e| !e.resolved)
+    }
+}
+
+/// `ms` milliseconds after the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_795_392_245_999), "2026-11-23 00:04:05 UTC");
+        assert_eq!(utc_time(4_107_542_399_000), "2100-02-28 23:59:59 UTC");
     }
 }

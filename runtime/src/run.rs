@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use std::time::Duration;
 use std::time::SystemTime;
 
 /// A process: what `#[process]` generates for an `async fn(&Ctx, Input) -> Result<Output, E>`.
@@ -82,18 +83,20 @@ pub(crate) enum Replayed {
     },
 }
 
-/// Something a suspended run waits for: a breakpoint's decision or an external task's result.
+/// Something a suspended run waits for: a breakpoint's decision, an external task's result, or
+/// a long sleep's end.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Waiting {
     /// The effect id: its step key.
     pub key: String,
-    /// `breakpoint` or `external`.
+    /// `breakpoint`, `external` or `sleep`.
     pub kind: String,
-    /// The breakpoint's or external task's name.
+    /// The breakpoint's or external task's name (`sleep` for a sleep).
     pub name: String,
-    /// What the person or system is given.
+    /// What the person or system is given (for a sleep, `{"until_ms": ..}`).
     pub input: Value,
-    /// When it resolves by itself (a breakpoint's timeout), in milliseconds since the epoch.
+    /// When it resolves by itself (a breakpoint's timeout, a sleep's end), in milliseconds
+    /// since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<u64>,
 }
@@ -132,6 +135,8 @@ pub(crate) struct RunState {
     pub(crate) posting: Option<Arc<Posting>>,
     /// Where task steps keep large outputs.
     pub(crate) artifacts: Option<std::path::PathBuf>,
+    /// Sleeps with more left than this count as waiting, not as progressing.
+    pub(crate) suspend_sleeps_over: Duration,
     /// Mocks, automatic decisions and the clock (see [`crate::testing`]).
     pub(crate) hooks: Arc<crate::testing::Hooks>,
 }
@@ -181,6 +186,11 @@ impl RunState {
             .lock()
             .unwrap()
             .insert(waiting.key.clone(), waiting);
+    }
+
+    /// `key` no longer waits (a long sleep that ended while the run was still going).
+    pub(crate) fn stop_waiting(&self, key: &str) {
+        self.waiting.lock().unwrap().remove(key);
     }
 
     pub(crate) fn log(&self) -> &Arc<dyn RunLog> {
@@ -250,8 +260,13 @@ pub struct Runner {
     observer: Option<Observer>,
     allow_version_change: bool,
     artifacts: Option<std::path::PathBuf>,
+    suspend_sleeps_over: Duration,
     pub(crate) hooks: Arc<crate::testing::Hooks>,
 }
+
+/// Sleeps longer than this suspend the run unless the runner says otherwise
+/// ([`Runner::suspend_sleeps_longer_than`]).
+pub const DEFAULT_SUSPEND_SLEEPS_OVER: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for Runner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -269,6 +284,7 @@ impl Runner {
             observer: None,
             allow_version_change: false,
             artifacts: None,
+            suspend_sleeps_over: DEFAULT_SUSPEND_SLEEPS_OVER,
             hooks: Arc::default(),
         }
     }
@@ -288,6 +304,19 @@ impl Runner {
     /// current code's (off by default: such a resume is a [`RunError::Version`]).
     pub fn allow_version_change(mut self, allow: bool) -> Self {
         self.allow_version_change = allow;
+        self
+    }
+
+    /// How long a durable sleep ([`Ctx::sleep`], [`Ctx::sleep_until`]) may have left before it
+    /// counts as waiting rather than progressing (60 s unless set). A run with nothing else to
+    /// do while such a sleep is pending is saved as waiting, as for a breakpoint:
+    /// [`Runner::run`] / [`Runner::resume`] return [`RunError::Suspended`] listing the sleep with
+    /// its due time, a later resume continues once it is due, and `resume --wait` wakes up for
+    /// it. Shorter sleeps, and long ones while other steps of the run still progress, are
+    /// waited out in the program. `Duration::MAX` waits every sleep out; with a
+    /// [virtual clock](Runner::virtual_clock) sleeps never suspend.
+    pub fn suspend_sleeps_longer_than(mut self, limit: Duration) -> Self {
+        self.suspend_sleeps_over = limit;
         self
     }
 
@@ -569,10 +598,14 @@ impl Runner {
                 .artifacts
                 .as_ref()
                 .map(|root| root.join(&run_id).join("artifacts")),
+            suspend_sleeps_over: self.suspend_sleeps_over,
             hooks: self.hooks.clone(),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());
+        // What the run waited for when it stopped, taken before the body is dropped (a long
+        // sleep leaves the list when its future goes).
+        let mut waited_for: Vec<Waiting> = Vec::new();
         let stop = {
             let mut body = std::pin::pin!(in_scope(Some(root), P::run(&ctx, input)));
             std::future::poll_fn(|cx| {
@@ -592,6 +625,7 @@ impl Runner {
                             && (state.posting.is_some()
                                 || !state.waiting.lock().unwrap().is_empty()) =>
                     {
+                        waited_for = state.waiting.lock().unwrap().values().cloned().collect();
                         Poll::Ready(Ok(None))
                     }
                     Poll::Pending => Poll::Pending,
@@ -629,8 +663,7 @@ impl Runner {
         let result = match stop {
             Some(result) => result,
             None => {
-                let waiting: Vec<Waiting> =
-                    state.waiting.lock().unwrap().values().cloned().collect();
+                let waiting = waited_for;
                 state.append(Event::Suspended {
                     waiting: waiting.iter().map(|w| w.key.clone()).collect(),
                     due_ms: waiting.iter().filter_map(|w| w.due_ms).min(),

@@ -69,6 +69,11 @@ impl fmt::Debug for Hooks {
 }
 
 impl Hooks {
+    /// Whether time is the virtual clock's (sleeps then never suspend a run).
+    pub(crate) fn virtual_time(&self) -> bool {
+        self.clock.is_some()
+    }
+
     /// The time: the system clock, or the virtual one that moves with tokio's (paused) time.
     pub(crate) fn now(&self) -> SystemTime {
         match self.clock {

@@ -307,3 +307,100 @@ async fn a_decision_before_the_deadline_wins() {
     let done = runner.resume::<guarded>(&id).await.unwrap();
     assert_eq!(done.output, "rejected");
 }
+
+/// Builds, waits (durably), then reports: a nightly job that waits for a window.
+#[process]
+async fn nightly(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    let built = step(tag.clone(), "build".into(), 0).await?;
+    ctx.sleep(std::time::Duration::from_millis(400)).await;
+    let done = step(tag.clone(), "report".into(), 0).await?;
+    Ok(format!("{built} then {done}"))
+}
+
+#[tokio::test]
+async fn a_long_sleep_suspends_the_run_until_it_is_due() {
+    use minder::inspect::{summarize, RunState};
+    use std::time::{Duration, Instant};
+    let tag = "sleep-suspends";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone()).suspend_sleeps_longer_than(Duration::from_millis(100));
+    let started = Instant::now();
+    let err = runner.run::<nightly>(tag.to_string()).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "the run waited the sleep out instead of stopping: {:?}",
+        started.elapsed()
+    );
+    let RunError::Suspended { run_id, waiting } = &err else {
+        panic!("expected a waiting run, got {err}")
+    };
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(
+        (waiting[0].kind.as_str(), waiting[0].key.as_str()),
+        ("sleep", "sleep#0")
+    );
+    let due = waiting[0].due_ms.expect("a sleep has a due time");
+    assert_eq!(waiting[0].input, json!({ "until_ms": due }));
+    let summary = summarize(&store.events(run_id).unwrap());
+    assert_eq!(summary.state, RunState::Waiting);
+    assert_eq!(summary.wakes_at_ms, Some(due));
+
+    // Resumed before it is due: waiting again, nothing redone, nothing run past the sleep.
+    let err = runner.resume::<nightly>(run_id).await.unwrap_err();
+    assert_eq!(waiting_keys(&err), ["sleep#0"]);
+    assert_eq!((count(tag, "build"), count(tag, "report")), (1, 0));
+
+    // Resumed after it: the rest runs, the build still once.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    if due > now {
+        tokio::time::sleep(Duration::from_millis(due - now + 20)).await;
+    }
+    let done = runner.resume::<nightly>(run_id).await.unwrap();
+    assert_eq!(done.output, "build-result then report-result");
+    assert_eq!((count(tag, "build"), count(tag, "report")), (1, 1));
+    let summary = summarize(&store.events(run_id).unwrap());
+    assert_eq!(
+        (summary.state, summary.wakes_at_ms),
+        (RunState::Completed, None)
+    );
+}
+
+/// A long sleep in one branch while the other branch works for longer than the sleep.
+#[process]
+async fn sleep_beside_work(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    let ((), work) = parallel!(
+        async {
+            ctx.sleep(std::time::Duration::from_millis(200)).await;
+            Ok::<(), TaskError>(())
+        },
+        step(tag.clone(), "work".into(), 600)
+    )?;
+    Ok(work)
+}
+
+#[tokio::test]
+async fn a_long_sleep_ends_in_the_program_while_other_steps_progress() {
+    let tag = "sleep-beside-work";
+    let runner =
+        Runner::in_memory().suspend_sleeps_longer_than(std::time::Duration::from_millis(50));
+    let done = runner
+        .run::<sleep_beside_work>(tag.to_string())
+        .await
+        .unwrap();
+    assert_eq!(done.output, "work-result");
+    assert_eq!(count(tag, "work"), 1);
+}
+
+#[tokio::test]
+async fn a_sleep_under_the_limit_is_waited_out() {
+    let tag = "sleep-short";
+    // The default limit is a minute: 400 ms is waited out in the program.
+    let done = Runner::in_memory()
+        .run::<nightly>(tag.to_string())
+        .await
+        .unwrap();
+    assert_eq!(done.output, "build-result then report-result");
+}
