@@ -243,6 +243,33 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output() {
     );
 }
 
+/// Starts `run batch-files` on `input` in the background; returns the child and the run id
+/// once the run exists. The caller waits for the child (or kills it).
+#[allow(clippy::zombie_processes)]
+fn start_batch_run(input: &Path, runs: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["run", "batch-files", "--input"])
+        .arg(input)
+        .arg("--runs-dir")
+        .arg(runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(id) = run_ids(runs).first() {
+            return (child, id.clone());
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("the run never appeared");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn two_processes_resuming_one_run_get_a_lock_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -253,30 +280,7 @@ fn two_processes_resuming_one_run_get_a_lock_error() {
     let runs = tmp.path().join("runs");
     let runs_s = runs.to_str().unwrap();
 
-    let mut first = Command::new(BIN)
-        .args([
-            "run",
-            "batch-files",
-            "--input",
-            input.to_str().unwrap(),
-            "--runs-dir",
-            runs_s,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let id = loop {
-        if let Some(id) = run_ids(&runs).first() {
-            break id.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the run never appeared"
-        );
-        thread::sleep(Duration::from_millis(2));
-    };
+    let (mut first, id) = start_batch_run(&input, &runs);
     let journal = runs.join(&id).join("journal.log");
     let second = cli(&["resume", &id, "--runs-dir", runs_s]);
     let still_running = first.try_wait().unwrap().is_none();
@@ -411,4 +415,52 @@ fn bad_input_is_a_one_line_error_and_changes_nothing() {
         );
     }
     assert_eq!(run_ids(&runs), [id]);
+}
+
+#[test]
+fn cancel_stops_a_run_another_process_is_driving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 2000);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 1);
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+
+    let (mut running, id) = start_batch_run(&input, &runs);
+    let out = cli(&[
+        "cancel",
+        &id,
+        "--reason",
+        "wrong input",
+        "--runs-dir",
+        runs_s,
+    ]);
+    let status = running.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("run {id} cancelled")));
+    // The driving process stopped with the cancelled status, not by finishing the work.
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "the run was not stopped by the cancel"
+    );
+    let events = stdout_json(&cli(&["events", &id, "--runs-dir", runs_s, "--json"]));
+    let events = events.as_array().expect("events as a JSON array");
+    let completed = assert_no_completed_step_ran_again(events);
+    assert!(
+        completed < 2000,
+        "every file was processed: {completed} steps"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "run_cancelled", "{last}");
+    assert_eq!(last["reason"], "wrong input", "{last}");
+    assert!(!runs.join(&id).join("cancel-request").exists());
+    // A cancelled run stays cancelled.
+    let again = cli(&["resume", &id, "--runs-dir", runs_s]);
+    assert_eq!(again.status.code(), Some(6));
 }

@@ -252,7 +252,8 @@ enum Command {
         #[arg(long)]
         feedback: Option<String>,
     },
-    /// Cancel a run that is not running now: it never runs again.
+    /// Cancel a run: it never runs again. A run another process is driving is asked to stop
+    /// (its unfinished steps are cancelled, command tasks killed); this waits until it has.
     Cancel {
         /// The run id.
         run_id: String,

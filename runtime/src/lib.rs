@@ -69,7 +69,10 @@ pub use crate::effects::Decision;
 pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
-pub use crate::run::{Finished, Notice, Process, Runner, Waiting, DEFAULT_SUSPEND_SLEEPS_OVER};
+pub use crate::run::{
+    Finished, Notice, Process, Runner, Waiting, CANCEL_CHECK, CANCEL_WAIT,
+    DEFAULT_SUSPEND_SLEEPS_OVER,
+};
 pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{
     artifact_dir, idempotency_key, AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn,

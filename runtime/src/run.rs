@@ -264,6 +264,12 @@ pub struct Runner {
     pub(crate) hooks: Arc<crate::testing::Hooks>,
 }
 
+/// How often a writer driving a run looks for a cancel request ([`Runner::cancel`]).
+pub const CANCEL_CHECK: Duration = Duration::from_millis(200);
+
+/// How long [`Runner::cancel`] waits for another writer to stop a run it was asked to cancel.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
 /// Sleeps longer than this suspend the run unless the runner says otherwise
 /// ([`Runner::suspend_sleeps_longer_than`]).
 pub const DEFAULT_SUSPEND_SLEEPS_OVER: Duration = Duration::from_secs(60);
@@ -557,20 +563,69 @@ impl Runner {
         Ok(())
     }
 
-    /// Cancels a run that is not running now: it is journaled as cancelled and never runs
-    /// again. A run that another process holds open is refused (stop that process first).
+    /// Cancels a run: it is journaled as cancelled and never runs again. A run that another
+    /// writer is driving (another process, or another task of this one) is asked to stop: that
+    /// writer drops the process body (unfinished steps are journaled as cancelled, command
+    /// tasks killed), journals the cancellation and returns [`RunError::Cancelled`]; this call
+    /// waits for that, up to [`CANCEL_WAIT`].
     pub async fn cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
-        let (events, log) = self.store.open(run_id)?;
-        if events.iter().any(|e| {
-            matches!(
-                e,
-                Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. }
-            )
-        }) {
+        let ended = |events: &[Event]| {
+            events.iter().rev().find_map(|e| match e {
+                Event::RunCompleted { .. } => Some("completed"),
+                Event::RunFailed { .. } => Some("failed"),
+                Event::RunCancelled { .. } => Some("cancelled"),
+                _ => None,
+            })
+        };
+        let (events, log) = match self.store.open(run_id) {
+            Ok(opened) => opened,
+            Err(StoreError::Locked(_)) => {
+                if let Some(end) = ended(&self.store.read(run_id)?) {
+                    return Err(RunError::Effect(format!(
+                        "run `{run_id}` has already ended ({end}); nothing to cancel"
+                    )));
+                }
+                self.store.request_cancel(run_id, reason.clone())?;
+                let start = tokio::time::Instant::now();
+                loop {
+                    tokio::time::sleep(CANCEL_CHECK / 4).await;
+                    match ended(&self.store.read(run_id)?) {
+                        Some("cancelled") => return Ok(()),
+                        Some(end) => {
+                            self.store.clear_cancel_request(run_id);
+                            return Err(RunError::Effect(format!(
+                                "run `{run_id}` {end} before it could be cancelled"
+                            )));
+                        }
+                        _ => {}
+                    }
+                    // The writer may have let go without seeing the request (it stopped to
+                    // wait): then the cancellation is journaled here.
+                    if let Ok((events, log)) = self.store.open(run_id) {
+                        drop(events);
+                        self.store.clear_cancel_request(run_id);
+                        log.append(Event::RunCancelled { reason })?;
+                        log.flush().await?;
+                        return Ok(());
+                    }
+                    if start.elapsed() > CANCEL_WAIT {
+                        return Err(RunError::Effect(format!(
+                            "asked the writer of run `{run_id}` to cancel it, but it has not \
+                             stopped within {} s; it stops when it next checks, unless it is \
+                             blocked",
+                            CANCEL_WAIT.as_secs()
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(end) = ended(&events) {
             return Err(RunError::Effect(format!(
-                "run `{run_id}` has already ended; nothing to cancel"
+                "run `{run_id}` has already ended ({end}); nothing to cancel"
             )));
         }
+        self.store.clear_cancel_request(run_id);
         log.append(Event::RunCancelled { reason })?;
         log.flush().await?;
         Ok(())
@@ -606,12 +661,26 @@ impl Runner {
         // What the run waited for when it stopped, taken before the body is dropped (a long
         // sleep leaves the list when its future goes).
         let mut waited_for: Vec<Waiting> = Vec::new();
+        // A cancel request from another writer ([`Runner::cancel`]) is looked for every
+        // `CANCEL_CHECK` (not on virtual time, where the checks would be all the time there is,
+        // nor while a posted result is validated).
+        let watch_cancel = state.posting.is_none() && !self.hooks.virtual_time();
+        let mut cancel_check = std::pin::pin!(tokio::time::sleep(CANCEL_CHECK));
+        let mut cancelled: Option<Option<String>> = None;
         let stop = {
             let mut body = std::pin::pin!(in_scope(Some(root), P::run(&ctx, input)));
             std::future::poll_fn(|cx| {
                 state.waker.register(cx.waker());
                 if let Some(fatal) = state.take_fatal() {
                     return Poll::Ready(Err(fatal));
+                }
+                while watch_cancel && cancel_check.as_mut().poll(cx).is_ready() {
+                    if let Some(reason) = self.store.cancel_request(&run_id) {
+                        cancelled = Some(reason);
+                        return Poll::Ready(Ok(None));
+                    }
+                    let next = tokio::time::Instant::now() + CANCEL_CHECK;
+                    cancel_check.as_mut().reset(next);
                 }
                 let polled = body.as_mut().poll(cx);
                 if let Some(fatal) = state.take_fatal() {
@@ -641,6 +710,13 @@ impl Runner {
             }
             Ok(stop) => stop,
         };
+        if let Some(reason) = cancelled {
+            // The body is gone (its unfinished steps journaled as cancelled): say why it ended.
+            state.append(Event::RunCancelled { reason });
+            state.flush().await?;
+            self.store.clear_cancel_request(&run_id);
+            return Err(RunError::Cancelled(run_id));
+        }
         if let Some(posting) = &state.posting {
             if posting.check {
                 // Replaying a saved journal: the body's end, or `Effect` when it got stuck.

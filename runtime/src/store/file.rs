@@ -93,6 +93,8 @@ const RECORD_HEADER_LEN: usize = 8;
 const JOURNAL: &str = "journal.log";
 /// The lock file's name inside a run directory.
 const LOCK: &str = "lock";
+/// A request to cancel the run, left for the writer that holds it.
+const CANCEL: &str = "cancel-request";
 
 /// Keeps run journals as files under a runs directory: `<runs_dir>/<run-id>/journal.log`, plus a
 /// `lock` file held by the run's one writer. Cloning shares the sync counter.
@@ -307,6 +309,30 @@ impl Store for FileStore {
         }
         ids.sort();
         Ok(ids)
+    }
+
+    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
+        validate_run_id(run_id)?;
+        let dir = self.run_dir(run_id);
+        if !dir.join(JOURNAL).is_file() {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
+        }
+        // Written whole, then renamed into place: the writer never reads half a request.
+        let staged = dir.join(format!("{CANCEL}.{}", std::process::id()));
+        let text = serde_json::json!({ "reason": reason }).to_string();
+        fs::write(&staged, text)
+            .and_then(|()| fs::rename(&staged, dir.join(CANCEL)))
+            .map_err(|e| io_error(format!("cannot ask run `{run_id}` to cancel"), e))
+    }
+
+    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
+        let text = fs::read(self.run_dir(run_id).join(CANCEL)).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        Some(value["reason"].as_str().map(str::to_string))
+    }
+
+    fn clear_cancel_request(&self, run_id: &str) {
+        let _ = fs::remove_file(self.run_dir(run_id).join(CANCEL));
     }
 }
 

@@ -58,6 +58,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError>;
     /// The ids of all runs.
     fn list(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Leaves a request to cancel `run_id` for the writer that holds it open (see
+    /// [`Runner::cancel`](crate::Runner::cancel)), which checks for one while it drives the
+    /// run. A store that cannot pass requests keeps the default: the run is reported locked.
+    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
+        let _ = reason;
+        Err(StoreError::Locked(run_id.to_string()))
+    }
+
+    /// The pending cancel request of `run_id`, with its reason: `Some(reason)` when there is
+    /// one. The default: never.
+    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
+        let _ = run_id;
+        None
+    }
+
+    /// Forgets the cancel request of `run_id` once it was acted on.
+    fn clear_cancel_request(&self, run_id: &str) {
+        let _ = run_id;
+    }
 }
 
 /// Checks that a run id is a plain name (no path separators, no `..`).
@@ -78,6 +98,7 @@ pub fn validate_run_id(run_id: &str) -> Result<(), StoreError> {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     runs: Arc<Mutex<HashMap<String, Arc<MemoryLog>>>>,
+    cancels: Arc<Mutex<HashMap<String, Option<String>>>>,
 }
 
 impl MemoryStore {
@@ -182,5 +203,24 @@ impl Store for MemoryStore {
         let mut ids: Vec<String> = self.runs.lock().unwrap().keys().cloned().collect();
         ids.sort();
         Ok(ids)
+    }
+
+    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
+        if !self.runs.lock().unwrap().contains_key(run_id) {
+            return Err(StoreError::UnknownRun(run_id.to_string()));
+        }
+        self.cancels
+            .lock()
+            .unwrap()
+            .insert(run_id.to_string(), reason);
+        Ok(())
+    }
+
+    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
+        self.cancels.lock().unwrap().get(run_id).cloned()
+    }
+
+    fn clear_cancel_request(&self, run_id: &str) {
+        self.cancels.lock().unwrap().remove(run_id);
     }
 }
