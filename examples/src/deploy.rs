@@ -12,6 +12,9 @@
 //!    verifies the deployed files against the manifest.
 //!
 //! Both phases `settle()`, so one broken service is reported while the others still ship.
+//! With `not_before` (seconds since the epoch) the deployment waits for a maintenance window:
+//! a durable sleep, so a window hours away suspends the run and a later `resume` (or a
+//! `resume --wait` worker) deploys once the window opens.
 //! Between them, a `production` (or `prod`) deployment stops at a breakpoint until a person
 //! approves or rejects it (`approve <run> approve-production#0 --feedback ..`, then `resume`).
 //!
@@ -43,6 +46,11 @@ pub struct DeployInput {
     /// The services to build and deploy (default `api`, `web`, `worker`).
     #[serde(default = "default_services")]
     pub services: Vec<String>,
+    /// The start of the maintenance window, in seconds since the Unix epoch: the builds (and
+    /// a production approval) happen at once, the deployment not before this time. A durable
+    /// sleep: a window hours away suspends the run until then.
+    #[serde(default)]
+    pub not_before: Option<u64>,
 }
 
 /// One file of a build.
@@ -360,6 +368,15 @@ pub async fn deploy_services(ctx: &Ctx, input: DeployInput) -> Result<DeployRepo
             });
         }
         approval = Some(format!("approved: {feedback}"));
+    }
+
+    // The maintenance window: wait for it durably (a long wait suspends the run).
+    if let Some(start) = input.not_before {
+        let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(start);
+        if start > ctx.now() {
+            ctx.log("waiting for the maintenance window");
+        }
+        ctx.sleep_until(start).await;
     }
 
     // Phase 2: deploy every built service at once; each item is deploy, then health check.

@@ -38,6 +38,7 @@ fn input(src: &Path, out: &Path, env: &str) -> DeployInput {
         out_dir: out.to_string_lossy().into_owned(),
         env: env.into(),
         services: vec!["api".into(), "web".into(), "worker".into()],
+        not_before: None,
     }
 }
 

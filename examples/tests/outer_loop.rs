@@ -360,3 +360,82 @@ fn graph_draws_a_process_before_it_runs() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(!runs.exists(), "drawing a graph writes nothing");
 }
+
+#[test]
+fn a_maintenance_window_suspends_the_deploy_until_it_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("services");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
+        &src,
+    );
+    let out = tmp.path().join("out");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opens = now + 3;
+    let input = tmp.path().join("deploy.json");
+    let spec = json!({ "src_dir": src, "out_dir": out, "env": "staging", "not_before": opens });
+    fs::write(&input, spec.to_string()).unwrap();
+    let runs = tmp.path().join("runs");
+    let limit = ["--suspend-sleeps-over", "1s"];
+
+    // Built at once, then saved as waiting for the window: nothing deployed yet.
+    let run = cli(
+        &runs,
+        &[
+            &[
+                "run",
+                "deploy-services",
+                "--input",
+                input.to_str().unwrap(),
+                "--json",
+            ][..],
+            &limit,
+        ]
+        .concat(),
+    );
+    assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
+    let waiting = json_of(&run);
+    let id = waiting["run_id"].as_str().unwrap().to_string();
+    assert_eq!(waiting["waiting"][0]["kind"], "sleep", "{waiting}");
+    assert_eq!(waiting["waiting"][0]["due_ms"], opens * 1000, "{waiting}");
+    assert!(!out.join("staging").exists());
+
+    // Resumed before it opens: still waiting, says when it goes on; `status` says so too.
+    let early = cli(&runs, &[&["resume", &id][..], &limit].concat());
+    assert_eq!(early.status.code(), Some(5), "{}", stderr(&early));
+    let text = String::from_utf8_lossy(&early.stdout);
+    assert!(
+        text.contains("sleep") && text.contains("goes on by itself at"),
+        "{text}"
+    );
+    let status = cli(&runs, &["status", &id]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("wakes"));
+
+    // A worker waits for the window and deploys; nothing is built twice.
+    let done = cli(
+        &runs,
+        &[&["resume", &id, "--wait", "--json"][..], &limit].concat(),
+    );
+    assert!(done.status.success(), "{}", stderr(&done));
+    let late = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(late >= opens, "deployed before the window opened");
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert!(text.contains("\"success\": true"), "{text}");
+    assert!(out.join("staging/api/MANIFEST.json").exists());
+    let events = json_of(&cli(&runs, &["events", &id, "--json"]));
+    let builds = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["event"] == "step_started" && e["task"].as_str().unwrap().ends_with("build_service")
+        })
+        .count();
+    assert_eq!(builds, 3);
+}

@@ -173,8 +173,33 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// A durable sleep with more than this left suspends the run (saved as waiting) instead
+    /// of keeping the program up: `500ms`, `30s`, `5m`, `2h`.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    suspend_sleeps_over: std::time::Duration,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `500ms`, `30s`, `5m`, `2h`: a number and a unit.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write `500ms`, `30s`, `5m` or `2h`"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => return Err(format!("unknown unit `{other}`: use ms, s, m or h")),
+    };
+    ms.map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -363,7 +388,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
         Command::Run { process, input } => {
             let entry = registry.find(process)?;
             let input = read_input(input)?;
-            let runner = runner(store, cli.json);
+            let runner = runner(store, cli);
             let run_id = (entry.create)(&runner, input)?;
             if !cli.json {
                 note!(
@@ -382,8 +407,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             let events = store.read(run_id)?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
-            let runner =
-                runner(store.clone(), cli.json).allow_version_change(*allow_version_change);
+            let runner = runner(store.clone(), cli).allow_version_change(*allow_version_change);
             loop {
                 match drive(entry, &runner, run_id, cli).await {
                     Err(CliError::Waiting) if *wait => {
@@ -602,9 +626,12 @@ async fn drive(entry: &Entry, runner: &Runner, run_id: &str, cli: &Cli) -> Resul
 }
 
 /// A runner over the file store that shows logs and map progress on a terminal.
-fn runner(store: FileStore, json: bool) -> Runner {
+fn runner(store: FileStore, cli: &Cli) -> Runner {
     let root = store.runs_dir().to_path_buf();
-    let runner = Runner::new(store).artifacts_in(root);
+    let runner = Runner::new(store)
+        .artifacts_in(root)
+        .suspend_sleeps_longer_than(cli.suspend_sleeps_over);
+    let json = cli.json;
     if json {
         return runner;
     }
@@ -824,5 +851,29 @@ fn describe(e: &Event) -> String {
                 reason.as_deref().unwrap_or("(no reason given)")
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_on_the_command_line() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("10d")
+            .unwrap_err()
+            .contains("unknown unit `d`"));
+        assert!(parse_duration("s")
+            .unwrap_err()
+            .contains("does not start with a number"));
+        assert!(parse_duration("99999999999999999h")
+            .unwrap_err()
+            .contains("too long"));
     }
 }
