@@ -413,6 +413,12 @@ fn a_maintenance_window_suspends_the_deploy_until_it_opens() {
     );
     let status = cli(&runs, &["status", &id]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("wakes"));
+    let pending = cli(&runs, &["tasks", &id, "--pending"]);
+    let text = String::from_utf8_lossy(&pending.stdout);
+    assert!(
+        text.contains("no pending effects") && text.contains("goes on by itself at"),
+        "{text}"
+    );
 
     // A worker waits for the window and deploys; nothing is built twice.
     let done = cli(

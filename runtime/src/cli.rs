@@ -484,6 +484,12 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
                     out!("{state:<9} {:<11} {}  {}", e.kind, e.key, short(&e.input));
                 }
             }
+            if let (false, Some(ms)) = (cli.json, summary.wakes_at_ms) {
+                out!(
+                    "the run goes on by itself at {} (a sleep or a breakpoint's timeout)",
+                    crate::inspect::utc_time(ms)
+                );
+            }
             Ok(())
         }
         Command::Post {
