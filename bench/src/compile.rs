@@ -37,6 +37,9 @@ pub struct Compile {
     pub hand_cpu_s: f64,
     /// Seconds the one-off dependency builds took (not part of the figures).
     pub warm_s: f64,
+    /// With `--instructions`: instructions executed by the `rustc` invocation that checks each
+    /// crate (minder, by hand), counted by `valgrind --tool=cachegrind`.
+    pub instructions: Option<(u64, u64)>,
 }
 
 /// The workspace root (this crate's parent directory).
@@ -188,8 +191,8 @@ fn touch(root: &Path) {
 }
 
 /// Generates both crates under `dir`, warms their dependencies in `target`, and times `reps`
-/// checks of each.
-pub fn measure(dir: &Path, target: &Path, reps: usize) -> Compile {
+/// checks of each; with `count_instructions`, also counts one check of each in instructions.
+pub fn measure(dir: &Path, target: &Path, reps: usize, count_instructions: bool) -> Compile {
     let runtime = workspace_root().join("runtime");
     let minder_dep = format!("minder = {{ path = {:?} }}", runtime.display().to_string());
     let minder = write_crate(dir, "bench-wf-minder", &minder_dep, &minder_source());
@@ -212,6 +215,12 @@ pub fn measure(dir: &Path, target: &Path, reps: usize) -> Compile {
         h.push(wall);
         h_cpu.push(cpu);
     }
+    let instructions = count_instructions.then(|| {
+        (
+            rustc_instructions(&minder, target),
+            rustc_instructions(&hand, target),
+        )
+    });
     Compile {
         reps,
         minder_s: median(&mut m),
@@ -219,5 +228,80 @@ pub fn measure(dir: &Path, target: &Path, reps: usize) -> Compile {
         minder_cpu_s: median(&mut m_cpu),
         hand_cpu_s: median(&mut h_cpu),
         warm_s,
+        instructions,
     }
+}
+
+/// The `rustc` command line cargo runs to check the crate at `root` (from `cargo check -v`
+/// after a touch), split into the program and its arguments.
+fn rustc_command(root: &Path, target: &Path) -> Vec<String> {
+    touch(root);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["check", "-v", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_INCREMENTAL", "0")
+        .output()
+        .expect("cannot run cargo");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Running `"))
+        .next_back()
+        .and_then(|l| l.strip_suffix('`'))
+        .expect("cargo check -v printed no rustc command");
+    shell_words(line)
+}
+
+/// Splits a command line as cargo prints it: words separated by spaces, `'...'` quoting.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut in_word) = (false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// Instructions the crate's `rustc` invocation executes, counted by cachegrind (no cache
+/// simulation): the same count whatever else the machine is doing.
+fn rustc_instructions(root: &Path, target: &Path) -> u64 {
+    let command = rustc_command(root, target);
+    let out = Command::new("valgrind")
+        .args([
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+        ])
+        .args(&command)
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("cannot run valgrind (needed by --instructions)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find_map(|l| l.split("I   refs:").nth(1))
+        .map(|n| n.trim().replace(',', ""))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no instruction count from valgrind:\n{text}"))
 }

@@ -17,7 +17,8 @@
 //! `$TMPDIR/minder-bench-target`, kept so later runs skip the dependency build),
 //! `--skip-compile`, `--only fan-out,sequential,replay,memory,compile` (run only these),
 //! `--quick` (smaller and fewer runs, for a smoke test), `--keep` (keep the journals and the
-//! generated crates, and print where).
+//! generated crates, and print where), `--instructions` (also count the two crates' `rustc`
+//! checks in instructions with valgrind's cachegrind: about two minutes more).
 
 mod compile;
 mod fanout;
@@ -54,6 +55,7 @@ struct Options {
     skip_compile: bool,
     quick: bool,
     keep: bool,
+    instructions: bool,
     only: Option<Vec<String>>,
 }
 
@@ -92,10 +94,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--quick" => options.quick = true,
             "--keep" => options.keep = true,
+            "--instructions" => options.instructions = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: minder-bench [--dir DIR] [--compile-target DIR] [--skip-compile] \
-                     [--quick] [--keep] [--only fan-out,sequential,replay,memory,compile]"
+                     [--quick] [--keep] [--instructions] \
+                     [--only fan-out,sequential,replay,memory,compile]"
                         .to_string(),
                 )
             }
@@ -217,7 +221,7 @@ fn run(options: &Options) -> Results {
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("minder-bench-target"));
         let reps = if options.quick { 1 } else { 5 };
-        compile::measure(&dir.join("compile"), &target, reps)
+        compile::measure(&dir.join("compile"), &target, reps, options.instructions)
     });
 
     if options.keep {

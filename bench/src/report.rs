@@ -109,10 +109,17 @@ impl Results {
             let ratio = c.minder_s / c.hand_s;
             targets.push(target(
                 "compile time (`cargo check`, wall): ≤ 1.5 × the hand-written crate",
-                format!(
-                    "{ratio:.2} × (CPU time {:.2} ×)",
-                    c.minder_cpu_s / c.hand_cpu_s
-                ),
+                match c.instructions {
+                    Some((minder, hand)) => format!(
+                        "{ratio:.2} × (CPU time {:.2} ×; instructions {:.2} ×)",
+                        c.minder_cpu_s / c.hand_cpu_s,
+                        minder as f64 / hand as f64
+                    ),
+                    None => format!(
+                        "{ratio:.2} × (CPU time {:.2} ×)",
+                        c.minder_cpu_s / c.hand_cpu_s
+                    ),
+                },
                 ratio <= 1.5,
             ));
         }
@@ -279,6 +286,16 @@ impl Results {
                  all and is not counted.)\n",
                 c.warm_s
             );
+            if let Some((minder, hand)) = c.instructions {
+                let _ = writeln!(
+                    out,
+                    "Instructions of each crate's `rustc` check (cachegrind): {:.2} G with the \
+                     macros, {:.2} G by hand, ratio {:.2}.\n",
+                    minder as f64 / 1e9,
+                    hand as f64 / 1e9,
+                    minder as f64 / hand as f64
+                );
+            }
         }
 
         let targets = self.targets();
