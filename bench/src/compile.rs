@@ -305,3 +305,27 @@ fn rustc_instructions(root: &Path, target: &Path) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no instruction count from valgrind:\n{text}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cargo_command_lines_split_into_words() {
+        let line = "/bin/rustc --crate-name x src/lib.rs --check-cfg 'cfg(docsrs,test)' \
+                    --check-cfg 'cfg(feature, values())' -C debuginfo=2";
+        assert_eq!(
+            super::shell_words(line),
+            [
+                "/bin/rustc",
+                "--crate-name",
+                "x",
+                "src/lib.rs",
+                "--check-cfg",
+                "cfg(docsrs,test)",
+                "--check-cfg",
+                "cfg(feature, values())",
+                "-C",
+                "debuginfo=2"
+            ]
+        );
+    }
+}
