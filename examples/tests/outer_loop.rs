@@ -445,3 +445,85 @@ fn a_maintenance_window_suspends_the_deploy_until_it_opens() {
         .count();
     assert_eq!(builds, 3);
 }
+
+#[test]
+fn cancel_stops_a_run_another_process_is_driving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("services");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
+        &src,
+    );
+    let out = tmp.path().join("out");
+    // A window an hour away, waited out in the program: the run holds its journal and cannot
+    // finish before the cancel comes.
+    let opens = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3_600;
+    let input = tmp.path().join("deploy.json");
+    let spec = json!({ "src_dir": src, "out_dir": out, "env": "staging", "not_before": opens });
+    fs::write(&input, spec.to_string()).unwrap();
+    let runs = tmp.path().join("runs");
+    let mut running = Command::new(BIN)
+        .args([
+            "run",
+            "deploy-services",
+            "--suspend-sleeps-over",
+            "2h",
+            "--input",
+        ])
+        .arg(&input)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the builds are journaled and the run sleeps.
+    let started = std::time::Instant::now();
+    let id = loop {
+        let listed = fs::read_dir(&runs)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|n| !n.starts_with('.'))
+            })
+            .ok()
+            .flatten();
+        if let Some(id) = listed {
+            let events = cli(&runs, &["events", &id, "--json"]);
+            if events.status.success()
+                && String::from_utf8_lossy(&events.stdout).contains("sleep#0")
+            {
+                break id;
+            }
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            running.kill().ok();
+            running.wait().ok();
+            panic!("the run never reached its window");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let cancel = cli(&runs, &["cancel", &id, "--reason", "window moved"]);
+    let status = running.wait().unwrap();
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    assert!(String::from_utf8_lossy(&cancel.stdout).contains(&format!("run {id} cancelled")));
+    // The driving process stopped with the cancelled status; nothing was deployed.
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "the run was not stopped by the cancel"
+    );
+    assert!(!out.join("staging").exists());
+    let events = json_of(&cli(&runs, &["events", &id, "--json"]));
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "run_cancelled", "{last}");
+    assert_eq!(last["reason"], "window moved", "{last}");
+    assert!(!runs.join(&id).join("cancel-request").exists());
+    // A cancelled run stays cancelled.
+    let again = cli(&runs, &["resume", &id]);
+    assert_eq!(again.status.code(), Some(6));
+}

@@ -272,6 +272,19 @@ impl Ctx {
         if deadline <= now {
             return;
         }
+        {
+            // The deadline is on disk before the wait starts: a run resumed after a crash
+            // waits only for what is left, not for the whole sleep again.
+            let _active = run.active();
+            if let Err(e) = run.flush().await {
+                run.fail(crate::error::RunError::Store(e));
+                return std::future::pending().await;
+            }
+        }
+        let now = unix_millis(run.hooks.now());
+        if deadline <= now {
+            return;
+        }
         let left = Duration::from_millis(deadline - now);
         if left > run.suspend_sleeps_over && !run.hooks.virtual_time() {
             // Waiting, not progressing: if nothing else can progress, the run is suspended
