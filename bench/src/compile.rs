@@ -159,18 +159,9 @@ fn children_cpu_s() -> f64 {
 
 /// `cargo check` of the crate at `root`; returns the wall and CPU seconds it took.
 fn check(root: &Path, target: &Path) -> (f64, f64) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let cpu = children_cpu_s();
     let start = Instant::now();
-    let out = Command::new(cargo)
-        .arg("check")
-        .arg("--quiet")
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target)
-        .env("CARGO_INCREMENTAL", "0")
-        .output()
-        .expect("cannot run cargo");
+    let out = cargo_check(root, target, "--quiet");
     let secs = start.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
@@ -179,6 +170,18 @@ fn check(root: &Path, target: &Path) -> (f64, f64) {
         String::from_utf8_lossy(&out.stderr)
     );
     (secs, children_cpu_s() - cpu)
+}
+
+/// Runs `cargo check <flag>` on the crate at `root`, incremental compilation off.
+fn cargo_check(root: &Path, target: &Path, flag: &str) -> std::process::Output {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Command::new(cargo)
+        .args(["check", flag, "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_INCREMENTAL", "0")
+        .output()
+        .expect("cannot run cargo")
 }
 
 /// Marks `src/lib.rs` as changed so cargo checks the crate again.
@@ -236,14 +239,7 @@ pub fn measure(dir: &Path, target: &Path, reps: usize, count_instructions: bool)
 /// after a touch), split into the program and its arguments.
 fn rustc_command(root: &Path, target: &Path) -> Vec<String> {
     touch(root);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["check", "-v", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target)
-        .env("CARGO_INCREMENTAL", "0")
-        .output()
-        .expect("cannot run cargo");
+    let out = cargo_check(root, target, "-v");
     let text = String::from_utf8_lossy(&out.stderr);
     let line = text
         .lines()

@@ -48,9 +48,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Starts a `production` deploy of the sample services; it stops at the approval breakpoint.
-/// Returns the run id, the output directory and the runs directory.
-fn start_production_deploy(tmp: &Path) -> (String, PathBuf, PathBuf) {
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Copies the sample services under `tmp` and writes a deploy input for `env` (and a
+/// maintenance window, if given). Returns the input file and the output directory.
+fn deploy_input(tmp: &Path, env: &str, not_before: Option<u64>) -> (PathBuf, PathBuf) {
     let src = tmp.join("services");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
@@ -58,8 +66,18 @@ fn start_production_deploy(tmp: &Path) -> (String, PathBuf, PathBuf) {
     );
     let out = tmp.join("out");
     let input = tmp.join("deploy.json");
-    let spec = json!({ "src_dir": src, "out_dir": out, "env": "production" });
+    let mut spec = json!({ "src_dir": src, "out_dir": out, "env": env });
+    if let Some(opens) = not_before {
+        spec["not_before"] = json!(opens);
+    }
     fs::write(&input, spec.to_string()).unwrap();
+    (input, out)
+}
+
+/// Starts a `production` deploy of the sample services; it stops at the approval breakpoint.
+/// Returns the run id, the output directory and the runs directory.
+fn start_production_deploy(tmp: &Path) -> (String, PathBuf, PathBuf) {
+    let (input, out) = deploy_input(tmp, "production", None);
     let runs = tmp.join("runs");
     let run = cli(
         &runs,
@@ -364,20 +382,8 @@ fn graph_draws_a_process_before_it_runs() {
 #[test]
 fn a_maintenance_window_suspends_the_deploy_until_it_opens() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("services");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
-        &src,
-    );
-    let out = tmp.path().join("out");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let opens = now + 3;
-    let input = tmp.path().join("deploy.json");
-    let spec = json!({ "src_dir": src, "out_dir": out, "env": "staging", "not_before": opens });
-    fs::write(&input, spec.to_string()).unwrap();
+    let opens = unix_now() + 3;
+    let (input, out) = deploy_input(tmp.path(), "staging", Some(opens));
     let runs = tmp.path().join("runs");
     let limit = ["--suspend-sleeps-over", "1s"];
 
@@ -426,11 +432,7 @@ fn a_maintenance_window_suspends_the_deploy_until_it_opens() {
         &[&["resume", &id, "--wait", "--json"][..], &limit].concat(),
     );
     assert!(done.status.success(), "{}", stderr(&done));
-    let late = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(late >= opens, "deployed before the window opened");
+    assert!(unix_now() >= opens, "deployed before the window opened");
     let text = String::from_utf8_lossy(&done.stdout);
     assert!(text.contains("\"success\": true"), "{text}");
     assert!(out.join("staging/api/MANIFEST.json").exists());
@@ -449,22 +451,9 @@ fn a_maintenance_window_suspends_the_deploy_until_it_opens() {
 #[test]
 fn cancel_stops_a_run_another_process_is_driving() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("services");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/services"),
-        &src,
-    );
-    let out = tmp.path().join("out");
     // A window an hour away, waited out in the program: the run holds its journal and cannot
     // finish before the cancel comes.
-    let opens = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3_600;
-    let input = tmp.path().join("deploy.json");
-    let spec = json!({ "src_dir": src, "out_dir": out, "env": "staging", "not_before": opens });
-    fs::write(&input, spec.to_string()).unwrap();
+    let (input, out) = deploy_input(tmp.path(), "staging", Some(unix_now() + 3_600));
     let runs = tmp.path().join("runs");
     let mut running = Command::new(BIN)
         .args([

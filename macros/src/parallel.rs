@@ -186,22 +186,17 @@ fn split_simple(input: &TokenStream) -> Option<(TokenStream, bool, Vec<Branch>)>
             rest = after;
         }
     }
-    let mut branches = Vec::new();
-    for part in rest.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ',')) {
-        if part.is_empty() {
-            continue;
-        }
-        branches.push(simple_branch(part)?);
-    }
-    // An empty piece is fine only as the trailing comma.
-    let pieces = rest
+    // Comma-separated; an empty piece is fine only after a trailing comma.
+    let mut parts: Vec<&[TokenTree]> = rest
         .split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
-        .count();
-    let trailing =
-        usize::from(matches!(rest.last(), Some(TokenTree::Punct(p)) if p.as_char() == ','));
-    if branches.is_empty() || pieces != branches.len() + trailing {
-        return None;
+        .collect();
+    if parts.len() > 1 && parts.last().is_some_and(|p| p.is_empty()) {
+        parts.pop();
     }
+    let branches = parts
+        .into_iter()
+        .map(simple_branch)
+        .collect::<Option<Vec<_>>>()?;
     Some((krate, settle, branches))
 }
 

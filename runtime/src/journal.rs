@@ -120,3 +120,15 @@ pub enum Event {
         error: String,
     },
 }
+
+impl Event {
+    /// For an event that ends a run: how it ended (`completed`, `failed` or `cancelled`).
+    pub fn run_end(&self) -> Option<&'static str> {
+        match self {
+            Event::RunCompleted { .. } => Some("completed"),
+            Event::RunFailed { .. } => Some("failed"),
+            Event::RunCancelled { .. } => Some("cancelled"),
+            _ => None,
+        }
+    }
+}

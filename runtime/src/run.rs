@@ -569,66 +569,58 @@ impl Runner {
     /// tasks killed), journals the cancellation and returns [`RunError::Cancelled`]; this call
     /// waits for that, up to [`CANCEL_WAIT`].
     pub async fn cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
-        let ended = |events: &[Event]| {
-            events.iter().rev().find_map(|e| match e {
-                Event::RunCompleted { .. } => Some("completed"),
-                Event::RunFailed { .. } => Some("failed"),
-                Event::RunCancelled { .. } => Some("cancelled"),
-                _ => None,
-            })
-        };
-        let (events, log) = match self.store.open(run_id) {
-            Ok(opened) => opened,
-            Err(StoreError::Locked(_)) => {
-                if let Some(end) = ended(&self.store.read(run_id)?) {
+        let ended = |events: &[Event]| events.iter().rev().find_map(Event::run_end);
+        // `Some(since)` once the writer holding the run was asked to cancel it.
+        let mut asked: Option<tokio::time::Instant> = None;
+        loop {
+            // Whoever holds the run (now us) decides: journal the cancellation, or say how it
+            // ended. A request left for another writer is spent either way.
+            let end = match self.store.open(run_id) {
+                Ok((events, log)) => {
+                    self.store.clear_cancel_request(run_id);
+                    match ended(&events) {
+                        None => {
+                            log.append(Event::RunCancelled { reason })?;
+                            log.flush().await?;
+                            return Ok(());
+                        }
+                        end => end,
+                    }
+                }
+                Err(StoreError::Locked(_)) => ended(&self.store.read(run_id)?),
+                Err(e) => return Err(e.into()),
+            };
+            match (end, asked) {
+                // The writer that was asked stopped the run itself.
+                (Some("cancelled"), Some(_)) => return Ok(()),
+                (Some(end), Some(_)) => {
+                    self.store.clear_cancel_request(run_id);
                     return Err(RunError::Effect(format!(
-                        "run `{run_id}` has already ended ({end}); nothing to cancel"
+                        "run `{run_id}` {end} before it could be cancelled"
                     )));
                 }
-                self.store.request_cancel(run_id, reason.clone())?;
-                let start = tokio::time::Instant::now();
-                loop {
-                    tokio::time::sleep(CANCEL_CHECK / 4).await;
-                    match ended(&self.store.read(run_id)?) {
-                        Some("cancelled") => return Ok(()),
-                        Some(end) => {
-                            self.store.clear_cancel_request(run_id);
-                            return Err(RunError::Effect(format!(
-                                "run `{run_id}` {end} before it could be cancelled"
-                            )));
-                        }
-                        _ => {}
-                    }
-                    // The writer may have let go without seeing the request (it stopped to
-                    // wait): then the cancellation is journaled here.
-                    if let Ok((events, log)) = self.store.open(run_id) {
-                        drop(events);
-                        self.store.clear_cancel_request(run_id);
-                        log.append(Event::RunCancelled { reason })?;
-                        log.flush().await?;
-                        return Ok(());
-                    }
-                    if start.elapsed() > CANCEL_WAIT {
-                        return Err(RunError::Effect(format!(
-                            "asked the writer of run `{run_id}` to cancel it, but it has not \
-                             stopped within {} s; it stops when it next checks, unless it is \
-                             blocked",
-                            CANCEL_WAIT.as_secs()
-                        )));
-                    }
+                (Some(end), None) => {
+                    return Err(RunError::Effect(format!(
+                        "run `{run_id}` has already ended ({end}); nothing to cancel"
+                    )))
                 }
+                (None, None) => {
+                    // Another writer is driving it: ask it to stop.
+                    self.store.request_cancel(run_id, reason.clone())?;
+                    asked = Some(tokio::time::Instant::now());
+                }
+                (None, Some(since)) if since.elapsed() > CANCEL_WAIT => {
+                    return Err(RunError::Effect(format!(
+                        "asked the writer of run `{run_id}` to cancel it, but it has not \
+                         stopped within {} s; it stops when it next checks, unless it is \
+                         blocked",
+                        CANCEL_WAIT.as_secs()
+                    )));
+                }
+                (None, Some(_)) => {}
             }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(end) = ended(&events) {
-            return Err(RunError::Effect(format!(
-                "run `{run_id}` has already ended ({end}); nothing to cancel"
-            )));
+            tokio::time::sleep(CANCEL_CHECK / 4).await;
         }
-        self.store.clear_cancel_request(run_id);
-        log.append(Event::RunCancelled { reason })?;
-        log.flush().await?;
-        Ok(())
     }
 
     async fn drive<P: Process>(
@@ -800,9 +792,7 @@ pub(crate) fn pending_effect(
                 pending.retain(|p| p != k);
             }
             Event::StepStarted { key: k, .. } if k == key => is_step = true,
-            Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. } => {
-                ended = true
-            }
+            e if e.run_end().is_some() => ended = true,
             _ => {}
         }
     }
