@@ -13,6 +13,7 @@
 //! | [`quality_convergence`] | Example 1: parallel checks inside a convergence loop | `quality-convergence` |
 //! | [`chunked`] | Example 3 + pitfall 5: chunked processing, and `limit` instead | `process-in-chunks`, `process-with-limit` |
 //! | [`final_verification`] | Example 4: parallel final verification | `final-verification` |
+//! | [`pipeline`] | a CI job of programs run in order (command tasks, secrets) | `command-pipeline` |
 //!
 //! Every input and output is a `#[data]` struct, so runs are journaled and resumable. All I/O
 //! happens inside `#[task]`s; the process bodies only decide what runs when.
@@ -23,6 +24,7 @@ pub mod build_test_deploy;
 pub mod chunked;
 pub mod deploy;
 pub mod final_verification;
+pub mod pipeline;
 pub mod quality_checks;
 pub mod quality_convergence;
 pub mod support;

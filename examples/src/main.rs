@@ -19,4 +19,5 @@ fn registry() -> minder::cli::Registry {
         .process::<chunked::process_in_chunks>()
         .process::<chunked::process_with_limit>()
         .process::<final_verification::final_verification>()
+        .process::<pipeline::command_pipeline>()
 }

@@ -416,3 +416,319 @@ fn bad_input_is_a_one_line_error_and_changes_nothing() {
     }
     assert_eq!(run_ids(&runs), [id]);
 }
+
+/// A completed `batch-files` run over `n` files in a new runs directory under `tmp`: the runs
+/// directory, the run id and the run's output.
+fn finished_run(tmp: &Path, n: usize) -> (PathBuf, String, Value) {
+    let files = tmp.join("files");
+    make_files(&files, n);
+    let input = tmp.join("input.json");
+    write_input(&input, &files, 2);
+    let runs = tmp.join("runs");
+    let out = cli(&[
+        "run",
+        "batch-files",
+        "--input",
+        input.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = run_ids(&runs)[0].clone();
+    (runs, id, stdout_json(&out)["output"].clone())
+}
+
+/// The offset of each record of a journal file, with its event as JSON.
+fn records(bytes: &[u8]) -> Vec<(usize, Value)> {
+    assert_eq!(&bytes[..8], b"MINDERJ1");
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push((
+            at,
+            serde_json::from_slice(&bytes[at + 8..at + 8 + len]).unwrap(),
+        ));
+        at += 8 + len;
+    }
+    out
+}
+
+/// Runs the examples binary on `args` plus `--runs-dir runs`; checks it failed with `code` and
+/// a one-line error starting with `message`.
+fn fails_with(args: &[&str], runs: &Path, code: i32, message: &str) {
+    let mut all = args.to_vec();
+    all.extend(["--runs-dir", runs.to_str().unwrap()]);
+    let out = cli(&all);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(
+        err.starts_with(&format!("error: {message}")),
+        "{args:?}: {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+}
+
+#[test]
+fn a_journal_without_its_first_record_is_an_exit_3_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (runs, id, _) = finished_run(tmp.path(), 2);
+    let journal = runs.join(&id).join("journal.log");
+    let whole = fs::read(&journal).unwrap();
+    let first_end = records(&whole)[1].0;
+    // Only the header; cut inside the first record's header; inside its payload.
+    for cut in [12, 14, 20, first_end - 1] {
+        fs::write(&journal, &whole[..cut]).unwrap();
+        let message = format!("corrupt journal {} at byte offset 12", journal.display());
+        fails_with(&["status", &id], &runs, 3, &message);
+        fails_with(&["resume", &id], &runs, 3, &message);
+        assert_eq!(fs::read(&journal).unwrap(), &whole[..cut], "unchanged");
+    }
+}
+
+#[test]
+fn a_run_id_with_a_newline_is_echoed_escaped_on_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for (command, id, shown) in [
+        ("status", "a\nb", r"a\nb"),
+        ("resume", "x\ny", r"x\ny"),
+        ("events", "bell\u{7}\r\n", r"bell\u{7}\r\n"),
+    ] {
+        fails_with(
+            &[command, id],
+            &runs,
+            2,
+            &format!("invalid run id `{shown}`: use letters, digits"),
+        );
+    }
+    assert!(!runs.exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_reached_through_a_symbolic_link_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (runs, id, _) = finished_run(tmp.path(), 1);
+    // The run moved elsewhere, a link left in its place.
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::rename(runs.join(&id), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, runs.join(&id)).unwrap();
+    let before = snapshot(&elsewhere);
+    let message = format!("{} is a symbolic link", runs.join(&id).display());
+    for command in ["status", "resume", "events", "cancel"] {
+        fails_with(&[command, &id], &runs, 3, &message);
+    }
+    assert_eq!(
+        snapshot(&elsewhere),
+        before,
+        "nothing written through the link"
+    );
+}
+
+#[test]
+fn resume_after_a_failed_sync_cuts_the_journal_back_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (runs, id, output) = finished_run(tmp.path(), 3);
+    let runs_s = runs.to_str().unwrap();
+    let journal = runs.join(&id).join("journal.log");
+    let whole = fs::read(&journal).unwrap();
+    // A writer whose sync failed after the last step completed left this record: the last
+    // step's completion and the run's end were written but never made durable.
+    let cut = records(&whole)
+        .iter()
+        .rev()
+        .find(|(_, e)| e["event"] == "step_completed")
+        .unwrap()
+        .0;
+    let record = runs.join(&id).join("durable-offset");
+    fs::write(&record, format!("minder durable offset {cut}\n")).unwrap();
+    let done = |out: &Output| {
+        stdout_json(out)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["state"] == "done")
+            .count()
+    };
+
+    // Looking at the run trusts only the durable bytes, and changes nothing.
+    let status = cli(&["status", &id, "--runs-dir", runs_s, "--json"]);
+    assert!(status.status.success());
+    assert_eq!(
+        done(&status),
+        3,
+        "the last step's completion is not trusted"
+    );
+    assert_eq!(fs::read(&journal).unwrap(), whole);
+
+    let out = cli(&["resume", &id, "--runs-dir", runs_s, "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "warning: a write or sync of journal {} failed earlier",
+            journal.display()
+        )),
+        "{err}"
+    );
+    for part in [
+        &format!("offset {cut}"),
+        &format!("({} bytes dropped)", whole.len() - cut),
+        "nothing acknowledged was lost",
+    ] {
+        assert!(err.contains(part), "no `{part}` in: {err}");
+    }
+    assert_eq!(stdout_json(&out)["output"], output);
+    assert!(!record.exists(), "the record is gone once acted on");
+    let events = stdout_json(&cli(&["events", &id, "--runs-dir", runs_s, "--json"]));
+    assert_eq!(
+        assert_no_completed_step_ran_again(events.as_array().unwrap()),
+        4
+    );
+    let status = cli(&["status", &id, "--runs-dir", runs_s, "--json"]);
+    assert_eq!(done(&status), 4);
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+#[cfg(target_os = "linux")]
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+            !(state.starts_with('Z') || state.starts_with('X'))
+        })
+        .unwrap_or(false)
+}
+
+/// Polls `done` every 10 ms for up to 30 s; panics with `what` if it never holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigkill_of_the_runner_during_a_command_then_resume_leaves_no_process_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let secret = format!("tok-{}-{nanos}", std::process::id());
+    // The first time, the program records its pid and a long-lived child's, and waits for
+    // the child; once `marker` exists (after the crash), it writes the secret it got and ends.
+    let script = "if [ -e marker ]; then printf %s \"$TOKEN\" > seen; exit 0; fi; \
+                  echo $$ >> pids; sleep 300 & echo $! >> pids; wait";
+    let input = serde_json::json!({
+        "dir": work,
+        "steps": [{ "name": "serve", "program": "sh", "args": ["-c", script] }],
+        "secrets": { "TOKEN": "MINDER_TEST_TOKEN" },
+        "timeout_secs": 600,
+    });
+    let input_path = tmp.path().join("input.json");
+    fs::write(&input_path, input.to_string()).unwrap();
+
+    let mut runner = Command::new(BIN)
+        .args(["run", "command-pipeline", "--input"])
+        .arg(&input_path)
+        .args(["--runs-dir", runs_s])
+        .env("MINDER_TEST_TOKEN", &secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = || -> Vec<i32> {
+        fs::read_to_string(work.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_until("the program and its child recorded their pids", || {
+        pids().len() >= 2
+    });
+    let id = run_ids(&runs).pop().unwrap();
+    let journal = runs.join(&id).join("journal.log");
+    let journaled = |what: &str| {
+        fs::read(&journal)
+            .map(|b| b.windows(what.len()).any(|w| w == what.as_bytes()))
+            .unwrap_or(false)
+    };
+    wait_until("the process group is journaled", || {
+        journaled("\"child_started\"")
+    });
+    let first = pids();
+    let (leader, child) = (first[0], first[1]);
+    assert!(alive(leader) && alive(child));
+
+    runner.kill().unwrap(); // SIGKILL
+    runner.wait().unwrap();
+    // The program dies with the runner (parent-death signal); its child, in its group, is
+    // an orphan until the run is resumed.
+    wait_until("the program died with the runner", || !alive(leader));
+    assert!(
+        alive(child),
+        "the orphan is already gone: nothing left to test"
+    );
+
+    fs::write(work.join("marker"), "").unwrap();
+    let out = Command::new(BIN)
+        .args(["resume", &id, "--runs-dir", runs_s, "--json"])
+        .env("MINDER_TEST_TOKEN", &secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = stdout_json(&out);
+    assert_eq!(report["state"], "completed", "{report}");
+    assert_eq!(report["output"]["passed"], true, "{report}");
+    // The resume killed the orphan group before the command ran again.
+    wait_until("no process of the first attempt runs", || {
+        first.iter().all(|&p| !alive(p))
+    });
+    // The secret reached the program, and is neither journaled nor printed.
+    assert_eq!(fs::read_to_string(work.join("seen")).unwrap(), secret);
+    assert!(!journaled(&secret), "the secret is in the journal");
+    for json in [false, true] {
+        let mut args = vec!["events", id.as_str(), "--runs-dir", runs_s];
+        if json {
+            args.push("--json");
+        }
+        let events = cli(&args);
+        assert!(events.status.success());
+        let text = String::from_utf8_lossy(&events.stdout);
+        assert!(
+            !text.contains(&secret),
+            "`events` printed the secret: {text}"
+        );
+        assert!(text.contains("MINDER_TEST_TOKEN"), "{text}");
+        assert_eq!(
+            text.matches("child_started").count() + text.matches("in process group").count(),
+            2,
+            "{text}"
+        );
+    }
+}

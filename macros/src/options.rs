@@ -297,6 +297,64 @@ impl Opt {
     }
 }
 
+/// `c` as a message shows it: `` `/` ``, "a space", `` `\t` ``.
+fn show_char(c: char) -> String {
+    match c {
+        ' ' => "a space".into(),
+        c if c.is_whitespace() || c.is_control() => format!("`{}`", c.escape_debug()),
+        c => format!("`{c}`"),
+    }
+}
+
+/// Why `value` cannot be a task's name, which is a segment of every step key of the task
+/// (`scope/name#n`), or `None` when it can.
+pub(crate) fn bad_task_name(value: &str) -> Option<String> {
+    const RULE: &str = "use letters, digits, `_`, `.`, `:` and `-`, like \"fetch-page\"";
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    if value.is_empty() {
+        return Some(format!(
+            "a task name cannot be empty: it is the `name` of the task's step keys (`scope/name#n`); {RULE}"
+        ));
+    }
+    let c = value.chars().find(|c| !allowed(*c))?;
+    let why = match c {
+        '/' => "`/` separates the scopes of a step key (`scope/name#n`), so two different steps could get the same key".to_string(),
+        '#' => "`#` separates a step key's name from its count (`scope/name#n`), so two different steps could get the same key".to_string(),
+        _ => "step keys (`scope/name#n`) are shown by `minder events` and compared on replay, so they are kept to characters that read the same everywhere".to_string(),
+    };
+    Some(format!(
+        "a task name cannot contain {}: {why}; {RULE}",
+        show_char(c)
+    ))
+}
+
+/// Why `value` cannot be a process's name, which is one word on the command line
+/// (`minder run <name>`) and is journaled with every run, or `None` when it can.
+pub(crate) fn bad_process_name(value: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let suggestion: String = value
+        .split(|c: char| !allowed(c))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let like = if suggestion.is_empty() {
+        "batch-files".to_string()
+    } else {
+        suggestion
+    };
+    const RULE: &str = "a process name is one word on the command line";
+    if value.is_empty() {
+        return Some(format!(
+            "a process name cannot be empty: {RULE}; use letters, digits, `-` and `_`, like \"{like}\""
+        ));
+    }
+    let c = value.chars().find(|c| !allowed(*c))?;
+    Some(format!(
+        "a process name cannot contain {}: {RULE}; use letters, digits, `-` and `_`, like \"{like}\"",
+        show_char(c)
+    ))
+}
+
 /// `"1m30s"` → 90 000. Units: `ms`, `s`, `m`, `h`; spaces between parts are allowed.
 pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -386,6 +444,31 @@ mod tests {
         assert_eq!(super::closest("timout", &known), Some("timeout"));
         assert_eq!(super::closest("write", &known), Some("writes"));
         assert_eq!(super::closest("color", &known), None);
+    }
+
+    #[test]
+    fn names() {
+        use super::{bad_process_name, bad_task_name};
+        assert_eq!(bad_task_name("fetch-page"), None);
+        assert_eq!(bad_task_name("billing.charge:v2"), None);
+        assert!(bad_task_name("").unwrap().contains("cannot be empty"));
+        assert!(bad_task_name("a/b")
+            .unwrap()
+            .starts_with("a task name cannot contain `/`"));
+        assert!(bad_task_name("a#1")
+            .unwrap()
+            .starts_with("a task name cannot contain `#`"));
+        assert!(bad_task_name("a b")
+            .unwrap()
+            .contains("cannot contain a space"));
+        assert!(bad_task_name("a\tb").unwrap().contains("`\\t`"));
+        assert!(bad_task_name("café").unwrap().contains("`é`"));
+        assert_eq!(bad_process_name("batch_files-v2"), None);
+        assert!(bad_process_name("a.b").unwrap().contains("`.`"));
+        assert!(bad_process_name("nightly build!")
+            .unwrap()
+            .ends_with("like \"nightly-build\""));
+        assert!(bad_process_name("").unwrap().contains("cannot be empty"));
     }
 
     #[test]

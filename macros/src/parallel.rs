@@ -1,12 +1,13 @@
 //! `parallel!`: parse `($crate) [settle:] branch, ...`, then expand into branch scopes, a
 //! compile-time check of declared resource access, and a join that is fail-fast or settling.
 
-use crate::options::respan;
+use crate::options::{respan, Errors};
 use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{parenthesized, Expr, Macro, Token};
@@ -126,14 +127,14 @@ pub(crate) fn branch_label(expr: &Expr) -> String {
                 .path
                 .segments
                 .last()
-                .map(|s| s.ident.to_string())
+                .map(|s| s.ident.unraw().to_string())
                 .unwrap_or_else(|| "call".into()),
             _ => "call".into(),
         },
         Expr::Async(_) | Expr::Block(_) => "seq".into(),
         Expr::Macro(m) if m.mac.path.is_ident("parallel") => "par".into(),
         Expr::Paren(p) => branch_label(&p.expr),
-        Expr::MethodCall(m) => m.method.to_string(),
+        Expr::MethodCall(m) => m.method.unraw().to_string(),
         _ => "expr".into(),
     }
 }
@@ -227,7 +228,7 @@ fn simple_branch(part: &[TokenTree]) -> Option<Branch> {
                     return None;
                 };
                 match tail {
-                    [] => break id.to_string(),
+                    [] => break id.unraw().to_string(),
                     [TokenTree::Punct(a), TokenTree::Punct(b), more @ ..]
                         if a.as_char() == ':'
                             && a.spacing() == Spacing::Joint
@@ -265,7 +266,24 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             Err(e) => return e.into_compile_error(),
         },
     };
-    let krate = &krate;
+    // A suspension in a branch is reported beside the expansion, which compiles: the user's
+    // code stays in place, so nothing else (an unused import, say) is reported because of it.
+    let mut errors = Errors::default();
+    for branch in branches.iter().filter(|b| !b.nested) {
+        if let Some((tokens, msg)) = suspends(branch.tokens.clone()) {
+            errors.under(tokens, msg);
+        }
+    }
+    let expanded = expand_branches(&krate, settle, &branches);
+    if errors.is_empty() {
+        expanded
+    } else {
+        let errors = errors.into_tokens();
+        quote!({ #errors #expanded })
+    }
+}
+
+fn expand_branches(krate: &TokenStream, settle: bool, branches: &[Branch]) -> TokenStream {
     let n = branches.len();
     let label = branches
         .iter()
@@ -447,6 +465,96 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
+const AWAIT_IN_BRANCH: &str = "`.await` in a branch of `parallel!` runs before the block starts \
+    and holds the branch's step scope across a suspension: write the branch as an `async { .. }` \
+    block (`async { ctx.sleep(d).await; fetch(1).await }`)";
+
+const PARALLEL_IN_BRANCH: &str = "a `parallel!` inside a branch of `parallel!` awaits before the \
+    block starts and holds the branch's step scope across a suspension: make it the whole branch, \
+    or write the branch as an `async { .. }` block (`async { let (a, b) = parallel!(..)?; \
+    fetch(a).await }`)";
+
+/// The first suspension in a branch that is evaluated (not wrapped in a future) when the block
+/// is created: an `.await`, or a `parallel!`, which awaits. It would run under the branch's
+/// scope guard, before the block starts, and hold that guard across the suspension. `async`
+/// blocks and closures are skipped: their bodies run when polled, in the branch's scope.
+/// Returns the offending tokens and the message.
+fn suspends(tokens: TokenStream) -> Option<(TokenStream, &'static str)> {
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    let is =
+        |i: usize, c: char| matches!(tts.get(i), Some(TokenTree::Punct(p)) if p.as_char() == c);
+    let ident = |i: usize, s: &str| matches!(tts.get(i), Some(TokenTree::Ident(id)) if id == s);
+    let mut i = 0;
+    while i < tts.len() {
+        match &tts[i] {
+            TokenTree::Ident(a) if a == "async" => {
+                let mut j = i + 1;
+                if ident(j, "move") {
+                    j += 1;
+                }
+                match tts.get(j) {
+                    // `async { .. }`, `async move { .. }`
+                    Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
+                        i = j + 1;
+                        continue;
+                    }
+                    // `async |x| ..`, `async move || ..`: the parameters, then a block after
+                    // a return type, or an expression up to the next `,` or `;`.
+                    Some(TokenTree::Punct(p)) if p.as_char() == '|' => {
+                        j += 1;
+                        while j < tts.len() && !is(j, '|') {
+                            j += 1;
+                        }
+                        j += 1;
+                        if is(j, '-') && is(j + 1, '>') {
+                            while j < tts.len()
+                                && !matches!(&tts[j], TokenTree::Group(g) if g.delimiter() == Delimiter::Brace)
+                            {
+                                j += 1;
+                            }
+                            i = j + 1;
+                            continue;
+                        }
+                        // `f::<A, B>(..)`: a comma inside a turbofish does not end the body.
+                        let mut angles = 0usize;
+                        while j < tts.len() && !((is(j, ',') && angles == 0) || is(j, ';')) {
+                            if is(j, '<') && j >= 2 && is(j - 1, ':') && is(j - 2, ':') {
+                                angles += 1;
+                            } else if is(j, '>') && angles > 0 && !is(j - 1, '-') {
+                                angles -= 1;
+                            }
+                            j += 1;
+                        }
+                        i = j;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            TokenTree::Punct(dot) if dot.as_char() == '.' && ident(i + 1, "await") => {
+                let found: TokenStream = tts[i..i + 2].iter().cloned().collect();
+                return Some((found, AWAIT_IN_BRANCH));
+            }
+            TokenTree::Ident(name)
+                if name == "parallel"
+                    && is(i + 1, '!')
+                    && matches!(tts.get(i + 2), Some(TokenTree::Group(_))) =>
+            {
+                let found: TokenStream = tts[i..i + 3].iter().cloned().collect();
+                return Some((found, PARALLEL_IN_BRANCH));
+            }
+            TokenTree::Group(g) => {
+                if let Some(found) = suspends(g.stream()) {
+                    return Some(found);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// `callee(inner)` with the span of the branch's first token on `callee` and of its last token
 /// on the parentheses: rustc reports a problem with the call under the whole branch (on stable
 /// a span cannot be joined, but a token range can).
@@ -515,6 +623,64 @@ fn access_check(krate: &TokenStream, branches: &[Branch], values: &[syn::Ident])
                 #(#consts)*
             }
             __minder_access_check(#(#probes),*);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suspends;
+    use quote::quote;
+
+    fn found(tokens: proc_macro2::TokenStream) -> Option<String> {
+        suspends(tokens).map(|(t, _)| t.to_string())
+    }
+
+    #[test]
+    fn suspensions_outside_async() {
+        assert_eq!(
+            found(quote!({
+                ctx.sleep(d).await;
+                fetch(1)
+            }))
+            .as_deref(),
+            Some(". await")
+        );
+        assert_eq!(
+            found(quote!(fetch(get().await))).as_deref(),
+            Some(". await")
+        );
+        assert!(found(quote!({
+            let (a, b) = parallel!(x(), y())?;
+            z(a)
+        }))
+        .is_some());
+        assert!(found(quote!(f(async |x| x, g().await))).is_some());
+        assert!(found(quote!(f(async |x| h::<A, B>(x), g().await))).is_some());
+    }
+
+    #[test]
+    fn async_blocks_and_closures() {
+        for ok in [
+            quote!(async {
+                ctx.sleep(d).await;
+                fetch(1).await
+            }),
+            quote!(async move { fetch(1).await }),
+            quote!(fetch(1)),
+            quote!({ fetch(1) }),
+            quote!({
+                let f = async { x().await };
+                wrap(f)
+            }),
+            quote!(run(items, async |x| x.await)),
+            quote!(run(items, async move |x, y| x.await + y.await)),
+            quote!(run(items, async |x| -> u8 { x.await })),
+            quote!(run(items, |x| async move { x.await })),
+            quote!(run(items, async |x| h::<A, B>(x).await)),
+            quote!(run(async { parallel!(a(), b()).await })),
+        ] {
+            assert_eq!(found(ok.clone()), None, "{ok}");
         }
     }
 }

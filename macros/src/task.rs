@@ -1,9 +1,10 @@
 //! `#[task]`: parse the options and the function, check the signature, expand into a call
 //! function, a hidden `TaskMeta` type and compile-time assertions on the user's types.
 
-use crate::options::{default_crate, not_a_fn, parse_opts, source_text, Errors};
+use crate::options::{bad_task_name, default_crate, not_a_fn, parse_opts, source_text, Errors};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
@@ -74,7 +75,15 @@ fn parse(args: TokenStream, errors: &mut Errors) -> TaskOpts {
             "backoff" => opts.backoff_ms = opt.duration_millis(errors).unwrap_or(100),
             "reads" => opts.reads = resource_names(&opt.paths(errors)),
             "writes" => opts.writes = resource_names(&opt.paths(errors)),
-            "name" => opts.name = opt.str("\"fetch-page\"", errors).map(|s| s.value()),
+            "name" => {
+                if let Some(lit) = opt.str("\"fetch-page\"", errors) {
+                    let value = lit.value();
+                    match bad_task_name(&value) {
+                        None => opts.name = Some(value),
+                        Some(why) => errors.at(lit.span(), why),
+                    }
+                }
+            }
             "crate" => {
                 if let Some(p) = opt.crate_path(errors) {
                     opts.krate = p.into_token_stream();
@@ -194,7 +203,10 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
     let krate = &opts.krate;
     let vis = &func.vis;
     let ident = &func.sig.ident;
-    let name = opts.name.clone().unwrap_or_else(|| ident.to_string());
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| ident.unraw().to_string());
     let meta = format_ident!("__minder_task_{}", ident);
     let line = quote_spanned!(ident.span()=> ::core::line!());
     let ret = match &func.sig.output {

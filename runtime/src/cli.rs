@@ -21,7 +21,7 @@
 //!
 //! Exit status: 0 when the command did what it was asked (a run completed), 1 when the run's
 //! process failed, 2 for bad input (arguments, input JSON, unknown run or process), 3 when the
-//! journal cannot be used (corrupt, locked, I/O), 4 for non-determinism or a version mismatch,
+//! journal cannot be used (corrupt, locked, a symbolic link, a failed write or sync, I/O), 4 for non-determinism or a version mismatch,
 //! 5 when the run stopped to wait for breakpoints, external tasks or a long sleep (`tasks
 //! --pending` lists the effects; `approve`, `reject` and `post` resolve them; `resume`
 //! continues, a sleep once it is due), 6 when the run was cancelled.
@@ -311,6 +311,8 @@ enum CliError {
     Run(#[from] RunError),
     #[error("the run is waiting: resolve what it waits for, then resume it")]
     Waiting,
+    #[error("interrupted by {0}: the run's programs were killed; resume the run to continue")]
+    Interrupted(&'static str, u8),
 }
 
 impl From<StoreError> for CliError {
@@ -324,6 +326,7 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Waiting => 5,
+            CliError::Interrupted(_, signal) => 128 + signal,
             CliError::Run(RunError::Effect(_)) => 2,
             CliError::Run(RunError::Cancelled(_)) => 6,
             CliError::Run(RunError::Failed { .. }) => 1,
@@ -350,7 +353,15 @@ pub fn main(registry: Registry) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    match runtime.block_on(execute(&registry, &cli)) {
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = execute(&registry, &cli) => result,
+            (name, number) = stop_signal() => Err(CliError::Interrupted(name, number)),
+        }
+    });
+    // The run's tasks go with the runtime, and with them the process groups of its programs.
+    drop(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Waiting) => ExitCode::from(CliError::Waiting.exit_code()),
         Err(e) => {
@@ -363,6 +374,39 @@ pub fn main(registry: Registry) -> ExitCode {
             note!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Resolves when the runner is asked to stop (`SIGINT`, `SIGTERM`, `SIGHUP`): the run is then
+/// dropped, which kills its programs' process groups — a program runs in a group of its own, so
+/// the terminal's Ctrl-C does not reach it. The run stays resumable.
+async fn stop_signal() -> (&'static str, u8) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind| signal(kind).ok();
+        let (mut int, mut term, mut hup) = (
+            listen(SignalKind::interrupt()),
+            listen(SignalKind::terminate()),
+            listen(SignalKind::hangup()),
+        );
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut int) => ("SIGINT", 2),
+            _ = next(&mut term) => ("SIGTERM", 15),
+            _ = next(&mut hup) => ("SIGHUP", 1),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::future::pending().await
     }
 }
 
@@ -404,6 +448,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             wait,
             allow_version_change,
         } => {
+            recover(&store, run_id)?;
             let events = store.read(run_id)?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
@@ -507,6 +552,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
                 (None, Some(message)) => Err(json!({ "kind": "failed", "message": message })),
                 (None, None) => return Err(CliError::Input("give --value or --error".into())),
             };
+            recover(&store, run_id)?;
             let runner = Runner::new(store);
             (entry.post)(&runner, run_id, effect, result).await?;
             report(cli, run_id, effect, "posted");
@@ -532,6 +578,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
                     feedback: feedback.clone(),
                 }
             };
+            recover(&store, run_id)?;
             Runner::new(store)
                 .decide(run_id, breakpoint, decision)
                 .await?;
@@ -544,6 +591,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Cancel { run_id, reason } => {
+            recover(&store, run_id)?;
             Runner::new(store).cancel(run_id, reason.clone()).await?;
             if cli.json {
                 print_json(&json!({ "run_id": run_id, "state": "cancelled" }));
@@ -561,6 +609,20 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+/// Before a command writes to run `run_id`: if its last writer was poisoned by a failed write or
+/// sync, cuts the journal back to the last durable offset ([`FileStore::recover`]) and tells
+/// the user on standard error. A run held by a writer is left to the command, which reports it.
+fn recover(store: &FileStore, run_id: &str) -> Result<(), CliError> {
+    match store.recover(run_id) {
+        Ok(Some(notice)) => {
+            note!("warning: {notice}");
+            Ok(())
+        }
+        Ok(None) | Err(StoreError::Locked(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -813,13 +875,14 @@ fn describe(e: &Event) -> String {
         } => {
             format!("completed   {key}  error {}", short(v))
         }
-        Event::Recorded { key, value } => format!("recorded    {key}  {}", short(value)),
-        Event::Log { key, message } => format!("log         {key}  {message}"),
+        Event::Recorded { key, value, .. } => format!("recorded    {key}  {}", short(value)),
+        Event::Log { key, message, .. } => format!("log         {key}  {message}"),
         Event::EffectRequested {
             key,
             kind,
             name,
             input,
+            ..
         } => {
             format!("waits for   {key}  {kind} `{name}` {}", short(input))
         }
@@ -846,6 +909,9 @@ fn describe(e: &Event) -> String {
             )
         }
         Event::StepCancelled { key } => format!("cancelled   {key}"),
+        Event::ChildStarted {
+            key, pgid, program, ..
+        } => format!("process     {key}  `{program}` in process group {pgid}"),
         Event::Suspended { waiting, .. } => {
             format!("suspended   waiting for {}", waiting.join(", "))
         }

@@ -8,7 +8,8 @@
 
 use crate::journal::Event;
 use crate::parallel::Map;
-use crate::run::{Notice, Replayed, RunState, Waiting};
+use crate::replay::Replayed;
+use crate::run::{Notice, RunState, Stopped, Waiting};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -23,7 +24,23 @@ tokio::task_local! {
 pub(crate) struct Scope {
     pub(crate) run: Arc<RunState>,
     path: String,
-    counters: Mutex<HashMap<String, u32>>,
+    counters: Mutex<Counters>,
+}
+
+/// How many steps of each name a scope has taken, and of all names (the next step's position).
+#[derive(Default)]
+struct Counters {
+    by_name: HashMap<String, u32>,
+    seq: u32,
+}
+
+/// A step's key and its position in its scope.
+#[derive(Debug, Clone)]
+pub(crate) struct StepKey {
+    /// `scope/name#n`.
+    pub(crate) key: String,
+    /// How many keys the scope handed out before this one (program order).
+    pub(crate) seq: u32,
 }
 
 impl fmt::Debug for Scope {
@@ -32,35 +49,75 @@ impl fmt::Debug for Scope {
     }
 }
 
+/// A name as it appears in a key segment: `/` (which separates scopes), `#` (which separates
+/// the counter), `%` (the escape) and control characters are written `%XX`, so two different
+/// names never give the same segment and a key never has more segments than its scopes.
+pub(crate) fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| matches!(c, '/' | '#' | '%') || c.is_control();
+    if !name.contains(special) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if special(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl Scope {
     pub(crate) fn root(run: Arc<RunState>) -> Arc<Scope> {
         Arc::new(Scope {
             run,
             path: String::new(),
-            counters: Mutex::new(HashMap::new()),
+            counters: Mutex::new(Counters::default()),
         })
     }
 
-    /// The key of the next step called `name` in this scope.
-    pub(crate) fn next_key(&self, name: &str) -> String {
-        let segment = self.next_segment(name);
-        self.join(&segment)
+    /// The key of the next step called `name` in this scope (`name` is escaped).
+    pub(crate) fn next_key(&self, name: &str) -> StepKey {
+        self.next_key_checked(name, None)
     }
 
-    /// `name#n`, counting the steps called `name` in this scope.
-    fn next_segment(&self, name: &str) -> String {
+    /// [`Scope::next_key`] for a task step: `task` is the task's bare name and a description
+    /// of the call, for a divergence message.
+    pub(crate) fn next_key_checked(
+        &self,
+        name: &str,
+        task: Option<(&str, &dyn Fn() -> String)>,
+    ) -> StepKey {
+        let (segment, seq) = self.next_segment(name);
+        let step = StepKey {
+            key: self.join(&segment),
+            seq,
+        };
+        self.run.check_order(&step, task);
+        step
+    }
+
+    /// `name#n`, counting the steps called `name` in this scope, and the segment's position.
+    fn next_segment(&self, name: &str) -> (String, u32) {
+        let name = escape_name(name);
         let mut counters = self.counters.lock().unwrap();
-        let n = match counters.get_mut(name) {
+        let seq = counters.seq;
+        counters.seq += 1;
+        let n = match counters.by_name.get_mut(name.as_ref()) {
             Some(slot) => {
                 *slot += 1;
                 *slot - 1
             }
             None => {
-                counters.insert(name.to_string(), 1);
+                counters.by_name.insert(name.to_string(), 1);
                 0
             }
         };
-        format!("{name}#{n}")
+        (format!("{name}#{n}"), seq)
     }
 
     fn join(&self, segment: &str) -> String {
@@ -71,38 +128,49 @@ impl Scope {
         }
     }
 
-    /// A nested scope for the next block called `name` (a parallel block or a map).
+    /// A nested scope for the next block called `name` (a parallel block, a map, a select).
     pub(crate) fn enter(&self, name: &str) -> Arc<Scope> {
-        let segment = self.next_segment(name);
+        let (segment, _) = self.next_segment(name);
         self.child(&segment)
     }
 
-    /// A nested scope under `segment`.
+    /// A nested scope under `segment` (already a valid segment: `b0`, `17`).
     pub(crate) fn child(&self, segment: &str) -> Arc<Scope> {
         Arc::new(Scope {
             run: self.run.clone(),
             path: self.join(segment),
-            counters: Mutex::new(HashMap::new()),
+            counters: Mutex::new(Counters::default()),
         })
     }
 }
 
 thread_local! {
-    /// Set while a `parallel!` branch expression is evaluated (synchronously, no `.await`), so
-    /// the task calls in it take their keys in the branch's scope.
+    /// Set while a `parallel!` branch expression is evaluated, so the task calls in it take
+    /// their keys in the branch's scope. The expression cannot `.await` (the macro rejects
+    /// it), so the guard never outlives the poll that set it.
     static EVALUATING: std::cell::RefCell<Option<Option<Arc<Scope>>>> =
         const { std::cell::RefCell::new(None) };
 }
 
 /// The scope of the code running now, if it runs inside a process.
+///
+/// A branch scope set by [`Evaluating`] counts only for the run whose body is being polled on
+/// this task: a call made by another run (or outside any run) never takes a key in it.
 pub(crate) fn current_scope() -> Option<Arc<Scope>> {
-    if let Some(scope) = EVALUATING.with(|e| e.borrow().clone()) {
-        return scope;
+    let polled = CURRENT.try_with(|s| s.clone()).ok().flatten();
+    if let Some(Some(branch)) = EVALUATING.with(|e| e.borrow().clone()) {
+        if polled
+            .as_ref()
+            .is_some_and(|driving| Arc::ptr_eq(&branch.run, &driving.run))
+        {
+            return Some(branch);
+        }
     }
-    CURRENT.try_with(|s| s.clone()).ok().flatten()
+    polled
 }
 
-/// While it lives, task calls made on this thread take their keys in `scope`.
+/// While it lives, task calls made on this thread by the run that set it take their keys in
+/// `scope`.
 #[must_use]
 pub(crate) struct Evaluating {
     previous: Option<Option<Arc<Scope>>>,
@@ -185,65 +253,127 @@ impl Ctx {
         &self.root.run.run_id
     }
 
-    /// Journals a log line. On replay the line is not logged again.
+    /// Journals a log line. On replay the line is not logged again; a replay that reaches
+    /// another message at this step is a non-determinism error.
+    #[track_caller]
     pub fn log(&self, message: impl Into<String>) {
+        let location = caller();
         let scope = self.scope();
-        let key = scope.next_key("log");
+        let step = scope.next_key("log");
         let run = &scope.run;
-        if matches!(run.take_replayed(&key), Some(Replayed::Logged)) {
-            return;
-        }
         let message = message.into();
+        match run.replayed(&step) {
+            Err(Stopped) => return,
+            Ok(Some(Replayed::Logged {
+                message: journaled,
+                location: was,
+            })) => {
+                if journaled != message {
+                    let journal = Replayed::Logged {
+                        message: journaled,
+                        location: was,
+                    };
+                    run.diverged(&step, &journal, format!("logs {message:?} at {location}"));
+                }
+                return;
+            }
+            Ok(Some(other)) => {
+                run.diverged(&step, &other, format!("logs {message:?} at {location}"));
+                return;
+            }
+            Ok(None) => {}
+        }
         tracing::info!(run = %run.run_id, "{message}");
         run.notify(Notice::Log {
-            key: key.clone(),
+            key: step.key.clone(),
             message: message.clone(),
         });
-        run.append(Event::Log { key, message });
+        run.append(Event::Log {
+            key: step.key,
+            message,
+            seq: Some(step.seq),
+            location: Some(location),
+        });
     }
 
     /// Records a value the first time and returns the recorded one on replay.
+    #[track_caller]
     fn recorded<T>(&self, name: &str, make: impl FnOnce() -> T) -> T
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
-        self.recorded_at(name, make).1
+        self.recorded_at(name, caller(), make).1
     }
 
-    /// [`Ctx::recorded`], with the step key the value was recorded under.
-    fn recorded_at<T>(&self, name: &str, make: impl FnOnce() -> T) -> (String, T)
+    /// [`Ctx::recorded`], with the step key the value was recorded under. A journaled value
+    /// that no longer fits `T`, or another kind of step at its key, stops the run with a
+    /// non-determinism error (the value made now is returned, but nothing more is written
+    /// and nothing more runs).
+    pub(crate) fn recorded_at<T>(
+        &self,
+        name: &str,
+        location: String,
+        make: impl FnOnce() -> T,
+    ) -> (String, T)
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
         let scope = self.scope();
-        let key = scope.next_key(name);
+        let step = scope.next_key(name);
         let run = &scope.run;
-        if let Some(Replayed::Recorded(v)) = run.take_replayed(&key) {
-            if let Ok(t) = serde_json::from_value(v) {
-                return (key, t);
+        let what = || format!("records a `{}` at {location}", std::any::type_name::<T>());
+        match run.replayed(&step) {
+            Err(Stopped) => return (step.key, make()),
+            Ok(Some(Replayed::Recorded {
+                value,
+                location: was,
+            })) => match serde_json::from_value::<T>(value.clone()) {
+                Ok(t) => return (step.key, t),
+                Err(e) => {
+                    let journal = Replayed::Recorded {
+                        value,
+                        location: was,
+                    };
+                    run.diverged(
+                        &step,
+                        &journal,
+                        format!("{} (it does not fit: {e})", what()),
+                    );
+                    return (step.key, make());
+                }
+            },
+            Ok(Some(other)) => {
+                run.diverged(&step, &other, what());
+                return (step.key, make());
             }
+            Ok(None) => {}
         }
         let t = make();
-        let value = serde_json::to_value(&t).expect("recorded values are plain numbers");
+        let value = serde_json::to_value(&t).expect("recorded values are plain data");
         run.append(Event::Recorded {
-            key: key.clone(),
+            key: step.key.clone(),
             value,
+            seq: Some(step.seq),
+            location: Some(location),
         });
-        (key, t)
+        (step.key, t)
     }
 
     /// The current time, recorded: a replay sees the same instant.
+    #[track_caller]
     pub fn now(&self) -> SystemTime {
         let millis: u64 = self.recorded("now", || unix_millis(self.root.run.hooks.now()));
         UNIX_EPOCH + Duration::from_millis(millis)
     }
 
     /// A random number, recorded: a replay sees the same number.
+    #[track_caller]
     pub fn random(&self) -> u64 {
         self.recorded("random", random_u64)
     }
 
     /// A new unique id (16 hex digits), recorded: a replay sees the same id.
+    #[track_caller]
     pub fn new_id(&self) -> String {
         format!("{:016x}", self.recorded("id", random_u64))
     }
@@ -256,11 +386,15 @@ impl Ctx {
     /// otherwise) counts as waiting: when nothing else in the run can progress, the run is saved
     /// as waiting for it and the program need not stay up; resuming after the due time
     /// continues.
-    pub async fn sleep(&self, duration: Duration) {
-        let (key, deadline) = self.recorded_at("sleep", || {
-            unix_millis(self.root.run.hooks.now()).saturating_add(duration.as_millis() as u64)
-        });
-        self.wait_until(key, deadline).await;
+    #[track_caller]
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + '_ {
+        let location = caller();
+        async move {
+            let (key, deadline) = self.recorded_at("sleep", location, || {
+                unix_millis(self.root.run.hooks.now()).saturating_add(duration.as_millis() as u64)
+            });
+            self.wait_until(key, deadline).await;
+        }
     }
 
     async fn wait_until(&self, key: String, deadline: u64) {
@@ -305,16 +439,21 @@ impl Ctx {
     }
 
     /// A deadline `after` from now, journaled (milliseconds since the epoch).
-    pub(crate) fn deadline_after(&self, after: Duration) -> u64 {
-        self.recorded("deadline", || {
+    pub(crate) fn deadline_after(&self, after: Duration, location: String) -> u64 {
+        self.recorded_at("deadline", location, || {
             unix_millis(self.root.run.hooks.now()) + after.as_millis() as u64
         })
+        .1
     }
 
     /// Waits until `when`, durably (a long wait suspends the run like [`Ctx::sleep`]).
-    pub async fn sleep_until(&self, when: SystemTime) {
-        let (key, deadline) = self.recorded_at("sleep", || unix_millis(when));
-        self.wait_until(key, deadline).await;
+    #[track_caller]
+    pub fn sleep_until(&self, when: SystemTime) -> impl Future<Output = ()> + Send + '_ {
+        let location = caller();
+        async move {
+            let (key, deadline) = self.recorded_at("sleep", location, || unix_millis(when));
+            self.wait_until(key, deadline).await;
+        }
     }
 
     /// Runs `f` on every item, at most [`Map::limit`] at once (32 unless set), and returns the
@@ -330,10 +469,13 @@ impl Ctx {
     {
         Map::new(self, label, items.into_iter().collect(), f)
     }
+}
 
-    pub(crate) fn run(&self) -> &Arc<RunState> {
-        &self.root.run
-    }
+/// Where the caller of a `#[track_caller]` function is: `file:line:column`.
+#[track_caller]
+pub(crate) fn caller() -> String {
+    let at = std::panic::Location::caller();
+    format!("{}:{}:{}", at.file(), at.line(), at.column())
 }
 
 pub(crate) fn unix_millis(t: SystemTime) -> u64 {

@@ -5,13 +5,15 @@
 //! waiting ([`RunError::Suspended`]). `approve` / `reject` /
 //! `post` journal the result, and the next resume continues from there.
 
-use crate::ctx::Ctx;
+use crate::ctx::{caller, Ctx};
 use crate::error::{RunError, TaskError};
 use crate::journal::{Event, Outcome};
-use crate::run::{Replayed, Waiting};
+use crate::replay::Replayed;
+use crate::run::{Stopped, Waiting};
 use crate::Journaled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::future::Future;
 
 /// A person's decision at a breakpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,29 +95,59 @@ async fn resolve<T: Journaled>(
     }
 }
 
+/// Takes an effect off the run's waiting list when its future goes (it resolved, or it was
+/// dropped: a `select` loser, a fail-fast sibling's failure).
+struct StopWaiting<'a> {
+    run: &'a crate::run::RunState,
+    key: String,
+}
+
+impl Drop for StopWaiting<'_> {
+    fn drop(&mut self) {
+        self.run.stop_waiting(&self.key);
+    }
+}
+
 impl Ctx {
     /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
     /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
-    pub async fn breakpoint(&self, name: &str, input: impl Serialize) -> Decision {
-        self.decision(name, input, None).await
+    #[track_caller]
+    pub fn breakpoint(
+        &self,
+        name: &str,
+        input: impl Serialize,
+    ) -> impl Future<Output = Decision> + Send + '_ {
+        let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
+        async move { self.decision(name, input, None, location).await }
     }
 
     /// Like [`Ctx::breakpoint`], but if nobody decides within `timeout` the decision is
     /// [`Decision::TimedOut`]. The deadline is journaled: a run resumed after it gets
-    /// `TimedOut` at once; `resume --wait` wakes up for it.
-    pub async fn breakpoint_with_timeout(
+    /// `TimedOut` at once; `resume --wait` wakes up for it; a decision that comes after it is
+    /// refused.
+    #[track_caller]
+    pub fn breakpoint_with_timeout(
         &self,
         name: &str,
         input: impl Serialize,
         timeout: std::time::Duration,
-    ) -> Decision {
-        let deadline = self.deadline_after(timeout);
-        self.decision(name, input, Some(deadline)).await
+    ) -> impl Future<Output = Decision> + Send + '_ {
+        let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
+        async move {
+            let deadline = self.deadline_after(timeout, location.clone());
+            self.decision(name, input, Some(deadline), location).await
+        }
     }
 
-    async fn decision(&self, name: &str, input: impl Serialize, deadline: Option<u64>) -> Decision {
+    async fn decision(
+        &self,
+        name: String,
+        input: serde_json::Result<Value>,
+        deadline: Option<u64>,
+        location: String,
+    ) -> Decision {
         let outcome = self
-            .effect::<Decision>("breakpoint", name, input, deadline)
+            .effect::<Decision>("breakpoint", name, input, deadline, location)
             .await;
         match outcome {
             Ok(d) => d,
@@ -128,25 +160,32 @@ impl Ctx {
     /// Waits for the result of a task done outside the program (an agent, a person, another
     /// system), typed `T`. The run stops as waiting until `post` and a resume; `post` checks the
     /// value against `T`.
-    pub async fn external<T: Journaled>(
+    #[track_caller]
+    pub fn external<T: Journaled>(
         &self,
         name: &str,
         input: impl Serialize,
-    ) -> Result<T, TaskError> {
-        self.effect::<T>("external", name, input, None).await
+    ) -> impl Future<Output = Result<T, TaskError>> + Send + '_ {
+        let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
+        async move {
+            self.effect::<T>("external", name, input, None, location)
+                .await
+        }
     }
 
     async fn effect<T: Journaled>(
         &self,
         kind: &str,
-        name: &str,
-        input: impl Serialize,
+        name: String,
+        input: serde_json::Result<Value>,
         deadline: Option<u64>,
+        location: String,
     ) -> Result<T, TaskError> {
         let scope = self.scope();
-        let key = scope.next_key(name);
-        let run = self.run().clone();
-        let input = match serde_json::to_value(input) {
+        let step = scope.next_key(&name);
+        let key = step.key.clone();
+        let run = scope.run.clone();
+        let input = match input {
             Ok(v) => v,
             Err(e) => {
                 run.fail(RunError::Decode(format!(
@@ -155,35 +194,43 @@ impl Ctx {
                 return std::future::pending().await;
             }
         };
-        match run.take_replayed(&key) {
-            Some(Replayed::Effect {
+        let code = || format!("asks for {kind} `{name}` with input {input} at {location}");
+        match run.replayed(&step) {
+            Err(Stopped) => return std::future::pending().await,
+            Ok(Some(Replayed::Effect {
                 kind: k,
                 name: n,
+                input: journaled,
                 resolved,
-            }) => {
-                if k != kind || n != name {
-                    let detail = format!(
-                        "the journal has {k} `{n}` here, the code now asks for {kind} `{name}`"
-                    );
-                    run.fail(RunError::NonDeterminism { key, detail });
+                location: was,
+            })) => {
+                if k != kind || n != name || journaled != input {
+                    let journal = Replayed::Effect {
+                        kind: k,
+                        name: n,
+                        input: journaled,
+                        resolved,
+                        location: was,
+                    };
+                    run.diverged(&step, &journal, code());
                     return std::future::pending().await;
                 }
                 if let Some(outcome) = resolved {
                     return resolve(&run, &key, &outcome, "the journaled result").await;
                 }
             }
-            Some(_) => {
-                let detail = format!(
-                    "the journal has a task step here, the code now asks for {kind} `{name}`"
-                );
-                run.fail(RunError::NonDeterminism { key, detail });
+            Ok(Some(other)) => {
+                run.diverged(&step, &other, code());
                 return std::future::pending().await;
             }
-            None => run.append(Event::EffectRequested {
+            Ok(None) => run.append(Event::EffectRequested {
                 key: key.clone(),
                 kind: kind.to_string(),
                 name: name.to_string(),
                 input: input.clone(),
+                due_ms: deadline,
+                seq: Some(step.seq),
+                location: Some(location.clone()),
             }),
         }
         if run.posting.is_none() {
@@ -191,7 +238,7 @@ impl Ctx {
             let timed_out = deadline
                 .filter(|d| now >= *d)
                 .map(|_| Outcome::Ok(serde_json::json!({ "decision": "timed_out" })));
-            if let Some(outcome) = timed_out.or_else(|| run.hooks.answer(kind, name, &input)) {
+            if let Some(outcome) = timed_out.or_else(|| run.hooks.answer(kind, &name, &input)) {
                 let _active = run.active();
                 run.append(Event::EffectResolved {
                     key: key.clone(),
@@ -231,12 +278,13 @@ impl Ctx {
             return std::future::pending().await;
         }
         run.wait_for(Waiting {
-            key,
+            key: key.clone(),
             kind: kind.to_string(),
             name: name.to_string(),
             input,
             due_ms: deadline,
         });
+        let _waiting = StopWaiting { run: &run, key };
         std::future::pending().await
     }
 }

@@ -169,6 +169,7 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                 kind,
                 name,
                 input,
+                ..
             } => summary.effects.push(EffectSummary {
                 key: key.clone(),
                 kind: kind.clone(),
@@ -181,7 +182,13 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                     e.resolved = true;
                 }
             }
-            Event::Suspended { due_ms, .. } => {
+            Event::Suspended { due_ms, waiting } => {
+                // An effect the run no longer waits for (a `select` loser) is not pending.
+                for e in summary.effects.iter_mut() {
+                    if !e.resolved && !waiting.contains(&e.key) {
+                        e.resolved = true;
+                    }
+                }
                 suspended = true;
                 summary.wakes_at_ms = *due_ms;
             }
@@ -195,7 +202,7 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                     summary.steps[i].state = StepState::Cancelled;
                 }
             }
-            Event::Recorded { .. } => {}
+            Event::Recorded { .. } | Event::ChildStarted { .. } => {}
         }
     }
     if summary.state == RunState::Incomplete && suspended {

@@ -39,6 +39,10 @@ pub enum Event {
         location: String,
         /// The task's arguments.
         args: Value,
+        /// The step's position among the steps of its scope (program order), checked on
+        /// replay; absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u32>,
     },
     /// A step finished.
     StepCompleted {
@@ -62,12 +66,43 @@ pub enum Event {
         /// The step key.
         key: String,
     },
+    /// A command task started a program in a process group of its own (the program leads
+    /// it). Journaled durably before the step waits for the program, so that after a crash of
+    /// the runner, [`Runner::resume`](crate::Runner::resume) and
+    /// [`Runner::cancel`](crate::Runner::cancel) kill what is left of the group before anything
+    /// runs again (see [`command`](crate::command)).
+    ChildStarted {
+        /// The step key.
+        key: String,
+        /// The process group: the program's pid.
+        pgid: u32,
+        /// The program.
+        program: String,
+        /// When the program started, in clock ticks since boot (`/proc/<pid>/stat`, field 22):
+        /// with `boot_id` and `pid_ns`, what tells this group from a later one that got the
+        /// same number. Absent outside Linux (then nothing is killed on resume).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started: Option<u64>,
+        /// The boot the program ran in (`/proc/sys/kernel/random/boot_id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_id: Option<String>,
+        /// The pid namespace the runner ran in (the inode of `/proc/self/ns/pid`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid_ns: Option<u64>,
+    },
     /// A value recorded once and replayed (`ctx.now()`, `ctx.random()`, sleep deadlines).
     Recorded {
         /// The step key.
         key: String,
         /// The value.
         value: Value,
+        /// The step's position among the steps of its scope (program order), checked on
+        /// replay; absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u32>,
+        /// Where the process body made the call (`file:line:column`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
     },
     /// A log line from the process.
     Log {
@@ -75,6 +110,13 @@ pub enum Event {
         key: String,
         /// The message.
         message: String,
+        /// The step's position among the steps of its scope (program order), checked on
+        /// replay; absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u32>,
+        /// Where the process body made the call (`file:line:column`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
     },
     /// The run asked for something done outside the program: a breakpoint's decision or an
     /// external task's result.
@@ -87,6 +129,17 @@ pub enum Event {
         name: String,
         /// What the person or system is given.
         input: Value,
+        /// When a breakpoint with a timeout stops taking decisions, in milliseconds since the
+        /// epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_ms: Option<u64>,
+        /// The step's position among the steps of its scope (program order), checked on
+        /// replay; absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u32>,
+        /// Where the process body made the call (`file:line:column`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
     },
     /// An effect's result arrived (posted, approved or rejected).
     EffectResolved {

@@ -56,7 +56,9 @@ pub mod inspect;
 mod join;
 pub mod journal;
 mod parallel;
+mod replay;
 mod run;
+mod select;
 pub mod store;
 mod task;
 pub mod testing;
@@ -73,6 +75,7 @@ pub use crate::run::{
     Finished, Notice, Process, Runner, Waiting, CANCEL_CHECK, CANCEL_WAIT,
     DEFAULT_SUSPEND_SLEEPS_OVER,
 };
+pub use crate::select::Either;
 pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{
     artifact_dir, idempotency_key, AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn,

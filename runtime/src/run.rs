@@ -1,14 +1,15 @@
 //! Starting, replaying and resuming runs over a [`Store`].
 
-use crate::ctx::{in_scope, random_u64, unix_millis, Ctx, Scope};
+use crate::ctx::{in_scope, random_u64, unix_millis, Ctx, Scope, StepKey};
 use crate::error::RunError;
 use crate::graph::Graph;
 use crate::journal::{Event, Outcome};
+use crate::replay::{ReplayMap, Replayed};
 use crate::store::{MemoryStore, RunLog, Store, StoreError};
 use crate::Journaled;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,29 +61,6 @@ pub enum Notice {
 
 type Observer = Arc<dyn Fn(&str, &Notice) + Send + Sync>;
 
-/// What the journal says about a step key.
-#[derive(Debug, Clone)]
-pub(crate) enum Replayed {
-    Started {
-        task: String,
-        location: String,
-        args: Value,
-    },
-    Completed {
-        task: String,
-        location: String,
-        args: Value,
-        outcome: Outcome,
-    },
-    Recorded(Value),
-    Logged,
-    Effect {
-        kind: String,
-        name: String,
-        resolved: Option<Outcome>,
-    },
-}
-
 /// Something a suspended run waits for: a breakpoint's decision, an external task's result, or
 /// a long sleep's end.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -123,8 +101,10 @@ pub(crate) struct Posting {
 pub(crate) struct RunState {
     pub(crate) run_id: String,
     log: Arc<dyn RunLog>,
-    replay: Mutex<HashMap<String, Replayed>>,
+    replay: Mutex<ReplayMap>,
     fatal: Mutex<Option<RunError>>,
+    /// Set by the first fatal error: nothing more is written or started.
+    failed: std::sync::atomic::AtomicBool,
     waker: futures::task::AtomicWaker,
     observer: Option<Observer>,
     /// Steps that can progress by themselves (running tasks, sleeps).
@@ -161,14 +141,46 @@ impl fmt::Debug for RunState {
 impl RunState {
     /// What the journal says about `key`. Each key is reached once per run, so the entry is
     /// taken out rather than cloned.
-    pub(crate) fn take_replayed(&self, key: &str) -> Option<Replayed> {
-        self.replay.lock().unwrap().remove(key)
+    /// Checks that `step`, whose key the code takes now, comes in the journal's order (see
+    /// [`ReplayMap::check_order`]); a divergence stops the run.
+    pub(crate) fn check_order(&self, step: &StepKey, task: Option<(&str, &dyn Fn() -> String)>) {
+        if self.stopped() {
+            return;
+        }
+        let checked = self.replay.lock().unwrap().check_order(step, task);
+        if let Err(e) = checked {
+            self.fail(e);
+        }
+    }
+
+    /// What the journal says about `step`; [`Stopped`] when the run has stopped with a fatal
+    /// error (a divergence found here or before), in which case the caller must neither write
+    /// nor start anything.
+    pub(crate) fn replayed(&self, step: &StepKey) -> Result<Option<Replayed>, Stopped> {
+        if self.stopped() {
+            return Err(Stopped);
+        }
+        Ok(self.replay.lock().unwrap().take(step))
+    }
+
+    /// Stops the run with a non-determinism error at `step`: the journal has `journal`, the
+    /// code `code` (what it does and where).
+    pub(crate) fn diverged(&self, step: &StepKey, journal: &Replayed, code: impl fmt::Display) {
+        self.fail(RunError::NonDeterminism {
+            key: step.key.clone(),
+            detail: format!("the journal has {journal}; the code now {code}"),
+        });
+    }
+
+    /// Whether a fatal error stopped the run.
+    pub(crate) fn stopped(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     /// Appends an event; a failure to write stops the run. Nothing is written while a posted
     /// result is being validated.
     pub(crate) fn append(&self, event: Event) {
-        if self.posting.is_some() {
+        if self.posting.is_some() || self.stopped() {
             return;
         }
         if let Err(e) = self.log.append(event) {
@@ -204,6 +216,7 @@ impl RunState {
 
     /// Stops the run with an error that user code must not see or handle.
     pub(crate) fn fail(&self, error: RunError) {
+        self.failed.store(true, Ordering::SeqCst);
         let mut fatal = self.fatal.lock().unwrap();
         if fatal.is_none() {
             *fatal = Some(error);
@@ -221,6 +234,10 @@ impl RunState {
         }
     }
 }
+
+/// Returned instead of a journal entry once the run has stopped with a fatal error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopped;
 
 /// A finished run.
 #[derive(Debug, Clone, PartialEq)]
@@ -368,7 +385,7 @@ impl Runner {
         let run_id = new_run_id();
         let log = self.create_log::<P>(&run_id, &input)?;
         log.flush().await?;
-        self.drive::<P>(run_id, log, HashMap::new(), input, None)
+        self.drive::<P>(run_id, log, ReplayMap::empty(), input, None)
             .await
     }
 
@@ -384,130 +401,56 @@ impl Runner {
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
         let (events, log) = self.store.open(run_id)?;
-        let checking = posting.as_ref().is_some_and(|p| p.check);
-        // A step takes two events (started, completed): sized once, the map never rehashes,
-        // which at 100,000 steps would hold the old and the new table at the peak.
-        let mut replay = HashMap::with_capacity(events.len() / 2 + 1);
-        let mut input = None;
-        for event in events {
-            match event {
-                Event::RunCreated {
-                    process,
-                    input: i,
-                    fingerprint,
-                    ..
-                } => {
-                    if process != P::NAME {
-                        return Err(RunError::Version(format!(
-                            "run `{run_id}` belongs to process `{process}`, not `{}`",
-                            P::NAME
-                        )));
-                    }
-                    let now = P::graph().fingerprint();
-                    if fingerprint != now && !self.allow_version_change {
-                        return Err(RunError::Version(format!(
-                            "run `{run_id}` was recorded with structure {fingerprint} of process \
-                             `{process}`, the code now has {now}: finish it with the old build, \
-                             or allow the version change if the edit is safe"
-                        )));
-                    }
-                    input = Some(i);
-                }
-                Event::StepStarted {
-                    key,
-                    task,
-                    location,
-                    args,
-                } => {
-                    replay.insert(
-                        key,
-                        Replayed::Started {
-                            task,
-                            location,
-                            args,
-                        },
-                    );
-                }
-                Event::StepCompleted { key, outcome } => {
-                    // Completed in place: one lookup, the key is not moved.
-                    let entry = replay.get_mut(&key);
-                    match entry.map(|e| (std::mem::replace(e, Replayed::Logged), e)) {
-                        Some((
-                            Replayed::Started {
-                                task,
-                                location,
-                                args,
-                            },
-                            slot,
-                        )) => {
-                            *slot = Replayed::Completed {
-                                task,
-                                location,
-                                args,
-                                outcome,
-                            };
-                        }
-                        _ => {
-                            return Err(RunError::Store(StoreError::Corrupt(format!(
-                                "run `{run_id}`: step `{key}` completed without having started"
-                            ))))
-                        }
-                    }
-                }
-                Event::Recorded { key, value } => {
-                    replay.insert(key, Replayed::Recorded(value));
-                }
-                Event::Log { key, .. } => {
-                    replay.insert(key, Replayed::Logged);
-                }
-                Event::EffectRequested {
-                    key, kind, name, ..
-                } => {
-                    replay.insert(
-                        key,
-                        Replayed::Effect {
-                            kind,
-                            name,
-                            resolved: None,
-                        },
-                    );
-                }
-                Event::EffectResolved { key, outcome } => match replay.get_mut(&key) {
-                    Some(Replayed::Effect { resolved, .. }) => *resolved = Some(outcome),
-                    _ => {
-                        return Err(RunError::Store(StoreError::Corrupt(format!(
-                            "run `{run_id}`: effect `{key}` resolved without having been requested"
-                        ))))
-                    }
-                },
-                Event::Suspended { .. } | Event::AttemptFailed { .. } => {}
-                Event::StepCancelled { .. } => {}
-                Event::RunCompleted { .. } | Event::RunFailed { .. } if checking => {}
-                Event::RunCompleted { output } => {
-                    let output = serde_json::from_value(output).map_err(|e| {
-                        RunError::Decode(format!("the recorded output does not fit: {e}"))
-                    })?;
-                    return Ok(Finished {
-                        run_id: run_id.to_string(),
-                        output,
-                    });
-                }
-                Event::RunCancelled { .. } => {
-                    return Err(RunError::Cancelled(run_id.to_string()));
-                }
-                Event::RunFailed { error } => {
-                    return Err(RunError::Failed {
-                        process: P::NAME.to_string(),
-                        message: error,
-                    });
-                }
-            }
+        if posting.is_none() {
+            // Programs a crashed runner left running go before anything runs again.
+            crate::command::kill_orphans(&events).await;
         }
-        let input = input.ok_or_else(|| {
-            RunError::Store(StoreError::Corrupt(format!(
+        let checking = posting.as_ref().is_some_and(|p| p.check);
+        let journal = ReplayMap::build(run_id, events)?;
+        let Some((process, input, fingerprint)) = journal.created else {
+            return Err(RunError::Store(StoreError::Corrupt(format!(
                 "run `{run_id}` has no creation event"
-            )))
-        })?;
+            ))));
+        };
+        if process != P::NAME {
+            return Err(RunError::Version(format!(
+                "run `{run_id}` belongs to process `{process}`, not `{}`",
+                P::NAME
+            )));
+        }
+        let now = P::graph().fingerprint();
+        if fingerprint != now && !self.allow_version_change {
+            return Err(RunError::Version(format!(
+                "run `{run_id}` was recorded with structure {fingerprint} of process \
+                 `{process}`, the code now has {now}: finish it with the old build, \
+                 or allow the version change if the edit is safe"
+            )));
+        }
+        // A run that ended returns its end again (unless a saved journal is being checked).
+        match journal.end {
+            Some(Event::RunCancelled { .. }) => {
+                return Err(RunError::Cancelled(run_id.to_string()))
+            }
+            Some(_) if checking => {}
+            Some(Event::RunCompleted { output }) => {
+                let output = serde_json::from_value(output).map_err(|e| {
+                    RunError::Decode(format!("the recorded output does not fit: {e}"))
+                })?;
+                return Ok(Finished {
+                    run_id: run_id.to_string(),
+                    output,
+                });
+            }
+            Some(Event::RunFailed { error }) => {
+                return Err(RunError::Failed {
+                    process: P::NAME.to_string(),
+                    message: error,
+                });
+            }
+            Some(_) => return Err(RunError::Cancelled(run_id.to_string())),
+            None => {}
+        }
+        let replay = journal.map;
         let input: P::Input = serde_json::from_value(input)
             .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
         self.drive::<P>(run_id.to_string(), log, replay, input, posting)
@@ -553,7 +496,15 @@ impl Runner {
         decision: crate::effects::Decision,
     ) -> Result<(), RunError> {
         let (events, log) = self.store.open(run_id)?;
-        pending_effect(&events, run_id, breakpoint, "breakpoint")?;
+        let due = pending_effect(&events, run_id, breakpoint, "breakpoint")?;
+        let now = unix_millis(self.hooks.now());
+        if let Some(due) = due.filter(|due| now >= *due) {
+            return Err(RunError::Effect(format!(
+                "breakpoint `{breakpoint}` of run `{run_id}` timed out at {}; a decision \
+                 after its deadline is refused (resume the run: it goes on as timed out)",
+                crate::inspect::utc_time(due)
+            )));
+        }
         let value = serde_json::to_value(&decision).expect("a decision is plain data");
         log.append(Event::EffectResolved {
             key: breakpoint.to_string(),
@@ -580,6 +531,8 @@ impl Runner {
                     self.store.clear_cancel_request(run_id);
                     match ended(&events) {
                         None => {
+                            // Programs a crashed runner left running die with the run.
+                            crate::command::kill_orphans(&events).await;
                             log.append(Event::RunCancelled { reason })?;
                             log.flush().await?;
                             return Ok(());
@@ -627,7 +580,7 @@ impl Runner {
         &self,
         run_id: String,
         log: Arc<dyn RunLog>,
-        replay: HashMap<String, Replayed>,
+        replay: ReplayMap,
         input: P::Input,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
@@ -636,6 +589,7 @@ impl Runner {
             log,
             replay: Mutex::new(replay),
             fatal: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
             waker: futures::task::AtomicWaker::new(),
             observer: self.observer.clone(),
             active: AtomicUsize::new(0),
@@ -763,33 +717,49 @@ impl Runner {
     }
 }
 
-/// Checks that `key` is a pending effect of kind `kind` in a journal.
+/// Checks that `key` is a pending effect of kind `kind` in a journal; returns its deadline
+/// (a breakpoint with a timeout), if it has one.
+///
+/// An effect is pending when it was requested, has no result, and the run still waits for
+/// it: a run that suspended since it was requested lists it among what it waits for (an
+/// effect whose future was dropped, a `select` loser, is not waited for any more).
 pub(crate) fn pending_effect(
     events: &[Event],
     run_id: &str,
     key: &str,
     kind: &str,
-) -> Result<(), RunError> {
+) -> Result<Option<u64>, RunError> {
     let mut found = None;
     let mut resolved = false;
+    let mut abandoned = false;
     let mut ended = false;
     let mut is_step = false;
-    let mut pending = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
     for e in events {
         match e {
             Event::EffectRequested {
-                key: k, kind: kd, ..
+                key: k,
+                kind: kd,
+                due_ms,
+                ..
             } => {
                 if k == key {
-                    found = Some(kd.clone());
+                    found = Some((kd.as_str(), *due_ms));
+                    abandoned = false;
                 }
-                pending.push(k.clone());
+                pending.push(k);
             }
             Event::EffectResolved { key: k, .. } => {
                 if k == key {
                     resolved = true;
                 }
                 pending.retain(|p| p != k);
+            }
+            Event::Suspended { waiting, .. } => {
+                pending.retain(|p| waiting.iter().any(|w| w == p));
+                if found.is_some() && !resolved && !waiting.iter().any(|w| w == key) {
+                    abandoned = true;
+                }
             }
             Event::StepStarted { key: k, .. } if k == key => is_step = true,
             e if e.run_end().is_some() => ended = true,
@@ -811,11 +781,15 @@ pub(crate) fn pending_effect(
             "effect `{key}` of run `{run_id}` is already resolved"
         )),
         Some(_) if ended => err(format!("run `{run_id}` has already ended")),
-        Some(k) if k != kind => err(match k.as_str() {
+        Some((k, _)) if k != kind => err(match k {
             "breakpoint" => format!("`{key}` is a breakpoint: approve or reject it"),
             _ => format!("`{key}` is an external task: post its result"),
         }),
-        Some(_) => Ok(()),
+        Some(_) if abandoned => err(format!(
+            "the run no longer waits for effect `{key}` (another branch went on without it); \
+             {listed}"
+        )),
+        Some((_, due)) => Ok(due),
     }
 }
 

@@ -1,9 +1,10 @@
 //! What a `#[task]` becomes: its definition, the call, and running it as a journaled step.
 
-use crate::ctx::{current_scope, Scope};
+use crate::ctx::{current_scope, Scope, StepKey};
 use crate::error::{RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
-use crate::run::Replayed;
+use crate::replay::Replayed;
+use crate::run::Stopped;
 use crate::Journaled;
 use futures::future::BoxFuture;
 use std::fmt;
@@ -20,6 +21,12 @@ use std::time::Duration;
 struct StepInfo {
     key: String,
     artifacts: Option<PathBuf>,
+    /// The step key, and the run, for a body that journals on the step's behalf (a command
+    /// task journals its process group).
+    step: String,
+    /// Weak: an aborted body that has not been dropped yet must not keep the run (and its
+    /// journal lock) alive after the step was.
+    run: std::sync::Weak<crate::run::RunState>,
 }
 
 tokio::task_local! {
@@ -37,6 +44,27 @@ pub fn idempotency_key() -> Option<String> {
 /// `artifacts/` directory when the runner has one (the command line sets it). `None` otherwise.
 pub fn artifact_dir() -> Option<PathBuf> {
     STEP.try_with(|s| s.artifacts.clone()).ok().flatten()
+}
+
+/// The journaled step running now, for a task body that journals on its behalf.
+pub(crate) struct CurrentStep {
+    /// The step key.
+    pub(crate) key: String,
+    /// Its run: [`RunState::append`](crate::run::RunState::append) and
+    /// [`RunState::flush`](crate::run::RunState::flush) journal for the step.
+    pub(crate) run: Arc<crate::run::RunState>,
+}
+
+/// The journaled step running now; `None` outside one (or once its run is gone).
+pub(crate) fn current_step() -> Option<CurrentStep> {
+    STEP.try_with(|s| {
+        Some(CurrentStep {
+            key: s.step.clone(),
+            run: s.run.upgrade()?,
+        })
+    })
+    .ok()
+    .flatten()
 }
 
 /// Which resources a task declares it reads and writes (`#[task(reads = [..], writes = [..])]`).
@@ -184,8 +212,11 @@ impl<M: TaskMeta> TaskCall<M> {
         let fut = match current_scope() {
             None => body(args),
             Some(scope) => {
-                let key = scope.next_key(def.name);
-                Box::pin(run_step::<M>(scope, key, def, body, args))
+                // Counted per task path: same-named tasks of two modules never share a
+                // counter, and the path in the key keeps their keys apart.
+                let code = || format!("`{}` ({})", def.path(), def.location());
+                let step = scope.next_key_checked(&def.path(), Some((def.name, &code)));
+                Box::pin(run_step::<M>(scope, step, def, body, args))
             }
         };
         TaskCall {
@@ -218,14 +249,15 @@ fn same_step(
         == Some(def.name);
     if !same_task {
         return Err(format!(
-            "the journal has task `{task}` ({location}) here, the code now calls `{}` ({})",
+            "the journal has task `{task}` ({location}) here; the code now calls `{}` ({})",
             def.path(),
             def.location()
         ));
     }
     if recorded != args {
         return Err(format!(
-            "task `{task}` was journaled with arguments {recorded} and is now called with {args}"
+            "the journal has task `{task}` ({location}) with arguments {recorded}; the code \
+             now calls it with {args}"
         ));
     }
     Ok(())
@@ -234,17 +266,23 @@ fn same_step(
 /// Reports a fatal error to the run and never resolves: the runner drops the process body.
 async fn fatal<T>(scope: &Scope, error: RunError) -> T {
     scope.run.fail(error);
+    stopped().await
+}
+
+/// Never resolves: the run has stopped and the runner drops the process body.
+async fn stopped<T>() -> T {
     std::future::pending().await
 }
 
 async fn run_step<M: TaskMeta>(
     scope: Arc<Scope>,
-    key: String,
+    step: StepKey,
     def: TaskDef,
     body: TaskBody<M>,
     args: M::Args,
 ) -> M::Return {
     let def = &def;
+    let key = step.key.clone();
     let args_value = match serde_json::to_value(&args) {
         Ok(v) => v,
         Err(e) => {
@@ -253,48 +291,60 @@ async fn run_step<M: TaskMeta>(
         }
     };
     let run = scope.run.clone();
-    match run.take_replayed(&key) {
-        Some(Replayed::Completed {
+    // Attempts that failed before a crash count: the retry budget is the journal's.
+    let mut attempt = 0u32;
+    match run.replayed(&step) {
+        Err(Stopped) => return stopped().await,
+        Ok(Some(Replayed::Completed {
             task,
             location,
             args: recorded,
             outcome,
-        }) => {
+        })) => {
             if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
             }
-            let decoded = match outcome {
-                Outcome::Ok(v) => serde_json::from_value(v).map(Ok),
-                Outcome::Err(v) => serde_json::from_value(v).map(Err),
+            let decoded = match &outcome {
+                Outcome::Ok(v) => serde_json::from_value(v.clone()).map(Ok),
+                Outcome::Err(v) => serde_json::from_value(v.clone()).map(Err),
             };
             return match decoded {
                 Ok(r) => M::Return::from_result(r),
                 Err(e) => {
-                    let error = RunError::Decode(format!(
-                        "the journaled result of `{key}` does not fit the task's types: {e}"
-                    ));
-                    fatal(&scope, error).await
+                    let detail = format!(
+                        "the journal has the result {} of task `{task}` ({location}); it does \
+                         not fit the types of `{}` ({}) now: {e}",
+                        match &outcome {
+                            Outcome::Ok(v) | Outcome::Err(v) => v,
+                        },
+                        def.path(),
+                        def.location()
+                    );
+                    fatal(&scope, RunError::NonDeterminism { key, detail }).await
                 }
             };
         }
-        Some(Replayed::Started {
+        Ok(Some(Replayed::Started {
             task,
             location,
             args: recorded,
-        }) => {
+            failed_attempts,
+        })) => {
             if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
             }
             // Started but never completed: it was in flight at a crash, so it runs again.
+            attempt = failed_attempts;
         }
-        Some(_) => {
-            let detail = format!(
-                "the journal has no task here, the code now calls `{}`",
-                def.path()
+        Ok(Some(other)) => {
+            run.diverged(
+                &step,
+                &other,
+                format!("calls task `{}` ({})", def.path(), def.location()),
             );
-            return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
+            return stopped().await;
         }
-        None => {}
+        Ok(None) => {}
     }
     if run.posting.is_some() {
         // Validating a posted result: replay only, nothing new runs.
@@ -306,6 +356,7 @@ async fn run_step<M: TaskMeta>(
         task: def.path(),
         location: def.location(),
         args: args_value.clone(),
+        seq: Some(step.seq),
     });
     let idempotency = format!("{}/{key}", run.run_id);
     let mut cancelled = CancelGuard {
@@ -313,9 +364,11 @@ async fn run_step<M: TaskMeta>(
         key: Some(key.clone()),
     };
     let mut args = Some(args);
-    let mut attempt = 0u32;
     let mocked = run.hooks.mock(def.name, &args_value);
     let result = loop {
+        if run.stopped() {
+            return stopped().await;
+        }
         if let Some(mocked) = &mocked {
             let decoded = match mocked {
                 Ok(Outcome::Ok(v)) => serde_json::from_value(v.clone()).map(Ok),
@@ -347,6 +400,8 @@ async fn run_step<M: TaskMeta>(
         let info = StepInfo {
             key: idempotency.clone(),
             artifacts: run.artifacts.clone(),
+            step: key.clone(),
+            run: Arc::downgrade(&run),
         };
         let result = attempt_once::<M>(def, body, this_args, info).await;
         match result {
@@ -421,6 +476,11 @@ async fn attempt_once<M: TaskMeta>(
         Some(limit) => match tokio::time::timeout(limit, &mut handle.0).await {
             Ok(joined) => joined,
             Err(_) => {
+                // Cancelled, and waited for: the retry never runs beside this attempt. A body
+                // that blocks its thread without reaching an `.await` cannot be interrupted;
+                // the retry then starts when it returns.
+                handle.0.abort();
+                let _ = (&mut handle.0).await;
                 let message = format!("task `{}` timed out after {limit:?}", def.name);
                 return Err(TaskError::with_kind(TaskErrorKind::Timeout, message).into());
             }

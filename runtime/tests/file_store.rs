@@ -1,5 +1,9 @@
 //! The embedded file journal (`minder::store::FileStore`): format, reopen, torn tails, damage in
-//! the middle, the writer lock, run id checks, group commit, and a whole run through `Runner`.
+//! the middle, a journal without its first record, the writer lock, run id checks, group
+//! commit, a failed write or sync poisoning the log (and the next open cutting the journal back
+//! to the last durable offset), symbolic links refused, private file modes, and a whole run
+//! through `Runner`. Tests that need a process of their own (a file size limit, a umask, a
+//! second process) run themselves again as a child in another role.
 
 use minder::journal::{Event, Outcome};
 use minder::prelude::*;
@@ -34,6 +38,7 @@ fn event(i: usize) -> Event {
             task: "tests::work".to_string(),
             location: "tests/file_store.rs:1".to_string(),
             args: json!([i, "x".repeat(i % 37)]),
+            seq: None,
         },
         1 => Event::StepCompleted {
             key: format!("step/{}", i - 1),
@@ -46,14 +51,20 @@ fn event(i: usize) -> Event {
         2 => Event::Recorded {
             key: format!("now/{i}"),
             value: json!(1_700_000_000_000u64 + i as u64),
+            seq: None,
+            location: None,
         },
         3 => Event::Log {
             key: format!("log/{i}"),
             message: format!("line {i}: héllo ✓ \"quoted\"\n"),
+            seq: None,
+            location: None,
         },
         _ => Event::Log {
             key: format!("log/{i}"),
             message: String::new(),
+            seq: None,
+            location: None,
         },
     }
 }
@@ -539,91 +550,20 @@ async fn a_run_on_the_file_store_resumes_from_disk_without_rerunning_tasks() {
     drop(log);
 }
 
-/// Set in the child process of `a_failed_write_is_reported_by_flush_and_every_later_call`.
-const FSIZE_CHILD: &str = "MINDER_FILE_STORE_FSIZE_CHILD";
-
-/// Runs a child process with a file size limit (`ulimit -f`, SIGXFSZ ignored) so that the
-/// journal's writes fail with EFBIG part way, and checks what it reported and left on disk.
-#[cfg(target_os = "linux")]
-#[test]
-fn a_failed_write_is_reported_by_flush_and_every_later_call() {
-    let dir = scratch();
-    let runs = dir.path().join("runs");
-    let exe = std::env::current_exe().unwrap();
+/// Runs this test binary again as a child process that runs only the test `test`, with the
+/// environment variable `role` set to `value` (which makes that test play its child role), after
+/// the shell commands `setup` (a `ulimit`, a `umask`); returns its standard output, checked to
+/// have succeeded. The child role lives in the same test function as the parent role, so no
+/// test passes by doing nothing.
+fn rerun_as_child(test: &str, setup: &str, role: &str, value: &Path) -> String {
     let output = std::process::Command::new("sh")
         .arg("-c")
-        .arg(r#"trap '' XFSZ; ulimit -f 16 && exec "$0" --exact write_failure_child --nocapture --test-threads 1"#)
-        .arg(&exe)
-        .env(FSIZE_CHILD, &runs)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("durable events: "))
-        .unwrap_or_else(|| panic!("no report from the child: {stdout}"));
-    let durable: usize = line.trim().parse().unwrap();
-    print!("{stdout}");
-
-    // Everything the child was told is durable is there; the failed batch is at most a torn
-    // tail, which open drops.
-    let store = FileStore::new(&runs);
-    let read = store.read("limited").unwrap();
-    assert!(read.len() >= durable, "{} < {durable}", read.len());
-    let (events, log) = store.open("limited").unwrap();
-    assert_eq!(events, read);
-    drop(log);
-}
-
-/// The child half of the test above: does nothing unless started by it.
-#[tokio::test]
-async fn write_failure_child() {
-    let Some(runs) = std::env::var_os(FSIZE_CHILD) else {
-        return;
-    };
-    let store = FileStore::new(PathBuf::from(runs));
-    let log = store.create("limited", created("limited")).unwrap();
-    let mut durable = 1;
-    let error = loop {
-        assert!(durable < 100_000, "the file size limit never hit");
-        log.append(event(3)).unwrap();
-        match log.flush().await {
-            Ok(()) => durable += 1,
-            Err(e) => break e,
-        }
-    };
-    assert!(
-        matches!(&error, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge),
-        "{error:?}"
-    );
-    assert!(error.to_string().contains("journal.log"), "{error}");
-    println!("write error: {error}");
-    // The log is poisoned: nothing more is accepted, and every flush reports the error.
-    assert!(log.append(event(3)).is_err());
-    assert!(log.flush().await.is_err());
-    assert!(log.flush().await.is_err());
-    drop(log);
-    println!("durable events: {durable}");
-}
-
-/// Set in the child process of `another_process_is_locked_out`: `<runs dir>` `|` `<expected>`.
-const LOCK_CHILD: &str = "MINDER_FILE_STORE_LOCK_CHILD";
-
-fn open_in_child_process(runs: &Path, expect: &str) -> String {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lock_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(LOCK_CHILD, format!("{}|{expect}", runs.display()))
+        .arg(format!(
+            r#"{setup} exec "$0" --exact "$1" --nocapture --test-threads 1"#
+        ))
+        .arg(std::env::current_exe().unwrap())
+        .arg(test)
+        .env(role, value)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -632,28 +572,517 @@ fn open_in_child_process(runs: &Path, expect: &str) -> String {
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child did not run the test: {stdout}"
+    );
     stdout
 }
 
+/// A value the child printed as `<label>: <value>`.
+fn reported<T: std::str::FromStr>(stdout: &str, label: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+        .unwrap_or_else(|| panic!("no `{label}` from the child: {stdout}"));
+    line.trim().parse().unwrap()
+}
+
+/// Checks `err` is the poisoned-log error for a failed `op` with last durable offset `durable`.
+fn assert_poisoned(err: &StoreError, op: &str, durable: u64, path: &Path) {
+    let StoreError::Poisoned {
+        op: failed,
+        durable: offset,
+        path: journal,
+        ..
+    } = err
+    else {
+        panic!("expected Poisoned, got {err:?}");
+    };
+    assert_eq!((*failed, *offset, journal.as_path()), (op, durable, path));
+    let message = err.to_string();
+    for part in [
+        &format!("the {op} of journal {}", path.display()),
+        "poisoned",
+        "nothing more is written",
+        &format!("byte {durable}"),
+        "nothing acknowledged was lost",
+    ] {
+        assert!(message.contains(part), "no `{part}` in: {message}");
+    }
+    assert!(!message.contains("resume the run to continue"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+/// The record a poisoned writer leaves in a run directory.
+fn durable_record(run_dir: &Path) -> Option<String> {
+    fs::read_to_string(run_dir.join("durable-offset")).ok()
+}
+
+/// How many intact records (length, CRC, JSON) start back to back at `at`.
+fn intact_records_from(bytes: &[u8], mut at: usize) -> usize {
+    let mut n = 0;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().unwrap());
+        match bytes.get(at + 8..at + 8 + len) {
+            Some(payload) if len > 0 && crc32_bitwise(payload) == crc => n += 1,
+            _ => break,
+        }
+        at += 8 + len;
+    }
+    n
+}
+
+/// Set in the child process of
+/// `a_failed_write_poisons_the_log_and_the_next_open_trusts_only_what_was_synced`.
+const FSIZE_CHILD: &str = "MINDER_FILE_STORE_FSIZE_CHILD";
+
+/// Runs its child role under a file size limit (`ulimit -f`, SIGXFSZ ignored) so that the
+/// journal's writes fail with EFBIG part way through a batch, and checks what it reported and
+/// left on disk: the intact records of the half-written batch are past the recorded durable
+/// offset, so readers ignore them and the next open cuts them off.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_write_poisons_the_log_and_the_next_open_trusts_only_what_was_synced() {
+    if let Some(runs) = std::env::var_os(FSIZE_CHILD) {
+        return write_failure_child(PathBuf::from(runs));
+    }
+    let dir = scratch();
+    let runs = dir.path().join("runs");
+    let stdout = rerun_as_child(
+        "a_failed_write_poisons_the_log_and_the_next_open_trusts_only_what_was_synced",
+        "trap '' XFSZ; ulimit -f 16 &&",
+        FSIZE_CHILD,
+        &runs,
+    );
+    print!("{stdout}");
+    let durable_events: usize = reported(&stdout, "durable events");
+    let durable: usize = reported(&stdout, "durable offset");
+
+    let store = FileStore::new(&runs);
+    let path = journal(&store, "limited");
+    let bytes = fs::read(&path).unwrap();
+    assert!(bytes.len() > durable, "the failed batch was partly written");
+    assert!(
+        intact_records_from(&bytes, durable) >= 1,
+        "intact but never synced records follow the durable offset"
+    );
+    assert_eq!(
+        durable_record(&runs.join("limited")).unwrap(),
+        format!("minder durable offset {durable}\n")
+    );
+    // Readers stop at the durable offset, and change nothing.
+    let read = store.read("limited").unwrap();
+    assert_eq!(read.len(), durable_events);
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    // The next open cuts the journal back to it and forgets the record.
+    let notice = store.recover("limited").unwrap().expect("a notice");
+    assert!(notice.contains(&format!("offset {durable}")), "{notice}");
+    assert!(notice.contains("nothing acknowledged was lost"), "{notice}");
+    assert_eq!(fs::metadata(&path).unwrap().len(), durable as u64);
+    assert_eq!(durable_record(&runs.join("limited")), None);
+    let (events, log) = store.open("limited").unwrap();
+    assert_eq!(events, read);
+    log.append(event(1)).unwrap();
+    drop(log);
+    assert_eq!(store.read("limited").unwrap().len(), durable_events + 1);
+}
+
+/// The child role of the test above: appends batches until the file size limit fails a write.
+fn write_failure_child(runs: PathBuf) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = FileStore::new(runs);
+        let path = journal(&store, "limited");
+        let log = store.create("limited", created("limited")).unwrap();
+        let mut durable = 1;
+        let mut synced_len = fs::metadata(&path).unwrap().len();
+        let error = loop {
+            assert!(durable < 100_000, "the file size limit never hit");
+            for _ in 0..8 {
+                log.append(event(3)).unwrap();
+            }
+            match log.flush().await {
+                Ok(()) => {
+                    durable += 8;
+                    synced_len = fs::metadata(&path).unwrap().len();
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_poisoned(&error, "write", synced_len, &path);
+        assert!(
+            matches!(&error, StoreError::Poisoned { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge),
+            "{error:?}"
+        );
+        println!("write error: {error}");
+        // The log is poisoned: nothing more is accepted, and every call reports it.
+        for err in [
+            log.append(event(3)).unwrap_err(),
+            log.flush().await.unwrap_err(),
+            log.flush().await.unwrap_err(),
+        ] {
+            assert_poisoned(&err, "write", synced_len, &path);
+        }
+        drop(log);
+        println!("durable events: {durable}");
+        println!("durable offset: {synced_len}");
+    });
+}
+
+#[tokio::test]
+async fn a_failed_sync_poisons_the_log_and_the_next_open_cuts_the_journal_back() {
+    // Once through each path of a flush: the writer thread (an open step keeps the flush off
+    // the caller's thread) and, when no other test has a log open, in place.
+    for writer_thread in [true, false] {
+        let dir = scratch();
+        let store = FileStore::new(dir.path().join("runs"));
+        let id = "fsync";
+        let path = journal(&store, id);
+        let log = store.create(id, created(id)).unwrap();
+        if writer_thread {
+            log.append(Event::StepStarted {
+                key: "open".to_string(),
+                task: "tests::slow".to_string(),
+                location: "tests/file_store.rs:1".to_string(),
+                args: json!([]),
+                seq: None,
+            })
+            .unwrap();
+        }
+        for i in 1..4 {
+            log.append(event(i)).unwrap();
+        }
+        log.flush().await.unwrap();
+        let durable = fs::metadata(&path).unwrap().len();
+        let acknowledged = store.read(id).unwrap();
+
+        // The disk fails the next sync after the write went into the page cache.
+        store.fail_next_sync();
+        log.append(event(5)).unwrap();
+        log.append(event(6)).unwrap();
+        let err = log.flush().await.unwrap_err();
+        assert_poisoned(&err, "sync", durable, &path);
+        println!("sync error: {err}");
+        // The written bytes read back as intact records: what today's page cache shows, and
+        // what the disk may never hold.
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(record_offsets(&bytes).len(), acknowledged.len() + 2);
+        assert_eq!(
+            durable_record(&dir.path().join("runs").join(id)).unwrap(),
+            format!("minder durable offset {durable}\n")
+        );
+
+        // Nothing more is accepted or written by this writer, even when it is dropped.
+        assert_poisoned(&log.append(event(7)).unwrap_err(), "sync", durable, &path);
+        assert_poisoned(&log.flush().await.unwrap_err(), "sync", durable, &path);
+        drop(log);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+
+        // Readers trust only the synced prefix, and change nothing.
+        assert_eq!(store.read(id).unwrap(), acknowledged);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+
+        // The next open cuts the journal back to the durable offset, then writes on.
+        let (events, log) = store.open(id).unwrap();
+        assert_eq!(events, acknowledged);
+        assert_eq!(fs::metadata(&path).unwrap().len(), durable);
+        assert_eq!(durable_record(&dir.path().join("runs").join(id)), None);
+        log.append(event(8)).unwrap();
+        log.flush().await.unwrap();
+        drop(log);
+        let mut now = acknowledged.clone();
+        now.push(event(8));
+        assert_eq!(store.read(id).unwrap(), now);
+        // Nothing left to recover.
+        assert_eq!(store.recover(id).unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sync_whose_offset_cannot_be_recorded_cuts_the_journal_back_at_once() {
+    let dir = scratch();
+    let store = FileStore::new(dir.path().join("runs"));
+    let path = journal(&store, "unrecorded");
+    let log = store.create("unrecorded", created("unrecorded")).unwrap();
+    log.append(event(1)).unwrap();
+    log.flush().await.unwrap();
+    let durable = fs::metadata(&path).unwrap().len();
+    let acknowledged = store.read("unrecorded").unwrap();
+    // A directory where the record's temporary file goes: recording it fails (even as root).
+    let run = dir.path().join("runs/unrecorded");
+    fs::create_dir(run.join("durable-offset.tmp")).unwrap();
+
+    store.fail_next_sync();
+    log.append(event(2)).unwrap();
+    let err = log.flush().await.unwrap_err();
+    assert_poisoned(&err, "sync", durable, &path);
+    assert!(err.to_string().contains("could not be recorded"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("so the journal was cut back to it"),
+        "{err}"
+    );
+    drop(log);
+    assert_eq!(fs::metadata(&path).unwrap().len(), durable);
+    assert_eq!(durable_record(&run), None);
+    let (events, log) = store.open("unrecorded").unwrap();
+    assert_eq!(events, acknowledged);
+    drop(log);
+}
+
+#[tokio::test]
+async fn a_durable_offset_past_the_end_or_unreadable_is_corrupt() {
+    let dir = scratch();
+    let store = FileStore::new(dir.path().join("runs"));
+    journal_with(&store, "rec", 3).await;
+    let path = journal(&store, "rec");
+    let record = dir.path().join("runs/rec/durable-offset");
+    let len = fs::metadata(&path).unwrap().len();
+    for text in [
+        format!("minder durable offset {}\n", len + 1),
+        String::new(),
+        "minder durable offset 12".to_string(),
+        "\0\0\0\0".to_string(),
+    ] {
+        fs::write(&record, &text).unwrap();
+        for err in [
+            store.read("rec").unwrap_err(),
+            store.open("rec").map(|_| ()).unwrap_err(),
+        ] {
+            assert!(matches!(err, StoreError::Corrupt(_)), "{text:?}: {err:?}");
+            assert!(err.to_string().contains("durable offset"), "{err}");
+        }
+        assert_eq!(fs::metadata(&path).unwrap().len(), len, "unchanged");
+    }
+}
+
+#[tokio::test]
+async fn a_journal_without_a_complete_first_record_is_corrupt() {
+    let dir = scratch();
+    let store = FileStore::new(dir.path().join("runs"));
+    journal_with(&store, "first", 3).await;
+    let path = journal(&store, "first");
+    let whole = fs::read(&path).unwrap();
+    let first_end = record_offsets(&whole)[1];
+    let mut zeros = whole[..12].to_vec();
+    zeros.extend([0; 100]);
+    let cuts: Vec<Vec<u8>> = [12, 13, 19, 20, 21, first_end - 1]
+        .iter()
+        .map(|&cut| whole[..cut].to_vec())
+        .chain([zeros])
+        .collect();
+    for bad in cuts {
+        fs::write(&path, &bad).unwrap();
+        let len = bad.len();
+        for err in [
+            store.read("first").unwrap_err(),
+            store.open("first").map(|_| ()).unwrap_err(),
+        ] {
+            assert_corrupt(err, &path, 12);
+        }
+        assert_eq!(fs::read(&path).unwrap(), bad, "{len} bytes: unchanged");
+    }
+}
+
+fn assert_symlink(err: StoreError, path: &Path) {
+    assert!(
+        matches!(&err, StoreError::Symlink(p) if p == path),
+        "expected a symlink error for {}, got {err:?}",
+        path.display()
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{} is a symbolic link", path.display())),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn symbolic_links_inside_the_runs_directory_are_refused() {
+    use std::os::unix::fs::symlink;
+    let dir = scratch();
+    let runs = dir.path().join("runs");
+    let store = FileStore::new(&runs);
+    journal_with(&store, "real", 3).await;
+    let real = journal(&store, "real");
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let entries = |d: &Path| {
+        let mut names: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // A run directory that is a link to a directory elsewhere, with a journal and a request.
+    let elsewhere = outside.join("run");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::copy(&real, elsewhere.join("journal.log")).unwrap();
+    fs::write(elsewhere.join("cancel-request"), r#"{"reason":"x"}"#).unwrap();
+    let linked = runs.join("linked-dir");
+    symlink(&elsewhere, &linked).unwrap();
+    assert_symlink(store.read("linked-dir").unwrap_err(), &linked);
+    assert_symlink(store.open("linked-dir").map(|_| ()).unwrap_err(), &linked);
+    assert_symlink(store.recover("linked-dir").unwrap_err(), &linked);
+    assert_symlink(
+        store.request_cancel("linked-dir", None).unwrap_err(),
+        &linked,
+    );
+    assert_eq!(store.cancel_request("linked-dir"), None);
+    store.clear_cancel_request("linked-dir");
+    assert_eq!(entries(&elsewhere), ["cancel-request", "journal.log"]);
+
+    // A journal that is a link.
+    let run = runs.join("linked-journal");
+    fs::create_dir(&run).unwrap();
+    symlink(&real, run.join("journal.log")).unwrap();
+    assert_symlink(
+        store.read("linked-journal").unwrap_err(),
+        &run.join("journal.log"),
+    );
+    assert_symlink(
+        store.open("linked-journal").map(|_| ()).unwrap_err(),
+        &run.join("journal.log"),
+    );
+    assert_eq!(entries(&run), ["journal.log"], "no lock file made");
+
+    // A lock that is a link to a path that does not exist: refused, and nothing created.
+    let run = runs.join("linked-lock");
+    fs::create_dir(&run).unwrap();
+    fs::copy(&real, run.join("journal.log")).unwrap();
+    let target = outside.join("made-by-the-lock");
+    symlink(&target, run.join("lock")).unwrap();
+    assert_symlink(
+        store.open("linked-lock").map(|_| ()).unwrap_err(),
+        &run.join("lock"),
+    );
+    assert!(
+        target.symlink_metadata().is_err(),
+        "the lock's target was created"
+    );
+    // Reading needs no lock.
+    assert_eq!(store.read("linked-lock").unwrap().len(), 3);
+
+    // A cancel request that is a link: not read, and a new request replaces the link instead
+    // of writing through it.
+    let planted = outside.join("planted");
+    fs::write(&planted, r#"{"reason":"planted"}"#).unwrap();
+    symlink(&planted, runs.join("real/cancel-request")).unwrap();
+    assert_eq!(store.cancel_request("real"), None);
+    store.request_cancel("real", Some("mine".into())).unwrap();
+    assert_eq!(store.cancel_request("real"), Some(Some("mine".into())));
+    assert_eq!(
+        fs::read_to_string(&planted).unwrap(),
+        r#"{"reason":"planted"}"#
+    );
+    assert_eq!(entries(&outside), ["planted", "run"]);
+    assert_eq!(store.read("real").unwrap().len(), 3);
+}
+
+/// Set in the child process of `files_and_directories_are_private_whatever_the_umask`.
+const UMASK_CHILD: &str = "MINDER_FILE_STORE_UMASK_CHILD";
+
+/// Its child role runs under umask 0 (a process-wide setting, hence a child) and makes every
+/// kind of file the store writes; the parent checks their modes.
+#[cfg(target_os = "linux")]
+#[test]
+fn files_and_directories_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(runs) = std::env::var_os(UMASK_CHILD) {
+        return umask_child(PathBuf::from(runs));
+    }
+    let dir = scratch();
+    let made = dir.path().join("made");
+    let runs = made.join("runs");
+    let stdout = rerun_as_child(
+        "files_and_directories_are_private_whatever_the_umask",
+        "umask 000 &&",
+        UMASK_CHILD,
+        &runs,
+    );
+    assert!(stdout.contains("umask: 0000"), "{stdout}");
+    let run = runs.join("private");
+    for (path, mode) in [
+        (&made, 0o700),
+        (&runs, 0o700),
+        (&run, 0o700),
+        (&run.join("journal.log"), 0o600),
+        (&run.join("lock"), 0o600),
+        (&run.join("cancel-request"), 0o600),
+        (&run.join("durable-offset"), 0o600),
+    ] {
+        let actual = fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            actual,
+            mode,
+            "{}: {actual:o} instead of {mode:o}",
+            path.display()
+        );
+    }
+}
+
+/// The child role of the test above.
+fn umask_child(runs: PathBuf) {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap()
+        .trim();
+    println!("umask: {umask}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = FileStore::new(runs);
+        let log = store.create("private", created("private")).unwrap();
+        store.fail_next_sync();
+        log.append(event(1)).unwrap();
+        assert!(log.flush().await.is_err());
+        drop(log);
+        store.request_cancel("private", None).unwrap();
+    });
+}
+
+/// Set in the child process of `another_process_is_locked_out`: `<runs dir>` `|` `<expected>`.
+const LOCK_CHILD: &str = "MINDER_FILE_STORE_LOCK_CHILD";
+
 #[tokio::test]
 async fn another_process_is_locked_out() {
+    if let Some(arg) = std::env::var_os(LOCK_CHILD) {
+        return lock_child(arg.to_str().unwrap());
+    }
     let dir = scratch();
     let runs = dir.path().join("runs");
     let store = FileStore::new(&runs);
     let log = store.create("shared", created("shared")).unwrap();
-    let stdout = open_in_child_process(&runs, "locked");
+    let in_child = |expect: &str| {
+        rerun_as_child(
+            "another_process_is_locked_out",
+            "",
+            LOCK_CHILD,
+            Path::new(&format!("{}|{expect}", runs.display())),
+        )
+    };
+    let stdout = in_child("locked");
     assert!(stdout.contains("child: locked: run `shared`"), "{stdout}");
     drop(log);
-    let stdout = open_in_child_process(&runs, "open");
+    let stdout = in_child("open");
     assert!(stdout.contains("child: opened 1 events"), "{stdout}");
 }
 
-/// The child half of the test above: does nothing unless started by it.
-#[test]
-fn lock_child() {
-    let Some(arg) = std::env::var(LOCK_CHILD).ok() else {
-        return;
-    };
+/// The child role of the test above: opens the run, expecting `<runs dir>|<expected>`.
+fn lock_child(arg: &str) {
     let (runs, expect) = arg.split_once('|').unwrap();
     let store = FileStore::new(runs);
     match (store.open("shared"), expect) {

@@ -70,7 +70,7 @@ async fn mocks_answers_and_a_virtual_clock() {
         .count();
     assert_eq!(resolved, 2);
     let recorded_now = events.iter().find_map(|e| match e {
-        Event::Recorded { key, value } if key == "now#0" => value.as_u64(),
+        Event::Recorded { key, value, .. } if key == "now#0" => value.as_u64(),
         _ => None,
     });
     assert_eq!(recorded_now, Some(1_700_000_000_000));
@@ -128,7 +128,7 @@ async fn a_saved_journal_replays_against_the_current_code() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RunError::NonDeterminism { key, .. } if key == "charge#0"),
+        matches!(&err, RunError::NonDeterminism { key, .. } if key == "test_testing::charge#0"),
         "{err}"
     );
     assert!(

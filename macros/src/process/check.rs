@@ -33,6 +33,28 @@ struct Checker<'e> {
     scopes: Scopes,
 }
 
+/// A race: what it does wrong, and what to use instead.
+const RACE: (&str, &str) = (
+    "picks the first to finish by timing, which differs on replay",
+    "use `ctx.select(..)` or `ctx.race(..)`, which journal the winner",
+);
+
+/// A join outside `parallel!`: what it does wrong, and what to use instead.
+const JOIN: (&str, &str) = (
+    "polls futures outside the journal's branch scopes, so the keys of their steps depend on timing",
+    "use `parallel!(..)` (or `ctx.map`)",
+);
+
+/// A macro that races or joins futures, by its last segment (`tokio::select!`,
+/// `futures::select_biased!`, `futures::join!`, `tokio::try_join!`, ...).
+fn racing_macro(name: &str) -> Option<(&'static str, &'static str)> {
+    match name {
+        "select" | "select_biased" => Some(RACE),
+        "join" | "try_join" => Some(JOIN),
+        _ => None,
+    }
+}
+
 /// What a path refers to when it is non-deterministic, and what to use instead.
 fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)> {
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -72,6 +94,35 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
             SPAWN,
             "run concurrent work with `parallel!` or `ctx.map`, or spawn inside a `#[task]`",
         ));
+    }
+    if pair(
+        "future",
+        &["select", "select_all", "select_ok", "try_select"],
+    ) || pair("stream", &["select", "select_all", "select_with_strategy"])
+        || pair("time", &["timeout", "timeout_at"])
+        || last == "select_all"
+        || last == "select_ok"
+    {
+        return Some(RACE);
+    }
+    if pair(
+        "future",
+        &[
+            "join",
+            "join3",
+            "join4",
+            "join5",
+            "join_all",
+            "try_join",
+            "try_join3",
+            "try_join4",
+            "try_join5",
+            "try_join_all",
+        ],
+    ) || last == "join_all"
+        || last == "try_join_all"
+    {
+        return Some(JOIN);
     }
     if pair(
         "env",
@@ -455,6 +506,17 @@ impl<'ast> Visit<'ast> for Checker<'_> {
     }
 
     fn visit_macro(&mut self, mac: &'ast Macro) {
+        let last = mac.path.segments.last().map(|s| s.ident.to_string());
+        if let Some((why, instead)) = last.as_deref().and_then(racing_macro) {
+            let (path, bang) = (&mac.path, &mac.bang_token);
+            self.errors.under(
+                quote::quote!(#path #bang),
+                format!(
+                    "`{}!` {why}; a process must replay exactly: {instead}",
+                    source_text(path)
+                ),
+            );
+        }
         walk_macro_args(self, mac);
     }
 }
@@ -707,6 +769,33 @@ mod tests {
             let (a, b) = parallel!(x(), y(format!("{a}")))?;
         }));
         assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+
+    #[test]
+    fn races_and_joins() {
+        let errs = errors_in(quote::quote!({
+            tokio::select! { a = x() => a, b = y() => b };
+            let r = futures::future::select_all(v).await;
+            let j = futures::join!(a(), b());
+            let t = join_all(v).await;
+            let o = tokio::time::timeout(d, x()).await;
+            let s = ctx.select(a, b).await;
+            let w = items.join(",");
+            let p = path.join("x");
+            let q = join(a, b);
+            let z = select(a, b);
+            let f = format!("{}", vec![1].len());
+            let n = parallel!(a(), b())?;
+        }));
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(
+            errs[0].starts_with("`tokio::select!` picks the first"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].starts_with("`futures::join!` polls futures"),
+            "{errs:?}"
+        );
     }
 
     #[test]

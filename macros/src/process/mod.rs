@@ -5,9 +5,12 @@
 mod check;
 mod graph;
 
-use crate::options::{default_crate, not_a_fn, parse_opts, respan, source_text, Errors};
+use crate::options::{
+    bad_process_name, default_crate, not_a_fn, parse_opts, respan, source_text, Errors,
+};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
 
@@ -188,22 +191,6 @@ fn check_signature(func: &ItemFn, errors: &mut Errors) -> Option<Signature> {
     })
 }
 
-/// The message for a process name that cannot be typed on the command line as one word.
-fn bad_process_name(value: &str) -> String {
-    const RULE: &str =
-        "a process name is one word on the command line: use letters, digits, `-` and `_`";
-    let suggestion: String = value
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    if suggestion.is_empty() {
-        format!("{RULE}, like \"batch-files\"")
-    } else {
-        format!("{RULE}, like \"{suggestion}\"")
-    }
-}
-
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let _parsed = crate::parallel::ParsedMacros::start();
     let func: ItemFn = match syn::parse2(item.clone()) {
@@ -215,20 +202,15 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut errors = Errors::default();
     let mut krate = default_crate();
-    let mut name = func.sig.ident.to_string().replace('_', "-");
+    let mut name = func.sig.ident.unraw().to_string().replace('_', "-");
     for opt in parse_opts(args, "process", &["name", "crate"], &mut errors) {
         match opt.key.to_string().as_str() {
             "name" => {
                 if let Some(lit) = opt.str("\"batch-files\"", &mut errors) {
                     let value = lit.value();
-                    let ok = !value.is_empty()
-                        && value
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                    if ok {
-                        name = value;
-                    } else {
-                        errors.at(lit.span(), bad_process_name(&value));
+                    match bad_process_name(&value) {
+                        None => name = value,
+                        Some(why) => errors.at(lit.span(), why),
                     }
                 }
             }

@@ -5,10 +5,23 @@
 //!
 //! ```text
 //! <runs_dir>/                     default `.minder/runs`
-//!   <run-id>/
-//!     journal.log                 the run's events
+//!   <run-id>/                     mode 0700
+//!     journal.log                 the run's events (mode 0600, as every file below)
 //!     lock                        held (flock-style exclusive lock) by the one writer
+//!     cancel-request              a request to cancel, left for the writer (while pending)
+//!     durable-offset              after a failed write or sync only: `minder durable offset
+//!                                 <n>\n`, the end of the last successful sync (see below)
 //! ```
+//!
+//! # Links and modes
+//!
+//! Nothing inside the runs directory is reached through a symbolic link: a run directory must
+//! be a real directory (checked with `symlink_metadata`), and its files are opened with
+//! `O_NOFOLLOW`, so a `journal.log`, `lock` or `cancel-request` that is a link is refused with
+//! [`StoreError::Symlink`] naming it (a dangling `lock` link never creates its target). The
+//! runs directory itself may be a link. Files are created mode 0600 and directories (a run's,
+//! and the runs directory and its missing parents when the store creates them) mode 0700,
+//! whatever the umask.
 //!
 //! # On-disk format of `journal.log`
 //!
@@ -42,7 +55,9 @@
 //!   whose CRC matches but whose payload is not a known event, or a torn-looking record followed
 //!   by an intact one. This is [`StoreError::Corrupt`] naming the file and the byte offset of
 //!   the bad record, and the file is not modified. A missing or wrong header, or another format
-//!   version, is `Corrupt` too.
+//!   version, is `Corrupt` too, and so is a journal without a complete first record (only its
+//!   header, or cut inside the first record): a run is created with its first event synced, so
+//!   such a file was cut short or damaged.
 //!
 //! # Durability
 //!
@@ -55,8 +70,23 @@
 //!   thread; [`RunLog::flush`] registers a waiter for everything appended so far and wakes it.
 //!   The thread takes *all* buffered records, writes them with one `write_all`, calls
 //!   `fdatasync` once, then completes every waiter the sync covers: flushes that arrive while a
-//!   sync is under way share the next one (group commit). After a failed write or sync the log
-//!   is poisoned: that flush and every later `append`/`flush` returns the error.
+//!   sync is under way share the next one (group commit).
+//! * **A failed write or sync poisons the log** (the lesson of Postgres' "fsyncgate": after a
+//!   failed `fsync` the kernel may drop the dirty pages or mark them clean, so the page cache
+//!   can show bytes that will never reach the disk, and a retried sync reports success). That
+//!   flush and every later `append`/`flush` returns [`StoreError::Poisoned`], and nothing more
+//!   is written to the journal. The writer records the *last durable offset* — the end of the
+//!   bytes its last successful sync covered — in `durable-offset` (written to a temporary file,
+//!   synced, renamed into place, directory synced; the same boot sees it even if those syncs
+//!   fail, and the stale pages are a same-boot hazard). If it cannot even record it, it cuts
+//!   the journal back to that offset itself. The next [`Store::open`] (or
+//!   [`FileStore::recover`]) trusts nothing past the recorded offset: it truncates the journal
+//!   there, syncs it, removes the record (syncing the directory) and reports what it dropped;
+//!   nothing acknowledged is lost, and the steps after that point run again. [`Store::read`]
+//!   stops at the recorded offset too, without changing the file.
+//! * **Opening syncs the journal** once before appending, so what was read (perhaps written by
+//!   a writer that crashed before its sync) is durable, and the offset a later failure records
+//!   is the end of bytes known to be on disk.
 //! * **A lone flush is done in place.** When nothing could share its sync — no other step of
 //!   the run in flight (every `step_started` appended has its `step_completed` or
 //!   `step_cancelled`), no flush waiting, no write under way, and no other journal open for
@@ -75,8 +105,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+#[cfg(unix)]
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -95,6 +127,18 @@ const JOURNAL: &str = "journal.log";
 const LOCK: &str = "lock";
 /// A request to cancel the run, left for the writer that holds it.
 const CANCEL: &str = "cancel-request";
+/// The last durable offset of a poisoned journal, left for the next open.
+const DURABLE: &str = "durable-offset";
+/// `DURABLE` while it is being written.
+const DURABLE_TMP: &str = "durable-offset.tmp";
+/// What `DURABLE` holds before the offset (and a newline after it).
+const DURABLE_PREFIX: &str = "minder durable offset ";
+/// The mode of every file the store creates.
+#[cfg(unix)]
+const FILE_MODE: u32 = 0o600;
+/// The mode of every directory the store creates.
+#[cfg(unix)]
+const DIR_MODE: u32 = 0o700;
 
 /// Keeps run journals as files under a runs directory: `<runs_dir>/<run-id>/journal.log`, plus a
 /// `lock` file held by the run's one writer. Cloning shares the sync counter.
@@ -104,8 +148,11 @@ const CANCEL: &str = "cancel-request";
 /// event as JSON]`. A torn tail left by a crash is dropped (and cut off by [`Store::open`]);
 /// damage followed by intact data is [`StoreError::Corrupt`] naming the file and byte offset.
 /// Concurrent [`RunLog::flush`]es share one `fdatasync` (group commit); a lone flush (a
-/// sequential step) syncs on the caller's thread, sparing two thread hand-offs. The full rules
-/// are in the module documentation of `runtime/src/store/file.rs`.
+/// sequential step) syncs on the caller's thread, sparing two thread hand-offs. A failed write
+/// or sync poisons the log ([`StoreError::Poisoned`]) and the next open cuts the journal back to
+/// the end of its last successful sync. Symbolic links inside the runs directory are refused;
+/// files are created 0600 and directories 0700. The full rules are in the module documentation
+/// of `runtime/src/store/file.rs`.
 ///
 /// ```no_run
 /// use minder::prelude::*;
@@ -117,6 +164,8 @@ const CANCEL: &str = "cancel-request";
 pub struct FileStore {
     runs_dir: PathBuf,
     syncs: Arc<AtomicU64>,
+    /// Set by [`FileStore::fail_next_sync`]: the next journal sync of an open log fails.
+    fail_sync: Arc<AtomicBool>,
 }
 
 impl FileStore {
@@ -128,6 +177,7 @@ impl FileStore {
         FileStore {
             runs_dir: runs_dir.into(),
             syncs: Arc::new(AtomicU64::new(0)),
+            fail_sync: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -143,17 +193,77 @@ impl FileStore {
     }
 
     /// How many journal file syncs (`fdatasync`/`fsync` of a `journal.log`) this store and its
-    /// clones have performed: one per created run, one per group commit, one per torn tail
-    /// truncated on open. Directory syncs are not counted.
+    /// clones have performed: one per created run, one per opened run, one per group commit.
+    /// Directory syncs are not counted.
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Fault injection for tests: the next sync of a batch appended to a log of this store (or
+    /// a clone) reports `EIO` after its bytes were written, as a failing disk does (the bytes
+    /// stay in the page cache). Not for use outside tests.
+    #[doc(hidden)]
+    pub fn fail_next_sync(&self) {
+        self.fail_sync.store(true, Ordering::SeqCst);
+    }
+
+    /// Readies run `run_id` for writing after a failed sync: when its last writer was poisoned
+    /// and recorded its last durable offset, cuts the journal back to that offset (as
+    /// [`Store::open`] would) and returns a notice saying what happened, for the user. `None`
+    /// when there was nothing to do. Fails like [`Store::open`] (e.g. [`StoreError::Locked`]
+    /// while a writer holds the run).
+    pub fn recover(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        match dir.join(DURABLE).symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            _ => {}
+        }
+        let opened = self.open_journal(run_id)?;
+        Ok(opened.notice)
     }
 
     fn run_dir(&self, run_id: &str) -> PathBuf {
         self.runs_dir.join(run_id)
     }
 
-    /// Creates the runs directory if needed, durably (each new directory's parent is synced).
+    /// The directory of run `run_id`, checked to be a real directory holding a real
+    /// `journal.log` (neither a symbolic link): [`StoreError::UnknownRun`] when either is
+    /// missing, [`StoreError::Symlink`] when either is a link.
+    fn existing_run(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        validate_run_id(run_id)?;
+        let dir = self.run_dir(run_id);
+        let unknown = || StoreError::UnknownRun(run_id.to_string());
+        match dir.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(unknown()),
+            Err(e) => return Err(io_error(format!("cannot look at {}", dir.display()), e)),
+            Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir)),
+            Ok(m) if !m.is_dir() => return Err(unknown()),
+            Ok(_) => {}
+        }
+        let journal = dir.join(JOURNAL);
+        match journal.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(unknown()),
+            Err(e) => Err(io_error(format!("cannot look at {}", journal.display()), e)),
+            Ok(m) if m.file_type().is_symlink() => Err(StoreError::Symlink(journal)),
+            Ok(m) if !m.is_file() => Err(StoreError::Corrupt(format!(
+                "{} is not a regular file",
+                journal.display()
+            ))),
+            Ok(_) => Ok(dir),
+        }
+    }
+
+    /// The directory of run `run_id` if it is a real directory (not a link).
+    fn real_run_dir(&self, run_id: &str) -> Option<PathBuf> {
+        validate_run_id(run_id).ok()?;
+        let dir = self.run_dir(run_id);
+        dir.symlink_metadata()
+            .is_ok_and(|m| m.is_dir())
+            .then_some(dir)
+    }
+
+    /// Creates the runs directory if needed, durably (each new directory's parent is synced),
+    /// with mode 0700 for each directory it creates.
     fn ensure_runs_dir(&self) -> Result<(), StoreError> {
         if self.runs_dir.is_dir() {
             return Ok(());
@@ -167,9 +277,13 @@ impl FileStore {
                 None => break,
             }
         }
-        fs::create_dir_all(&self.runs_dir)
-            .map_err(|e| io_error(format!("cannot create {}", self.runs_dir.display()), e))?;
         for dir in missing.iter().rev() {
+            match create_private_dir(dir) {
+                Ok(()) => {}
+                // Created meanwhile by someone else: theirs, left as it is.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => continue,
+                Err(e) => return Err(io_error(format!("cannot create {}", dir.display()), e)),
+            }
             let parent = match dir.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
@@ -178,6 +292,100 @@ impl FileStore {
         }
         Ok(())
     }
+
+    /// Opens run `run_id`'s journal for writing: takes the lock, reads and decodes the journal,
+    /// cuts it back to its last durable offset (a poisoned writer's record) or drops a torn
+    /// tail, and syncs it.
+    fn open_journal(&self, run_id: &str) -> Result<Opened, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        let path = dir.join(JOURNAL);
+        let lock = lock_run(run_id, &dir)?;
+        let mut file = match run_file_options().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownRun(run_id.to_string()))
+            }
+            Err(e) => return Err(open_error(&path, "open", e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+        let durable = read_durable(&dir)?;
+        let trusted = trusted_len(&path, durable, bytes.len())?;
+        let Decoded { events, good_len } = decode(&path, &bytes[..trusted])?;
+        let mut notice = None;
+        if let Some(offset) = durable {
+            let dropped = bytes.len() - good_len;
+            let message = format!(
+                "a write or sync of journal {} failed earlier, so its writer stopped; the bytes \
+                 past offset {offset} (the end of its last successful sync) were never confirmed \
+                 durable and cannot be trusted, so {} — nothing acknowledged was lost, and the \
+                 steps after that point run again",
+                path.display(),
+                if dropped == 0 {
+                    "nothing past it needed cutting".to_string()
+                } else {
+                    format!("the journal was cut back to it ({dropped} bytes dropped)")
+                }
+            );
+            tracing::warn!(journal = %path.display(), offset, dropped, "{message}");
+            notice = Some(message);
+        } else if good_len < bytes.len() {
+            tracing::warn!(
+                journal = %path.display(),
+                offset = good_len,
+                bytes = bytes.len() - good_len,
+                "dropping the torn tail of a journal (an append interrupted by a crash)"
+            );
+        }
+        let synced = if good_len < bytes.len() {
+            file.set_len(good_len as u64).and_then(|()| file.sync_all())
+        } else {
+            file.sync_data()
+        };
+        synced.map_err(|e| io_error(format!("cannot sync {}", path.display()), e))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if durable.is_some() {
+            // The record goes only once the cut is durable, and the run is written to only
+            // once its removal is.
+            for name in [DURABLE, DURABLE_TMP] {
+                match fs::remove_file(dir.join(name)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_error(
+                            format!("cannot remove {}", dir.join(name).display()),
+                            e,
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        file.seek(SeekFrom::Start(good_len as u64))
+            .map_err(|e| io_error(format!("cannot seek in {}", path.display()), e))?;
+        Ok(Opened {
+            events,
+            path,
+            file,
+            lock,
+            len: good_len as u64,
+            notice,
+        })
+    }
+}
+
+/// A journal opened for writing by [`FileStore::open_journal`].
+struct Opened {
+    events: Vec<Event>,
+    path: PathBuf,
+    /// The journal, synced and positioned at its end.
+    file: File,
+    /// The held run lock.
+    lock: File,
+    /// The journal's length: all of it durable.
+    len: u64,
+    /// What was cut back after a poisoned writer, for the user.
+    notice: Option<String>,
 }
 
 impl Store for FileStore {
@@ -199,17 +407,18 @@ impl Store for FileStore {
             std::process::id(),
             STAGE.fetch_add(1, Ordering::Relaxed)
         ));
-        fs::create_dir(&stage)
+        create_private_dir(&stage)
             .map_err(|e| io_error(format!("cannot create {}", stage.display()), e))?;
         let staged = (|| {
             let lock = lock_run(run_id, &stage)?;
             let path = stage.join(JOURNAL);
-            let mut file = OpenOptions::new()
+            let mut file = run_file_options()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)
-                .map_err(|e| io_error(format!("cannot create {}", path.display()), e))?;
+                .map_err(|e| open_error(&path, "create", e))?;
+            set_file_mode(&file, &path)?;
             file.write_all(&bytes)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| io_error(format!("cannot write {}", path.display()), e))?;
@@ -231,58 +440,52 @@ impl Store for FileStore {
             }
         };
         sync_dir(&self.runs_dir)?;
-        let log = FileLog::start(dir.join(JOURNAL), file, lock, self.syncs.clone())?;
+        let log = FileLog::start(
+            dir.join(JOURNAL),
+            file,
+            lock,
+            bytes.len() as u64,
+            self.syncs.clone(),
+            self.fail_sync.clone(),
+        )?;
         Ok(Arc::new(log))
     }
 
     fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError> {
-        validate_run_id(run_id)?;
-        let dir = self.run_dir(run_id);
-        let path = dir.join(JOURNAL);
-        if !path.is_file() {
-            return Err(StoreError::UnknownRun(run_id.to_string()));
-        }
-        let lock = lock_run(run_id, &dir)?;
-        let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::UnknownRun(run_id.to_string()))
-            }
-            Err(e) => return Err(io_error(format!("cannot open {}", path.display()), e)),
-        };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
-        let Decoded { events, good_len } = decode(&path, &bytes)?;
-        if good_len < bytes.len() {
-            tracing::warn!(
-                journal = %path.display(),
-                offset = good_len,
-                bytes = bytes.len() - good_len,
-                "dropping the torn tail of a journal (an append interrupted by a crash)"
-            );
-            file.set_len(good_len as u64)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io_error(format!("cannot truncate {}", path.display()), e))?;
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        file.seek(SeekFrom::Start(good_len as u64))
-            .map_err(|e| io_error(format!("cannot seek in {}", path.display()), e))?;
-        let log = FileLog::start(path, file, lock, self.syncs.clone())?;
+        let Opened {
+            events,
+            path,
+            file,
+            lock,
+            len,
+            notice: _,
+        } = self.open_journal(run_id)?;
+        let log = FileLog::start(
+            path,
+            file,
+            lock,
+            len,
+            self.syncs.clone(),
+            self.fail_sync.clone(),
+        )?;
         Ok((events, Arc::new(log)))
     }
 
     fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
-        validate_run_id(run_id)?;
-        let path = self.run_dir(run_id).join(JOURNAL);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let dir = self.existing_run(run_id)?;
+        let path = dir.join(JOURNAL);
+        let mut file = match run_file_options().read(true).open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::UnknownRun(run_id.to_string()))
             }
-            Err(e) => return Err(io_error(format!("cannot read {}", path.display()), e)),
+            Err(e) => return Err(open_error(&path, "open", e)),
         };
-        Ok(decode(&path, &bytes)?.events)
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+        let trusted = trusted_len(&path, read_durable(&dir)?, bytes.len())?;
+        Ok(decode(&path, &bytes[..trusted])?.events)
     }
 
     fn list(&self) -> Result<Vec<String>, StoreError> {
@@ -303,6 +506,8 @@ impl Store for FileStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
+            // A run reached through a link is listed (only looked at, not read), so reading it
+            // reports the link.
             if validate_run_id(&name).is_ok() && entry.path().join(JOURNAL).is_file() {
                 ids.push(name);
             }
@@ -312,40 +517,111 @@ impl Store for FileStore {
     }
 
     fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
-        validate_run_id(run_id)?;
-        let dir = self.run_dir(run_id);
-        if !dir.join(JOURNAL).is_file() {
-            return Err(StoreError::UnknownRun(run_id.to_string()));
-        }
+        let dir = self.existing_run(run_id)?;
         // Written whole, then renamed into place: the writer never reads half a request.
         let staged = dir.join(format!("{CANCEL}.{}", std::process::id()));
         let text = serde_json::json!({ "reason": reason }).to_string();
-        fs::write(&staged, text)
+        let context = || format!("cannot ask run `{run_id}` to cancel");
+        let mut file = run_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged)
+            .map_err(|e| match open_error(&staged, "create", e) {
+                StoreError::Io { source, .. } => io_error(context(), source),
+                other => other,
+            })?;
+        set_file_mode(&file, &staged)?;
+        file.write_all(text.as_bytes())
             .and_then(|()| fs::rename(&staged, dir.join(CANCEL)))
-            .map_err(|e| io_error(format!("cannot ask run `{run_id}` to cancel"), e))
+            .map_err(|e| io_error(context(), e))
     }
 
     fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
-        let text = fs::read(self.run_dir(run_id).join(CANCEL)).ok()?;
+        let dir = self.real_run_dir(run_id)?;
+        let mut file = run_file_options().read(true).open(dir.join(CANCEL)).ok()?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).ok()?;
         let value: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
         Some(value["reason"].as_str().map(str::to_string))
     }
 
     fn clear_cancel_request(&self, run_id: &str) {
-        let _ = fs::remove_file(self.run_dir(run_id).join(CANCEL));
+        if let Some(dir) = self.real_run_dir(run_id) {
+            let _ = fs::remove_file(dir.join(CANCEL));
+        }
     }
 }
 
-/// Takes the run's exclusive lock, or fails with [`StoreError::Locked`].
+/// Options to open a file inside a run directory: never through a symbolic link
+/// (`O_NOFOLLOW`), created mode 0600.
+fn run_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW).mode(FILE_MODE);
+    options
+}
+
+/// The error of opening `path` inside a run directory: [`StoreError::Symlink`] when it is a
+/// link (which `O_NOFOLLOW` refuses), else an I/O error saying what was being done.
+fn open_error(path: &Path, doing: &str, e: io::Error) -> StoreError {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP)
+        && path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return StoreError::Symlink(path.to_path_buf());
+    }
+    io_error(format!("cannot {doing} {}", path.display()), e)
+}
+
+/// Gives a file the store created mode 0600, whatever the umask took away or left.
+fn set_file_mode(file: &File, path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| io_error(format!("cannot set the mode of {}", path.display()), e))?;
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
+}
+
+/// Creates the directory `path` (its parent must exist) with mode 0700, whatever the umask.
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    builder.mode(DIR_MODE);
+    builder.create(path)?;
+    #[cfg(unix)]
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(path)?
+        .set_permissions(fs::Permissions::from_mode(DIR_MODE))?;
+    Ok(())
+}
+
+/// Takes the run's exclusive lock, or fails with [`StoreError::Locked`]. The lock file is
+/// created (0600) if missing, and never opened through a link.
 fn lock_run(run_id: &str, dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK);
-    let file = OpenOptions::new()
+    let file = match run_file_options()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .open(&path)
-        .map_err(|e| io_error(format!("cannot open {}", path.display()), e))?;
+    {
+        Ok(file) => {
+            set_file_mode(&file, &path)?;
+            file
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => run_file_options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| open_error(&path, "open", e))?,
+        Err(e) => return Err(open_error(&path, "create", e)),
+    };
     // A lock just released can still be held for a moment by a child process that another
     // thread is starting (between fork and exec the child shares the lock's file description),
     // so a busy lock is asked again for a short while before the run is reported as locked.
@@ -382,6 +658,78 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         let _ = dir;
         Ok(())
     }
+}
+
+/// The last durable offset a poisoned writer recorded in run directory `dir`, if any. A record
+/// that does not read back whole is [`StoreError::Corrupt`]: a human has to look.
+fn read_durable(dir: &Path) -> Result<Option<u64>, StoreError> {
+    let path = dir.join(DURABLE);
+    let mut file = match run_file_options().read(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_error(&path, "open", e)),
+    };
+    let mut text = Vec::new();
+    Read::by_ref(&mut file)
+        .take(64)
+        .read_to_end(&mut text)
+        .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.strip_prefix(DURABLE_PREFIX))
+        .and_then(|t| t.strip_suffix('\n'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{} does not hold a durable offset (`{DURABLE_PREFIX}<n>`): a write or sync of \
+                 the run's journal failed and the offset it recorded was lost; check the \
+                 journal, then remove the file",
+                path.display()
+            ))
+        })
+}
+
+/// How many bytes of a journal of `len` bytes can be trusted given its recorded last durable
+/// offset: all of them without a record, the recorded prefix with one.
+fn trusted_len(path: &Path, durable: Option<u64>, len: usize) -> Result<usize, StoreError> {
+    match durable {
+        None => Ok(len),
+        Some(offset) if offset <= len as u64 => Ok(offset as usize),
+        Some(offset) => Err(StoreError::Corrupt(format!(
+            "journal {} is {len} bytes, shorter than its recorded last durable offset {offset}: \
+             bytes that were synced are missing (the file was not modified)",
+            path.display()
+        ))),
+    }
+}
+
+/// Records `offset`, the end of the last successful sync of the journal in run directory `dir`,
+/// for the next open: written to a temporary file, synced, renamed into place, the directory
+/// synced. Fails only if the record could not be put in place; a failed sync of it is logged
+/// (the record is visible in this boot, which is when the page cache can lie).
+fn record_durable(dir: &Path, offset: u64) -> io::Result<()> {
+    let tmp = dir.join(DURABLE_TMP);
+    let mut file = run_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    #[cfg(unix)]
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(format!("{DURABLE_PREFIX}{offset}\n").as_bytes())?;
+    let synced = file.sync_all();
+    drop(file);
+    fs::rename(&tmp, dir.join(DURABLE))?;
+    let synced = synced.and_then(|()| File::open(dir).and_then(|d| d.sync_all()));
+    if let Err(e) = synced {
+        tracing::error!(
+            dir = %dir.display(),
+            error = %e,
+            "the last durable offset of a poisoned journal is recorded but could not be synced"
+        );
+    }
+    Ok(())
 }
 
 fn io_error(context: String, source: io::Error) -> StoreError {
@@ -564,10 +912,15 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, StoreError> {
                 &format!("{torn}, yet an intact record follows at byte offset {next}"),
             ));
         }
-        return Ok(Decoded {
-            events,
-            good_len: offset,
-        });
+        break;
+    }
+    if events.is_empty() {
+        // A run is created with its first event synced: without it the file was cut short.
+        return Err(corrupt(
+            HEADER_LEN,
+            "the journal has no complete first record (a run's journal is created with its \
+             first event, so the file was cut short or damaged)",
+        ));
     }
     Ok(Decoded {
         events,
@@ -615,20 +968,44 @@ fn intact_record_after(bytes: &[u8], from: usize) -> Option<usize> {
 /// writer threads, where they can overlap.
 static OPEN_LOGS: AtomicUsize = AtomicUsize::new(0);
 
-/// An I/O failure that poisoned a log, kept so every later call can report it.
+/// Why a log accepts nothing more, kept so every later call can report it.
 #[derive(Debug, Clone)]
-struct Failure {
-    context: String,
-    kind: io::ErrorKind,
-    message: String,
+enum Failure {
+    /// A write or sync of the journal failed: the log is poisoned.
+    Poisoned {
+        path: PathBuf,
+        op: &'static str,
+        durable: u64,
+        recovery: String,
+        kind: io::ErrorKind,
+        message: String,
+    },
+    /// The writer thread stopped (the log was closed, or the thread panicked).
+    Stopped,
 }
 
 impl Failure {
     fn to_error(&self) -> StoreError {
-        io_error(
-            self.context.clone(),
-            io::Error::new(self.kind, self.message.clone()),
-        )
+        match self {
+            Failure::Poisoned {
+                path,
+                op,
+                durable,
+                recovery,
+                kind,
+                message,
+            } => StoreError::Poisoned {
+                path: path.clone(),
+                op,
+                durable: *durable,
+                recovery: recovery.clone(),
+                source: io::Error::new(*kind, message.clone()),
+            },
+            Failure::Stopped => io_error(
+                "the journal writer stopped".to_string(),
+                io::Error::other("the log was closed"),
+            ),
+        }
     }
 }
 
@@ -644,6 +1021,9 @@ struct State {
     appended: u64,
     /// Every event up to this sequence number is durable.
     synced: u64,
+    /// The journal's length up to the end of its last successful sync (at first, its length
+    /// when opened or created, which was synced then).
+    durable: u64,
     /// Flushes waiting for a sync, in increasing sequence order.
     waiters: VecDeque<(u64, Waiter)>,
     /// A write and sync is under way (on the writer thread, or in place in a flush); nobody
@@ -666,45 +1046,56 @@ impl State {
         let batch = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
         (batch, self.appended)
     }
+}
 
-    /// Ends the write of `batch` (which made everything up to `target` durable if `result` is
-    /// `Ok`): releases the file, and returns the waiters to complete and the failure, if any.
-    fn finish_batch(
-        &mut self,
-        path: &Path,
-        mut batch: Vec<u8>,
-        target: u64,
-        result: io::Result<()>,
-    ) -> (Vec<(u64, Waiter)>, Option<Failure>) {
-        self.busy = false;
-        batch.clear();
-        if batch.capacity() > self.spare.capacity() {
-            self.spare = batch;
+/// Ends the write of `batch` (which made everything up to `target` durable if `result` is
+/// `Ok`): releases the file, and returns the waiters to complete and the failure, if any.
+/// After a failed write or sync the log is poisoned, and its last durable offset is recorded
+/// for the next open (before anyone can see the failure).
+fn finish_batch(
+    shared: &Shared,
+    state: &mut State,
+    mut batch: Vec<u8>,
+    target: u64,
+    result: Result<(), (&'static str, io::Error)>,
+) -> (Vec<(u64, Waiter)>, Option<Failure>) {
+    state.busy = false;
+    let written = batch.len() as u64;
+    batch.clear();
+    if batch.capacity() > state.spare.capacity() {
+        state.spare = batch;
+    }
+    let mut done = Vec::new();
+    match result {
+        Ok(()) => {
+            state.synced = target;
+            state.durable += written;
+            while state.waiters.front().is_some_and(|(seq, _)| *seq <= target) {
+                done.extend(state.waiters.pop_front());
+            }
+            (done, None)
         }
-        let mut done = Vec::new();
-        match result {
-            Ok(()) => {
-                self.synced = target;
-                while self.waiters.front().is_some_and(|(seq, _)| *seq <= target) {
-                    done.extend(self.waiters.pop_front());
-                }
-                (done, None)
-            }
-            Err(e) => {
-                tracing::error!(journal = %path.display(), error = %e, "journal write failed");
-                let failure = Failure {
-                    context: format!(
-                        "cannot write journal {} (events since the last successful flush may be \
-                         lost; resume the run to continue)",
-                        path.display()
-                    ),
-                    kind: e.kind(),
-                    message: e.to_string(),
-                };
-                self.failure = Some(failure.clone());
-                done.extend(self.waiters.drain(..));
-                (done, Some(failure))
-            }
+        Err((op, e)) => {
+            let path = &shared.path;
+            let durable = state.durable;
+            tracing::error!(
+                journal = %path.display(),
+                op,
+                durable,
+                error = %e,
+                "journal {op} failed: the log is poisoned"
+            );
+            let failure = Failure::Poisoned {
+                path: path.clone(),
+                op,
+                durable,
+                recovery: shared.record_durable(durable),
+                kind: e.kind(),
+                message: e.to_string(),
+            };
+            state.failure = Some(failure.clone());
+            done.extend(state.waiters.drain(..));
+            (done, Some(failure))
         }
     }
 }
@@ -728,6 +1119,8 @@ struct Shared {
     file: Mutex<File>,
     path: PathBuf,
     syncs: Arc<AtomicU64>,
+    /// Fault injection: the next sync fails (see [`FileStore::fail_next_sync`]).
+    fail_sync: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -735,17 +1128,56 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes `batch` at the end of the journal and syncs it. Only the holder of `busy` calls
-    /// this, without holding the state lock, so appends go on meanwhile.
-    fn write_and_sync(&self, batch: &[u8]) -> io::Result<()> {
+    /// Writes `batch` at the end of the journal and syncs it; a failure says which of the two
+    /// failed. Only the holder of `busy` calls this, without holding the state lock, so
+    /// appends go on meanwhile.
+    fn write_and_sync(&self, batch: &[u8]) -> Result<(), (&'static str, io::Error)> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        file.write_all(batch)?;
-        let synced = file.sync_data();
+        file.write_all(batch).map_err(|e| ("write", e))?;
+        let synced = if self.fail_sync.swap(false, Ordering::SeqCst) {
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        } else {
+            file.sync_data()
+        };
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        synced
+        synced.map_err(|e| ("sync", e))
+    }
+
+    /// After a failed write or sync: records `durable`, the end of the last successful sync,
+    /// for the next open; if that fails, cuts the journal back to it here. Returns what the
+    /// user is told about it.
+    fn record_durable(&self, durable: u64) -> String {
+        let Some(dir) = self.path.parent() else {
+            return format!("check the journal and cut it to {durable} bytes before resuming");
+        };
+        let record = dir.join(DURABLE);
+        let Err(e) = record_durable(dir, durable) else {
+            return format!(
+                "its last durable offset, byte {durable} (the end of its last successful \
+                 sync), is recorded in {}, and the next open cuts the journal back to it: \
+                 nothing acknowledged was lost, the steps after it run again",
+                record.display()
+            );
+        };
+        tracing::error!(record = %record.display(), error = %e, "cannot record the durable offset");
+        let file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        match file.set_len(durable).and_then(|()| file.sync_all()) {
+            Ok(()) => format!(
+                "its last durable offset, byte {durable}, could not be recorded in {} ({e}), \
+                 so the journal was cut back to it: nothing acknowledged was lost, the steps \
+                 after it run again",
+                record.display()
+            ),
+            Err(cut) => format!(
+                "its last durable offset, byte {durable}, could not be recorded in {} ({e}) \
+                 nor the journal cut back to it ({cut}): check the disk, and cut the journal \
+                 to {durable} bytes before resuming the run",
+                record.display()
+            ),
+        }
     }
 }
 
@@ -766,19 +1198,26 @@ impl fmt::Debug for FileLog {
 }
 
 impl FileLog {
-    /// Starts the writer thread for `file`, positioned at its end.
+    /// Starts the writer thread for `file`, positioned at its end, `len` bytes long (all of
+    /// them durable).
     fn start(
         path: PathBuf,
         file: File,
         lock: File,
+        len: u64,
         syncs: Arc<AtomicU64>,
+        fail_sync: Arc<AtomicBool>,
     ) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                durable: len,
+                ..State::default()
+            }),
             wake: Condvar::new(),
             file: Mutex::new(file),
             path,
             syncs,
+            fail_sync,
         });
         let thread = {
             let shared = shared.clone();
@@ -802,7 +1241,7 @@ impl FileLog {
         drop(state);
         let result = self.shared.write_and_sync(&batch);
         let mut state = self.shared.lock();
-        let (done, failure) = state.finish_batch(&self.shared.path, batch, target, result);
+        let (done, failure) = finish_batch(&self.shared, &mut state, batch, target, result);
         let more = !state.waiters.is_empty() || failure.is_some();
         drop(state);
         if more {
@@ -890,14 +1329,7 @@ impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
         let (waiters, failure): (Vec<_>, _) = {
             let mut state = self.0.lock();
-            let failure = state
-                .failure
-                .get_or_insert_with(|| Failure {
-                    context: "the journal writer stopped".to_string(),
-                    kind: io::ErrorKind::Other,
-                    message: "the log was closed".to_string(),
-                })
-                .clone();
+            let failure = state.failure.get_or_insert(Failure::Stopped).clone();
             (state.waiters.drain(..).collect(), failure)
         };
         complete(waiters, Some(&failure));
@@ -932,9 +1364,7 @@ fn write_loop(shared: &Shared) {
             state.take_batch()
         };
         let result = shared.write_and_sync(&batch);
-        let (done, failure) = shared
-            .lock()
-            .finish_batch(&shared.path, batch, target, result);
+        let (done, failure) = finish_batch(shared, &mut shared.lock(), batch, target, result);
         complete(done, failure.as_ref());
     }
 }
@@ -986,6 +1416,8 @@ mod tests {
         let event = |i: u32| Event::Log {
             key: format!("log#{i}"),
             message: "m".repeat(i as usize),
+            seq: None,
+            location: None,
         };
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -1013,6 +1445,8 @@ mod tests {
         let created = Event::Log {
             key: "log#0".to_string(),
             message: "created".to_string(),
+            seq: None,
+            location: None,
         };
         let log = store.create("lone", created).unwrap();
         let started = |key: &str| Event::StepStarted {
@@ -1020,6 +1454,7 @@ mod tests {
             task: "t".to_string(),
             location: "l:1".to_string(),
             args: serde_json::Value::Null,
+            seq: None,
         };
         let completed = |key: &str| Event::StepCompleted {
             key: key.to_string(),

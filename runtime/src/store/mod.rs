@@ -23,12 +23,41 @@ pub enum StoreError {
     /// Another writer holds the run.
     #[error("run `{0}` is already open by another writer")]
     Locked(String),
-    /// The run id is not a valid name.
-    #[error("invalid run id `{0}`: use letters, digits, `-` and `_`")]
+    /// The run id is not a valid name. Shown escaped (`\n`, `\u{1b}`…), so an id with a
+    /// newline or control characters cannot break the one-line message.
+    #[error("invalid run id `{}`: use letters, digits, `-` and `_`", .0.escape_debug())]
     InvalidRunId(String),
     /// The journal is damaged.
     #[error("{0}")]
     Corrupt(String),
+    /// A path inside the runs directory (a run directory, journal, lock or cancel request) is
+    /// a symbolic link, which the file store does not follow.
+    #[error(
+        "{} is a symbolic link, and minder does not follow links inside the runs directory",
+        .0.display()
+    )]
+    Symlink(std::path::PathBuf),
+    /// A write or sync of the run's journal failed, so its log is poisoned: this and every later
+    /// append or flush of that log fails, and nothing more is written to the journal (after a
+    /// failed sync the page cache may hold bytes that never reach the disk). The next open of
+    /// the run trusts the journal only up to `durable`.
+    #[error(
+        "the {op} of journal {} failed ({source}), so its log is poisoned and nothing more is \
+         written to it; {recovery}",
+        path.display()
+    )]
+    Poisoned {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What failed: `"write"` or `"sync"`.
+        op: &'static str,
+        /// The journal's length up to the end of its last successful sync.
+        durable: u64,
+        /// How the next open learns `durable`, and what the user has to do, if anything.
+        recovery: String,
+        /// The error of the failed call.
+        source: std::io::Error,
+    },
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {
