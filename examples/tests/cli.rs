@@ -622,67 +622,119 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A `command-pipeline` run started in the background whose one program records its pid and a
+/// long-lived child's in `work/pids` and waits for the child; once `work/marker` exists, the
+/// program writes the secret it got (`TOKEN`, from the runner's `MINDER_TEST_TOKEN`) to
+/// `work/seen` and ends.
+#[cfg(target_os = "linux")]
+struct CommandRun {
+    runner: std::process::Child,
+    id: String,
+    runs: PathBuf,
+    work: PathBuf,
+    secret: String,
+    /// The program's pid, then its child's.
+    first: Vec<i32>,
+}
+
+#[cfg(target_os = "linux")]
+impl CommandRun {
+    /// Starts the run and waits until both pids are recorded and the group is journaled.
+    fn start(tmp: &Path) -> CommandRun {
+        let work = tmp.join("work");
+        fs::create_dir_all(&work).unwrap();
+        let runs = tmp.join("runs");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let secret = format!("tok-{}-{nanos}", std::process::id());
+        let script = "if [ -e marker ]; then printf %s \"$TOKEN\" > seen; exit 0; fi; \
+                      echo $$ >> pids; sleep 300 & echo $! >> pids; wait";
+        let input = serde_json::json!({
+            "dir": work,
+            "steps": [{ "name": "serve", "program": "sh", "args": ["-c", script] }],
+            "secrets": { "TOKEN": "MINDER_TEST_TOKEN" },
+            "timeout_secs": 600,
+        });
+        let input_path = tmp.join("input.json");
+        fs::write(&input_path, input.to_string()).unwrap();
+        let runner = Command::new(BIN)
+            .args(["run", "command-pipeline", "--input"])
+            .arg(&input_path)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .env("MINDER_TEST_TOKEN", &secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = || -> Vec<i32> {
+            fs::read_to_string(work.join("pids"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        };
+        wait_until("the program and its child recorded their pids", || {
+            pids().len() >= 2
+        });
+        let id = run_ids(&runs).pop().unwrap();
+        let first = pids();
+        let mut run = CommandRun {
+            runner,
+            id,
+            runs,
+            work,
+            secret,
+            first,
+        };
+        wait_until("the process group is journaled", || {
+            run.journaled("\"child_started\"")
+        });
+        assert!(run.first.iter().all(|&p| alive(p)));
+        run.first.truncate(2);
+        run
+    }
+
+    fn journaled(&self, what: &str) -> bool {
+        fs::read(self.runs.join(&self.id).join("journal.log"))
+            .map(|b| b.windows(what.len()).any(|w| w == what.as_bytes()))
+            .unwrap_or(false)
+    }
+
+    /// Lets the program end, resumes the run to its end, and checks the secret got there.
+    fn resume_to_the_end(&self) {
+        fs::write(self.work.join("marker"), "").unwrap();
+        let out = Command::new(BIN)
+            .args(["resume", &self.id, "--json", "--runs-dir"])
+            .arg(&self.runs)
+            .env("MINDER_TEST_TOKEN", &self.secret)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = stdout_json(&out);
+        assert_eq!(report["state"], "completed", "{report}");
+        assert_eq!(report["output"]["passed"], true, "{report}");
+        assert_eq!(
+            fs::read_to_string(self.work.join("seen")).unwrap(),
+            self.secret
+        );
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn sigkill_of_the_runner_during_a_command_then_resume_leaves_no_process_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
-    fs::create_dir_all(&work).unwrap();
-    let runs = tmp.path().join("runs");
-    let runs_s = runs.to_str().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let secret = format!("tok-{}-{nanos}", std::process::id());
-    // The first time, the program records its pid and a long-lived child's, and waits for
-    // the child; once `marker` exists (after the crash), it writes the secret it got and ends.
-    let script = "if [ -e marker ]; then printf %s \"$TOKEN\" > seen; exit 0; fi; \
-                  echo $$ >> pids; sleep 300 & echo $! >> pids; wait";
-    let input = serde_json::json!({
-        "dir": work,
-        "steps": [{ "name": "serve", "program": "sh", "args": ["-c", script] }],
-        "secrets": { "TOKEN": "MINDER_TEST_TOKEN" },
-        "timeout_secs": 600,
-    });
-    let input_path = tmp.path().join("input.json");
-    fs::write(&input_path, input.to_string()).unwrap();
-
-    let mut runner = Command::new(BIN)
-        .args(["run", "command-pipeline", "--input"])
-        .arg(&input_path)
-        .args(["--runs-dir", runs_s])
-        .env("MINDER_TEST_TOKEN", &secret)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pids = || -> Vec<i32> {
-        fs::read_to_string(work.join("pids"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    };
-    wait_until("the program and its child recorded their pids", || {
-        pids().len() >= 2
-    });
-    let id = run_ids(&runs).pop().unwrap();
-    let journal = runs.join(&id).join("journal.log");
-    let journaled = |what: &str| {
-        fs::read(&journal)
-            .map(|b| b.windows(what.len()).any(|w| w == what.as_bytes()))
-            .unwrap_or(false)
-    };
-    wait_until("the process group is journaled", || {
-        journaled("\"child_started\"")
-    });
-    let first = pids();
-    let (leader, child) = (first[0], first[1]);
-    assert!(alive(leader) && alive(child));
-
-    runner.kill().unwrap(); // SIGKILL
-    runner.wait().unwrap();
+    let mut run = CommandRun::start(tmp.path());
+    let (leader, child) = (run.first[0], run.first[1]);
+    run.runner.kill().unwrap(); // SIGKILL
+    run.runner.wait().unwrap();
     // The program dies with the runner (parent-death signal); its child, in its group, is
     // an orphan until the run is resumed.
     wait_until("the program died with the runner", || !alive(leader));
@@ -691,29 +743,16 @@ fn sigkill_of_the_runner_during_a_command_then_resume_leaves_no_process_behind()
         "the orphan is already gone: nothing left to test"
     );
 
-    fs::write(work.join("marker"), "").unwrap();
-    let out = Command::new(BIN)
-        .args(["resume", &id, "--runs-dir", runs_s, "--json"])
-        .env("MINDER_TEST_TOKEN", &secret)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = stdout_json(&out);
-    assert_eq!(report["state"], "completed", "{report}");
-    assert_eq!(report["output"]["passed"], true, "{report}");
+    run.resume_to_the_end();
     // The resume killed the orphan group before the command ran again.
     wait_until("no process of the first attempt runs", || {
-        first.iter().all(|&p| !alive(p))
+        run.first.iter().all(|&p| !alive(p))
     });
-    // The secret reached the program, and is neither journaled nor printed.
-    assert_eq!(fs::read_to_string(work.join("seen")).unwrap(), secret);
-    assert!(!journaled(&secret), "the secret is in the journal");
+    // The secret reached the program (above), and is neither journaled nor printed.
+    assert!(!run.journaled(&run.secret), "the secret is in the journal");
+    let runs_s = run.runs.to_str().unwrap();
     for json in [false, true] {
-        let mut args = vec!["events", id.as_str(), "--runs-dir", runs_s];
+        let mut args = vec!["events", run.id.as_str(), "--runs-dir", runs_s];
         if json {
             args.push("--json");
         }
@@ -721,14 +760,34 @@ fn sigkill_of_the_runner_during_a_command_then_resume_leaves_no_process_behind()
         assert!(events.status.success());
         let text = String::from_utf8_lossy(&events.stdout);
         assert!(
-            !text.contains(&secret),
+            !text.contains(&run.secret),
             "`events` printed the secret: {text}"
         );
         assert!(text.contains("MINDER_TEST_TOKEN"), "{text}");
-        assert_eq!(
-            text.matches("child_started").count() + text.matches("in process group").count(),
-            2,
-            "{text}"
-        );
+        let groups = if json {
+            text.matches("\"child_started\"").count()
+        } else {
+            text.matches("in process group").count()
+        };
+        assert_eq!(groups, 2, "one group per attempt: {text}");
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_of_the_runner_kills_the_programs_whole_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = CommandRun::start(tmp.path());
+    // What Ctrl-C sends the runner; the program, in a group of its own, does not get it.
+    let sent = Command::new("kill")
+        .args(["-INT", &run.runner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = run.runner.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "128 + SIGINT");
+    wait_until("no process of the interrupted run runs", || {
+        run.first.iter().all(|&p| !alive(p))
+    });
+    run.resume_to_the_end();
 }

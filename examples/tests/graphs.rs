@@ -117,3 +117,9 @@ fn final_verification_graph() {
         ],
     );
 }
+
+#[test]
+fn pipeline_graph() {
+    let text = show::<pipeline::command_pipeline>();
+    has_all(&text, &["process command-pipeline", "task command"]);
+}

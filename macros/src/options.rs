@@ -342,16 +342,17 @@ pub(crate) fn bad_process_name(value: &str) -> Option<String> {
     } else {
         suggestion
     };
-    const RULE: &str = "a process name is one word on the command line";
-    if value.is_empty() {
-        return Some(format!(
-            "a process name cannot be empty: {RULE}; use letters, digits, `-` and `_`, like \"{like}\""
-        ));
-    }
-    let c = value.chars().find(|c| !allowed(*c))?;
+    let what = if value.is_empty() {
+        "be empty".to_string()
+    } else {
+        format!(
+            "contain {}",
+            show_char(value.chars().find(|c| !allowed(*c))?)
+        )
+    };
     Some(format!(
-        "a process name cannot contain {}: {RULE}; use letters, digits, `-` and `_`, like \"{like}\"",
-        show_char(c)
+        "a process name cannot {what}: it is one word on the command line (`run <process>`); \
+         use letters, digits, `-` and `_`, like \"{like}\""
     ))
 }
 

@@ -312,7 +312,7 @@ fn expand_branches(krate: &TokenStream, settle: bool, branches: &[Branch]) -> To
         }
     });
 
-    let access_check = access_check(krate, &branches, &values);
+    let access_check = access_check(krate, branches, &values);
 
     // Every branch value goes through a generic fn whose bounds say what a branch must be: a
     // future of `Result<T, B>` (fail-fast), or any future (settle). The call and its argument

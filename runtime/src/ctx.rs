@@ -8,9 +8,9 @@
 
 use crate::journal::Event;
 use crate::parallel::Map;
+use crate::replay::HashMap;
 use crate::replay::Replayed;
 use crate::run::{Notice, RunState, Stopped, Waiting};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -34,13 +34,16 @@ struct Counters {
     seq: u32,
 }
 
-/// A step's key and its position in its scope.
-#[derive(Debug, Clone)]
+/// A step's key, its position in its scope, and what the journal has at the key (taken out
+/// of the replay map when the key was taken: one lookup per step).
+#[derive(Debug)]
 pub(crate) struct StepKey {
     /// `scope/name#n`.
     pub(crate) key: String,
     /// How many keys the scope handed out before this one (program order).
     pub(crate) seq: u32,
+    /// The journal's entry for the key; see [`RunState::replayed`].
+    pub(crate) journal: Option<Replayed>,
 }
 
 impl fmt::Debug for Scope {
@@ -93,12 +96,9 @@ impl Scope {
         task: Option<(&str, &dyn Fn() -> String)>,
     ) -> StepKey {
         let (segment, seq) = self.next_segment(name);
-        let step = StepKey {
-            key: self.join(&segment),
-            seq,
-        };
-        self.run.check_order(&step, task);
-        step
+        let key = self.join(&segment);
+        let journal = self.run.take_journaled(&key, seq, task);
+        StepKey { key, seq, journal }
     }
 
     /// `name#n`, counting the steps called `name` in this scope, and the segment's position.
@@ -259,10 +259,10 @@ impl Ctx {
     pub fn log(&self, message: impl Into<String>) {
         let location = caller();
         let scope = self.scope();
-        let step = scope.next_key("log");
+        let mut step = scope.next_key("log");
         let run = &scope.run;
         let message = message.into();
-        match run.replayed(&step) {
+        match run.replayed(&mut step) {
             Err(Stopped) => return,
             Ok(Some(Replayed::Logged {
                 message: journaled,
@@ -319,10 +319,10 @@ impl Ctx {
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
         let scope = self.scope();
-        let step = scope.next_key(name);
+        let mut step = scope.next_key(name);
         let run = &scope.run;
         let what = || format!("records a `{}` at {location}", std::any::type_name::<T>());
-        match run.replayed(&step) {
+        match run.replayed(&mut step) {
             Err(Stopped) => return (step.key, make()),
             Ok(Some(Replayed::Recorded {
                 value,

@@ -182,7 +182,7 @@ impl Ctx {
         location: String,
     ) -> Result<T, TaskError> {
         let scope = self.scope();
-        let step = scope.next_key(&name);
+        let mut step = scope.next_key(&name);
         let key = step.key.clone();
         let run = scope.run.clone();
         let input = match input {
@@ -195,7 +195,7 @@ impl Ctx {
             }
         };
         let code = || format!("asks for {kind} `{name}` with input {input} at {location}");
-        match run.replayed(&step) {
+        match run.replayed(&mut step) {
             Err(Stopped) => return std::future::pending().await,
             Ok(Some(Replayed::Effect {
                 kind: k,

@@ -13,7 +13,8 @@ pub enum Node {
         /// The function name.
         name: &'static str,
     },
-    /// A `ctx` operation: `log`, `now`, `random`, `new_id`, `sleep`, `sleep_until`.
+    /// A `ctx` operation: `log`, `now`, `random`, `new_id`, `sleep`, `sleep_until`,
+    /// `breakpoint`, `external`, `select`, `race`.
     Ctx {
         /// The method name.
         op: &'static str,

@@ -6,14 +6,44 @@
 //! code against it: the step's position in its scope must be the journaled one, and a new
 //! step must not stand where the journal has another.
 
-use crate::ctx::StepKey;
 use crate::error::RunError;
 use crate::journal::{Event, Outcome};
 use crate::store::StoreError;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Step keys are hashed several times per replayed step; they come from the run's own
+/// journal (no untrusted input to defend against flooding), so a simple multiplicative hash
+/// (FxHash's) does instead of SipHash.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.write(&[b]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by step keys (or scope paths).
+pub(crate) type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<KeyHasher>>;
 use std::fmt;
-use std::sync::Arc;
 
 /// What the journal says about a step key.
 #[derive(Debug, Clone)]
@@ -101,10 +131,18 @@ struct Entry {
 
 /// The journal of one run by step key.
 pub(crate) struct ReplayMap {
-    entries: HashMap<Arc<str>, Entry>,
+    entries: HashMap<String, Entry>,
     /// Per scope path, the journaled steps by position (sorted by position), and how many of
     /// them the code has passed.
-    positions: HashMap<Box<str>, (usize, Vec<(u32, Arc<str>)>)>,
+    positions: HashMap<Box<str>, Positions>,
+}
+
+/// The journaled steps of one scope: their positions (sorted, while the journal is read), and
+/// how many of them the code has passed.
+#[derive(Default)]
+struct Positions {
+    seqs: Vec<u32>,
+    passed: u32,
 }
 
 impl fmt::Debug for ReplayMap {
@@ -136,8 +174,9 @@ impl ReplayMap {
     pub(crate) fn build(run_id: &str, events: Vec<Event>) -> Result<Journal, RunError> {
         // A step takes two events (started, completed): sized once, the map never rehashes,
         // which at 100,000 steps would hold the old and the new table at the peak.
-        let mut entries: HashMap<Arc<str>, Entry> = HashMap::with_capacity(events.len() / 2 + 1);
-        let mut positions: HashMap<Box<str>, (usize, Vec<(u32, Arc<str>)>)> = HashMap::new();
+        let mut entries: HashMap<String, Entry> =
+            HashMap::with_capacity_and_hasher(events.len() / 2 + 1, Default::default());
+        let mut positions: HashMap<Box<str>, Positions> = HashMap::default();
         let mut created = None;
         let mut end: Option<(usize, Event)> = None;
         let corrupt = |index: usize, what: String| {
@@ -146,27 +185,38 @@ impl ReplayMap {
                 index + 1
             )))
         };
-        let mut insert = |entries: &mut HashMap<Arc<str>, Entry>,
+        let mut insert = |entries: &mut HashMap<String, Entry>,
                           index: usize,
                           key: String,
                           seq: Option<u32>,
                           what: Replayed|
          -> Result<(), RunError> {
-            let key: Arc<str> = Arc::from(key);
             if let Some(seq) = seq {
-                positions
-                    .entry(scope_of(&key).into())
-                    .or_default()
-                    .1
-                    .push((seq, key.clone()));
+                let scope = scope_of(&key);
+                match positions.get_mut(scope) {
+                    Some(p) => p.seqs.push(seq),
+                    None => {
+                        positions.insert(
+                            scope.into(),
+                            Positions {
+                                seqs: vec![seq],
+                                passed: 0,
+                            },
+                        );
+                    }
+                }
             }
-            match entries.insert(key.clone(), Entry { seq, what }) {
-                None => Ok(()),
-                Some(earlier) => Err(corrupt(
+            match entries.entry(key) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Entry { seq, what });
+                    Ok(())
+                }
+                std::collections::hash_map::Entry::Occupied(earlier) => Err(corrupt(
                     index,
                     format!(
-                        "journals `{key}` a second time (it already has {})",
-                        earlier.what
+                        "journals `{}` a second time (it already has {})",
+                        earlier.key(),
+                        earlier.get().what
                     ),
                 )),
             }
@@ -371,9 +421,10 @@ impl ReplayMap {
                 _ => {}
             }
         }
-        for (_, list) in positions.values_mut() {
-            list.sort_unstable_by_key(|(seq, _)| *seq);
+        for p in positions.values_mut() {
+            p.seqs.sort_unstable();
         }
+
         Ok(Journal {
             map: ReplayMap { entries, positions },
             created,
@@ -384,81 +435,90 @@ impl ReplayMap {
     /// An empty map (a new run).
     pub(crate) fn empty() -> ReplayMap {
         ReplayMap {
-            entries: HashMap::new(),
-            positions: HashMap::new(),
+            entries: HashMap::default(),
+            positions: HashMap::default(),
         }
     }
 
-    /// Checks, when the code takes the key of `step`, that it reaches the journaled steps of
-    /// its scope in the journal's order: a journaled step passed over (removed, replaced by
-    /// another, or moved after a later one) is a non-determinism error. New steps may stand
-    /// anywhere (adding a call does not disturb the steps around it).
+    /// Takes out what the journal has at `key`, which the code takes now at position `seq`
+    /// of its scope (each key is reached once per run), after checking that the code reaches
+    /// the journaled steps of the scope in the journal's order: a journaled step passed over
+    /// (removed, replaced by another, or moved after a later one) is a non-determinism error.
+    /// New steps may stand anywhere (adding a call does not disturb the steps around it).
     ///
     /// A new task step where the journal has, at the same position, a task of the same name
     /// from another module is taken for what it almost always is, a swapped task, and is an
     /// error before it runs (`task` is the new task's bare name and what the code calls).
-    pub(crate) fn check_order(
+    pub(crate) fn take(
         &mut self,
-        step: &StepKey,
+        key: &str,
+        seq: u32,
         task: Option<(&str, &dyn Fn() -> String)>,
-    ) -> Result<(), RunError> {
-        let journaled = match self.entries.get(step.key.as_str()) {
-            Some(Entry {
-                seq: Some(journaled),
-                ..
-            }) => *journaled,
-            Some(_) => return Ok(()),
-            None => return self.check_swapped(step, task),
+    ) -> Result<Option<Replayed>, RunError> {
+        let Some(entry) = self.entries.remove(key) else {
+            self.check_swapped(key, seq, task)?;
+            return Ok(None);
         };
-        let Some((passed, list)) = self.positions.get_mut(scope_of(&step.key)) else {
-            return Ok(());
+        let Some(journaled) = entry.seq else {
+            return Ok(Some(entry.what));
         };
-        let Ok(at) = list.binary_search_by_key(&journaled, |(s, _)| *s) else {
-            return Ok(());
+        let scope = scope_of(key);
+        let Some(p) = self.positions.get_mut(scope) else {
+            return Ok(Some(entry.what));
         };
-        if at < *passed {
-            return Ok(());
+        // How many journaled steps of the scope come before this one.
+        let rank = p.seqs.partition_point(|s| *s < journaled) as u32;
+        if rank < p.passed {
+            return Ok(Some(entry.what));
         }
-        let skipped = list[*passed..at].first().map(|(_, key)| key.clone());
-        *passed = at + 1;
-        match skipped {
-            None => Ok(()),
-            Some(skipped) => {
-                let what = self
-                    .entries
-                    .get(&skipped)
-                    .map(|e| e.what.to_string())
-                    .unwrap_or_else(|| "a step".into());
-                Err(RunError::NonDeterminism {
-                    key: step.key.clone(),
-                    detail: format!(
-                        "the journal has `{skipped}` ({what}) before `{}` in this scope; the \
-                         code now reaches `{}` without it: a step was removed, replaced or \
-                         moved",
-                        step.key, step.key
-                    ),
-                })
-            }
+        let passed = std::mem::replace(&mut p.passed, rank + 1);
+        if rank == passed {
+            return Ok(Some(entry.what));
         }
+        // Passed over the journaled step of rank `passed`: find it (an error, so rare).
+        let (skipped, what) = self
+            .at_rank(scope, passed)
+            .map(|(k, e)| (k.to_string(), e.what.to_string()))
+            .unwrap_or_else(|| ("?".into(), "a step".into()));
+        Err(RunError::NonDeterminism {
+            key: key.to_string(),
+            detail: format!(
+                "the journal has `{skipped}` ({what}) before `{key}` in this scope; the code \
+                 now reaches `{key}` without it: a step was removed, replaced or moved"
+            ),
+        })
+    }
+
+    /// The untaken journaled entry of `scope` with `rank`: a scan, for error paths only.
+    fn at_rank(&self, scope: &str, rank: u32) -> Option<(&str, &Entry)> {
+        let seq = *self.positions.get(scope)?.seqs.get(rank as usize)?;
+        self.entries
+            .iter()
+            .find(|(k, e)| e.seq == Some(seq) && scope_of(k) == scope)
+            .map(|(k, e)| (k.as_str(), e))
     }
 
     /// See [`ReplayMap::check_order`]: a new task where the journal's next step of the scope is
     /// a same-named task of another module at the same position.
     fn check_swapped(
         &self,
-        step: &StepKey,
+        new_key: &str,
+        seq: u32,
         task: Option<(&str, &dyn Fn() -> String)>,
     ) -> Result<(), RunError> {
         let Some((name, code)) = task else {
             return Ok(());
         };
-        let Some((passed, list)) = self.positions.get(scope_of(&step.key)) else {
+        let scope = scope_of(new_key);
+        let Some(p) = self.positions.get(scope) else {
             return Ok(());
         };
-        let Some((seq, key)) = list.get(*passed) else {
+        // Only while journaled steps of the scope lie ahead (not at the frontier of a resume),
+        // and only when the next one stands at this very position.
+        if p.passed as usize >= p.seqs.len() || p.seqs[p.passed as usize] != seq {
             return Ok(());
-        };
-        let Some(entry) = self.entries.get(key) else {
+        }
+        let Some((key, entry)) = self.at_rank(scope, p.passed) else {
             return Ok(());
         };
         let journaled_task = match &entry.what {
@@ -466,21 +526,16 @@ impl ReplayMap {
             _ => return Ok(()),
         };
         let bare = journaled_task.rsplit("::").next().unwrap_or(journaled_task);
-        if *seq != step.seq || bare != name {
+        if bare != name {
             return Ok(());
         }
         Err(RunError::NonDeterminism {
-            key: step.key.clone(),
+            key: new_key.to_string(),
             detail: format!(
                 "the journal has {} here (`{key}`); the code now calls {}",
                 entry.what,
                 code()
             ),
         })
-    }
-
-    /// What the journal says about `step`, taken out (each key is reached once per run).
-    pub(crate) fn take(&mut self, step: &StepKey) -> Option<Replayed> {
-        self.entries.remove(step.key.as_str()).map(|e| e.what)
     }
 }

@@ -141,26 +141,33 @@ impl fmt::Debug for RunState {
 impl RunState {
     /// What the journal says about `key`. Each key is reached once per run, so the entry is
     /// taken out rather than cloned.
-    /// Checks that `step`, whose key the code takes now, comes in the journal's order (see
-    /// [`ReplayMap::check_order`]); a divergence stops the run.
-    pub(crate) fn check_order(&self, step: &StepKey, task: Option<(&str, &dyn Fn() -> String)>) {
+    /// The journal's entry for `key`, which the code takes now at position `seq` of its scope,
+    /// taken out of the replay map after checking that it comes in the journal's order (see
+    /// [`ReplayMap::take`]); a divergence stops the run.
+    pub(crate) fn take_journaled(
+        &self,
+        key: &str,
+        seq: u32,
+        task: Option<(&str, &dyn Fn() -> String)>,
+    ) -> Option<Replayed> {
         if self.stopped() {
-            return;
+            return None;
         }
-        let checked = self.replay.lock().unwrap().check_order(step, task);
-        if let Err(e) = checked {
+        let taken = self.replay.lock().unwrap().take(key, seq, task);
+        taken.unwrap_or_else(|e| {
             self.fail(e);
-        }
+            None
+        })
     }
 
     /// What the journal says about `step`; [`Stopped`] when the run has stopped with a fatal
     /// error (a divergence found here or before), in which case the caller must neither write
     /// nor start anything.
-    pub(crate) fn replayed(&self, step: &StepKey) -> Result<Option<Replayed>, Stopped> {
+    pub(crate) fn replayed(&self, step: &mut StepKey) -> Result<Option<Replayed>, Stopped> {
         if self.stopped() {
             return Err(Stopped);
         }
-        Ok(self.replay.lock().unwrap().take(step))
+        Ok(step.journal.take())
     }
 
     /// Stops the run with a non-determinism error at `step`: the journal has `journal`, the

@@ -100,81 +100,79 @@ impl Ctx {
         self.first_of(label.to_string(), caller(), branches)
     }
 
-    fn first_of<'a, T: Send + 'a>(
+    async fn first_of<'a, T: Send + 'a>(
         &'a self,
         label: String,
         location: String,
         branches: Vec<BoxFuture<'a, T>>,
-    ) -> impl Future<Output = (usize, T)> + Send + 'a {
-        async move {
-            let scope = self.scope();
-            let base = scope.enter(&format!("select({label})"));
-            let step = base.next_key("winner");
-            let run = base.run.clone();
-            let n = branches.len();
-            let scoped = |i: usize, f: BoxFuture<'a, T>| {
-                let branch: Arc<Scope> = base.child(&format!("b{i}"));
-                Box::pin(in_scope(Some(branch), f))
-            };
-            let code = || format!("races {n} futures at {location}");
-            let recorded = match run.replayed(&step) {
-                Err(Stopped) => return std::future::pending().await,
-                Ok(None) => None,
-                Ok(Some(Replayed::Recorded {
-                    value,
-                    location: was,
-                })) => match value.as_u64().map(|i| i as usize).filter(|i| *i < n) {
-                    Some(i) => Some(i),
-                    None => {
-                        let journal = Replayed::Recorded {
-                            value,
-                            location: was,
-                        };
-                        run.diverged(&step, &journal, code());
-                        return std::future::pending().await;
-                    }
-                },
-                Ok(Some(other)) => {
-                    run.diverged(&step, &other, code());
+    ) -> (usize, T) {
+        let scope = self.scope();
+        let base = scope.enter(&format!("select({label})"));
+        let mut step = base.next_key("winner");
+        let run = base.run.clone();
+        let n = branches.len();
+        let scoped = |i: usize, f: BoxFuture<'a, T>| {
+            let branch: Arc<Scope> = base.child(&format!("b{i}"));
+            Box::pin(in_scope(Some(branch), f))
+        };
+        let code = || format!("races {n} futures at {location}");
+        let recorded = match run.replayed(&mut step) {
+            Err(Stopped) => return std::future::pending().await,
+            Ok(None) => None,
+            Ok(Some(Replayed::Recorded {
+                value,
+                location: was,
+            })) => match value.as_u64().map(|i| i as usize).filter(|i| *i < n) {
+                Some(i) => Some(i),
+                None => {
+                    let journal = Replayed::Recorded {
+                        value,
+                        location: was,
+                    };
+                    run.diverged(&step, &journal, code());
                     return std::future::pending().await;
                 }
-            };
-            if let Some(winner) = recorded {
-                // The journal says who won: only that branch runs again; the others are
-                // dropped without being polled.
-                let branch = branches.into_iter().nth(winner).expect("checked above");
-                return (winner, scoped(winner, branch).await);
-            }
-            let mut racing: Vec<_> = branches
-                .into_iter()
-                .enumerate()
-                .map(|(i, f)| scoped(i, f))
-                .collect();
-            // Polled in index order every time: of two that finish in one round, the first
-            // wins, and the choice is journaled either way.
-            let (winner, output) = std::future::poll_fn(|cx| {
-                for (i, f) in racing.iter_mut().enumerate() {
-                    if let Poll::Ready(out) = f.as_mut().poll(cx) {
-                        return Poll::Ready((i, out));
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            // The losers go first: their unfinished steps are journaled as cancelled.
-            drop(racing);
-            run.append(Event::Recorded {
-                key: step.key.clone(),
-                value: serde_json::Value::from(winner as u64),
-                seq: Some(step.seq),
-                location: Some(location),
-            });
-            let _active = run.active();
-            if let Err(e) = run.flush().await {
-                run.fail(RunError::Store(e));
+            },
+            Ok(Some(other)) => {
+                run.diverged(&step, &other, code());
                 return std::future::pending().await;
             }
-            (winner, output)
+        };
+        if let Some(winner) = recorded {
+            // The journal says who won: only that branch runs again; the others are
+            // dropped without being polled.
+            let branch = branches.into_iter().nth(winner).expect("checked above");
+            return (winner, scoped(winner, branch).await);
         }
+        let mut racing: Vec<_> = branches
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| scoped(i, f))
+            .collect();
+        // Polled in index order every time: of two that finish in one round, the first
+        // wins, and the choice is journaled either way.
+        let (winner, output) = std::future::poll_fn(|cx| {
+            for (i, f) in racing.iter_mut().enumerate() {
+                if let Poll::Ready(out) = f.as_mut().poll(cx) {
+                    return Poll::Ready((i, out));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        // The losers go first: their unfinished steps are journaled as cancelled.
+        drop(racing);
+        run.append(Event::Recorded {
+            key: step.key.clone(),
+            value: serde_json::Value::from(winner as u64),
+            seq: Some(step.seq),
+            location: Some(location),
+        });
+        let _active = run.active();
+        if let Err(e) = run.flush().await {
+            run.fail(RunError::Store(e));
+            return std::future::pending().await;
+        }
+        (winner, output)
     }
 }

@@ -138,6 +138,17 @@ impl TaskDef {
         format!("{}::{}", self.module, self.name)
     }
 
+    /// The name a step of this task has in its key: the path inside its crate
+    /// (`deploy::build#0`; a task at the crate root is just `build#0`). Same-named tasks of two
+    /// modules never share a counter; two crates with a task at the same path would (their
+    /// keys stay distinct, and replay tells the tasks apart by their full path).
+    fn key_name(&self) -> std::borrow::Cow<'static, str> {
+        match self.module.split_once("::") {
+            Some((_, inner)) => std::borrow::Cow::Owned(format!("{inner}::{}", self.name)),
+            None => std::borrow::Cow::Borrowed(self.name),
+        }
+    }
+
     fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)
     }
@@ -215,7 +226,7 @@ impl<M: TaskMeta> TaskCall<M> {
                 // Counted per task path: same-named tasks of two modules never share a
                 // counter, and the path in the key keeps their keys apart.
                 let code = || format!("`{}` ({})", def.path(), def.location());
-                let step = scope.next_key_checked(&def.path(), Some((def.name, &code)));
+                let step = scope.next_key_checked(&def.key_name(), Some((def.name, &code)));
                 Box::pin(run_step::<M>(scope, step, def, body, args))
             }
         };
@@ -276,7 +287,7 @@ async fn stopped<T>() -> T {
 
 async fn run_step<M: TaskMeta>(
     scope: Arc<Scope>,
-    step: StepKey,
+    mut step: StepKey,
     def: TaskDef,
     body: TaskBody<M>,
     args: M::Args,
@@ -293,7 +304,7 @@ async fn run_step<M: TaskMeta>(
     let run = scope.run.clone();
     // Attempts that failed before a crash count: the retry budget is the journal's.
     let mut attempt = 0u32;
-    match run.replayed(&step) {
+    match run.replayed(&mut step) {
         Err(Stopped) => return stopped().await,
         Ok(Some(Replayed::Completed {
             task,

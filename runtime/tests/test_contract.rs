@@ -81,7 +81,7 @@ async fn a_branch_scope_held_across_an_await_does_not_capture_another_runs_steps
     let b_keys = all_keys(&store.events(&b.run_id).unwrap());
     assert_eq!(
         b_keys,
-        vec!["test_contract::common::step#0"],
+        vec!["common::step#0"],
         "run B's own keys, at its root"
     );
     let a_args: Vec<String> = store
@@ -184,8 +184,7 @@ async fn a_race_cancels_and_journals_its_losers_and_replays_without_running_them
     let done = runner.run::<task_race>("race-1".into()).await.unwrap();
     assert_eq!(done.output, (1, "quick-result".to_string()));
     let events = store.events(&done.run_id).unwrap();
-    let loser = "select(first)#0/b0/task_race::wait_forever#0";
-    let loser = loser.replace("task_race::", "test_contract::");
+    let loser = "select(first)#0/b0/wait_forever#0";
     assert!(
         events
             .iter()
@@ -270,13 +269,10 @@ async fn same_named_tasks_of_two_modules_have_their_own_keys_and_counters() {
     assert_eq!(edited.output, 101 + 201);
     let before = keys(&store.events(&one.run_id).unwrap());
     let after = keys(&store.events(&edited.run_id).unwrap());
-    assert_eq!(before, vec!["test_contract::billing::fetch#0"]);
+    assert_eq!(before, vec!["billing::fetch#0"]);
     assert_eq!(
         after,
-        vec![
-            "test_contract::shipping::fetch#0",
-            "test_contract::billing::fetch#0"
-        ],
+        vec!["shipping::fetch#0", "billing::fetch#0"],
         "adding `shipping::fetch` does not shift the key of `billing::fetch`"
     );
 }
@@ -319,8 +315,7 @@ async fn a_step_started_after_it_completed_or_a_second_run_end_is_corruption() {
             .unwrap_err(),
     );
     assert!(
-        msg.contains("event 4 ")
-            && msg.contains("starts step `test_contract::common::step#0` again"),
+        msg.contains("event 4 ") && msg.contains("starts step `common::step#0` again"),
         "{msg}"
     );
     // A duplicate `run_completed` at the end.
@@ -528,7 +523,7 @@ async fn the_retry_budget_is_counted_from_the_journal_across_crashes() {
     // The journal of a run that crashed after two failed attempts (of three allowed) while its
     // third was in flight.
     let mut events = store.events(&id).unwrap();
-    let key = "test_contract::always_fails#0".to_string();
+    let key = "always_fails#0".to_string();
     events.push(Event::StepStarted {
         key: key.clone(),
         task: "test_contract::always_fails".into(),

@@ -152,11 +152,7 @@ async fn external_task_result_is_type_checked_then_resumed() {
         "{err}"
     );
     let err = runner
-        .post::<reviewed>(
-            &id,
-            "par(step+external)#0/b0/test_effects::common::step#0",
-            Ok(json!(1)),
-        )
+        .post::<reviewed>(&id, "par(step+external)#0/b0/common::step#0", Ok(json!(1)))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is a task step"), "{err}");
@@ -262,9 +258,9 @@ async fn a_run_driven_by_another_writer_is_cancelled_on_request() {
     );
     let events = store.events(&id).unwrap();
     assert!(
-        events.iter().any(
-            |e| matches!(e, Event::StepCancelled { key } if key == "test_effects::common::gate#0")
-        ),
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StepCancelled { key } if key == "common::gate#0")),
         "the unfinished step is journaled as cancelled: {events:?}"
     );
     assert!(matches!(

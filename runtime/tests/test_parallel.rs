@@ -100,10 +100,7 @@ async fn fail_fast_returns_the_first_error_and_cancels_siblings() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        cancelled,
-        ["par(slow_marker+failing)#0/b0/test_parallel::slow_marker#0"]
-    );
+    assert_eq!(cancelled, ["par(slow_marker+failing)#0/b0/slow_marker#0"]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         SLOW_FINISHED.load(Ordering::SeqCst),
@@ -326,10 +323,7 @@ async fn retries_timeouts_and_panics() {
         .collect();
     assert_eq!(
         attempts,
-        [
-            ("test_parallel::flaky#0".to_string(), 0),
-            ("test_parallel::flaky#0".to_string(), 1)
-        ],
+        [("flaky#0".to_string(), 0), ("flaky#0".to_string(), 1)],
         "each failed attempt is journaled"
     );
     assert_eq!(

@@ -112,7 +112,7 @@ async fn in_flight_step_runs_again_with_same_idempotency_key() {
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], keys[1], "the idempotency key survives the crash");
     assert!(
-        keys[0].contains(&id) && keys[0].contains("b0/test_replay::common::gate#0"),
+        keys[0].contains(&id) && keys[0].contains("b0/common::gate#0"),
         "{}",
         keys[0]
     );
@@ -196,7 +196,7 @@ async fn loop_iterations_have_distinct_keys() {
         (1, 1, 1)
     );
     let keys = keys(&store.events(&id).unwrap());
-    for k in ["step#0", "step#1", "step#2", "gate#0"].map(|k| format!("test_replay::common::{k}")) {
+    for k in ["step#0", "step#1", "step#2", "gate#0"].map(|k| format!("common::{k}")) {
         assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
     }
 }
@@ -254,17 +254,14 @@ async fn keys_do_not_depend_on_scheduling() {
     assert_eq!(journals[0], journals[2]);
     let keys: Vec<&str> = journals[0].iter().map(|(k, _, _)| k.as_str()).collect();
     assert!(
-        keys.contains(&"par(step+seq)#0/b0/test_replay::common::step#0"),
+        keys.contains(&"par(step+seq)#0/b0/common::step#0"),
         "{keys:?}"
     );
     assert!(
-        keys.contains(&"par(step+seq)#0/b1/par(step+step)#0/b1/test_replay::common::step#0"),
+        keys.contains(&"par(step+seq)#0/b1/par(step+step)#0/b1/common::step#0"),
         "{keys:?}"
     );
-    assert!(
-        keys.contains(&"map(items)#0/11/test_replay::common::step#0"),
-        "{keys:?}"
-    );
+    assert!(keys.contains(&"map(items)#0/11/common::step#0"), "{keys:?}");
 }
 
 #[process(name = "evolving")]
@@ -358,7 +355,7 @@ async fn changed_task_or_arguments_is_non_determinism() {
         panic!("expected non-determinism, got {err}");
     };
     // Keys carry the task path: the new task stands where the journal has the old one.
-    assert_eq!(key, "test_replay::new_tasks::lookup#0");
+    assert_eq!(key, "new_tasks::lookup#0");
     assert!(
         detail.contains("test_replay::old_tasks::lookup` (runtime/tests/test_replay.rs:"),
         "{detail}"

@@ -128,7 +128,7 @@ async fn a_saved_journal_replays_against_the_current_code() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RunError::NonDeterminism { key, .. } if key == "test_testing::charge#0"),
+        matches!(&err, RunError::NonDeterminism { key, .. } if key == "charge#0"),
         "{err}"
     );
     assert!(

@@ -18,6 +18,8 @@ const CTX_OPS: &[&str] = &[
     "breakpoint",
     "breakpoint_with_timeout",
     "external",
+    "select",
+    "race",
 ];
 
 pub(crate) fn nodes(block: &Block, ctx: Option<&str>, krate: &TokenStream) -> Vec<TokenStream> {

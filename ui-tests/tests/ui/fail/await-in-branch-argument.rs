@@ -12,10 +12,15 @@ async fn summarize(page: String) -> Result<usize, TaskError> {
 
 #[process]
 async fn digest(_ctx: &Ctx, url: String) -> Result<usize, ProcessError> {
-    // The argument is awaited before the block starts, not inside the branch.
+    // The argument is awaited when the `parallel!` is created, before the block starts, not
+    // inside the branch.
     let (words, size) = parallel!(
-        summarize(fetch(url.clone()).await?),
-        (summarize(url)),
+        if url.is_empty() {
+            summarize(String::new())
+        } else {
+            summarize(fetch(url.clone()).await?)
+        },
+        summarize(url),
     )?;
     Ok(words + size)
 }
