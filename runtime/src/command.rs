@@ -520,7 +520,9 @@ mod group {
     pub(super) async fn kill_orphans(events: &[Event]) {
         use std::collections::HashMap;
         use std::time::Duration;
-        if events.iter().any(|e| e.run_end().is_some()) {
+        if events.iter().any(|e| e.run_end().is_some())
+            || !events.iter().any(|e| matches!(e, Event::ChildStarted { .. }))
+        {
             return;
         }
         let mut groups: HashMap<&str, Vec<(i32, u64)>> = HashMap::new();

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use minder::journal::Event;
 use minder::prelude::*;
-use minder::{MemoryStore, RunError};
+use minder::{MemoryStore, RunError, Store};
 use serde_json::json;
 
 #[process]
@@ -279,32 +279,63 @@ async fn a_run_driven_by_another_writer_is_cancelled_on_request() {
     );
 }
 
-#[tokio::test]
+/// The task of `released`: says it started, then waits until the test releases it.
+static STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[task]
+async fn held_until_released() -> Result<u32, TaskError> {
+    STARTED.notify_one();
+    RELEASE.notified().await;
+    Ok(7)
+}
+
+#[process]
+async fn released(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
+    Ok(held_until_released().await?)
+}
+
+/// A cancel request that the writer has not seen when the run finishes: the run completes and
+/// the cancel says it came too late. Deterministic: on tokio's paused clock the writer's next
+/// look for requests (`CANCEL_CHECK`) is never due before the run ends, as nothing between
+/// the request and the run's end waits on a timer.
+#[tokio::test(start_paused = true)]
 async fn cancelling_a_run_that_finishes_first_says_so() {
-    let tag = "cancel-too-late";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<held>(&tag.to_string()).unwrap();
-    let (driven, cancelled) = tokio::join!(runner.resume::<held>(&id), async {
-        wait_for(tag, "gate", 1).await;
-        // The run is open elsewhere; it finishes before its writer next looks for requests.
-        open_gate(tag);
-        Runner::new(store.clone()).cancel(&id, None).await
+    let id = runner.create::<released>(&()).unwrap();
+    let (driven, cancelled) = tokio::join!(runner.resume::<released>(&id), async {
+        // The run is open in the other writer, its task running.
+        STARTED.notified().await;
+        let other = Runner::new(store.clone());
+        let mut cancel = std::pin::pin!(other.cancel(&id, None));
+        assert!(
+            futures::poll!(cancel.as_mut()).is_pending(),
+            "the cancel did not wait for the writer"
+        );
+        assert_eq!(store.cancel_request(&id), Some(None), "the request is left");
+        RELEASE.notify_one();
+        cancel.await
     });
-    let outcome = match (driven, cancelled) {
-        (Ok(done), Err(e)) => {
-            assert_eq!(done.output, 7);
-            e.to_string()
-        }
-        // The writer saw the request before the task's result came back: also fine.
-        (Err(RunError::Cancelled(_)), Ok(())) => return,
-        other => panic!("{other:?}"),
-    };
+    assert_eq!(driven.unwrap().output, 7);
+    let err = cancelled.unwrap_err().to_string();
     assert!(
-        outcome.contains("already ended (completed)")
-            || outcome.contains("completed before it could be cancelled"),
-        "{outcome}"
+        err.contains("completed before it could be cancelled"),
+        "{err}"
     );
+    assert_eq!(
+        store.cancel_request(&id),
+        None,
+        "the spent request is cleared"
+    );
+    let events = store.events(&id).unwrap();
+    assert!(
+        matches!(events.last(), Some(Event::RunCompleted { .. })),
+        "{events:?}"
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::RunCancelled { .. } | Event::StepCancelled { .. })));
 }
 
 #[process]
@@ -320,22 +351,46 @@ async fn guarded(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
     })
 }
 
-#[tokio::test]
+/// Where the clock of [`on_tokio_time`] starts, in milliseconds since the epoch.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// A runner whose clock moves with tokio's (paused) clock, so a test moves past a deadline
+/// with `tokio::time::advance` instead of waiting for it; and a function reading that clock.
+fn on_tokio_time(store: MemoryStore) -> (Runner, impl Fn() -> u64) {
+    let start = tokio::time::Instant::now();
+    let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_millis(EPOCH_MS);
+    let clock = move || EPOCH_MS + start.elapsed().as_millis() as u64;
+    (Runner::new(store).virtual_clock(epoch), clock)
+}
+
+/// Moves tokio's paused clock (and the runners' on it) forward by `ms`.
+async fn advance(ms: u64) {
+    tokio::time::advance(std::time::Duration::from_millis(ms)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_undecided_breakpoint_times_out() {
     let tag = "bp-timeout";
     let store = MemoryStore::new();
-    let runner = Runner::new(store.clone());
+    let (runner, clock) = on_tokio_time(store.clone());
     let id = runner.create::<guarded>(&tag.to_string()).unwrap();
     // Before the deadline: waiting, and the suspension says when it resolves by itself.
     let err = runner.resume::<guarded>(&id).await.unwrap_err();
     let RunError::Suspended { waiting, .. } = &err else {
         panic!("{err}")
     };
-    assert!(waiting[0].due_ms.is_some());
-    assert!(store.events(&id).unwrap().iter().any(
-        |e| matches!(e, Event::Suspended { due_ms: Some(d), .. } if Some(*d) == waiting[0].due_ms)
-    ));
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let due = waiting[0].due_ms.expect("the breakpoint has a deadline");
+    assert_eq!(due, clock() + 80, "80 ms from when it was asked");
+    assert!(store
+        .events(&id)
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Suspended { due_ms: Some(d), .. } if *d == due)));
+    // A millisecond before the deadline: still waiting.
+    advance(due - 1 - clock()).await;
+    let err = runner.resume::<guarded>(&id).await.unwrap_err();
+    assert_eq!(waiting_keys(&err), ["approve#0"]);
+    advance(1).await;
     // After it: the process gets `TimedOut` and branches on it.
     let done = runner.resume::<guarded>(&id).await.unwrap();
     assert_eq!(done.output, "timed out: rolled back");
@@ -348,17 +403,24 @@ async fn an_undecided_breakpoint_times_out() {
     assert!(err.to_string().contains("already"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_decision_before_the_deadline_wins() {
     let tag = "bp-in-time";
-    let runner = Runner::in_memory();
+    let (runner, clock) = on_tokio_time(MemoryStore::new());
     let id = runner.create::<guarded>(&tag.to_string()).unwrap();
-    runner.resume::<guarded>(&id).await.unwrap_err();
+    let err = runner.resume::<guarded>(&id).await.unwrap_err();
+    let RunError::Suspended { waiting, .. } = &err else {
+        panic!("{err}")
+    };
+    let due = waiting[0].due_ms.expect("the breakpoint has a deadline");
+    // Decided a millisecond before the deadline, resumed well after it: the decision stands.
+    advance(due - 1 - clock()).await;
     runner
         .decide(&id, "approve#0", Decision::Rejected { feedback: None })
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    advance(100).await;
+    assert!(clock() > due);
     let done = runner.resume::<guarded>(&id).await.unwrap();
     assert_eq!(done.output, "rejected");
 }
@@ -372,48 +434,77 @@ async fn nightly(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
     Ok(format!("{built} then {done}"))
 }
 
-#[tokio::test]
+/// [`nightly`] waiting an hour for its window.
+#[process]
+async fn overnight(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    let built = step(tag.clone(), "build".into(), 0).await?;
+    ctx.sleep(std::time::Duration::from_secs(3600)).await;
+    let done = step(tag.clone(), "report".into(), 0).await?;
+    Ok(format!("{built} then {done}"))
+}
+
+/// What an hour on the clock does to a waiting run, without the wait: every time journaled
+/// in it (the sleep's deadline, the due time of the suspension) moves an hour back. (The
+/// runner's clock is the system's here: a virtual clock never suspends a sleep.)
+fn an_hour_passes(store: &MemoryStore, run_id: &str) {
+    let hour = 3_600_000;
+    let mut events = store.events(run_id).unwrap();
+    for e in &mut events {
+        match e {
+            Event::Recorded { key, value, .. } if key.starts_with("sleep#") => {
+                *value = json!(value.as_u64().unwrap() - hour)
+            }
+            Event::Suspended {
+                due_ms: Some(due), ..
+            } => *due -= hour,
+            _ => {}
+        }
+    }
+    store.set_events(run_id, events);
+}
+
+/// On tokio's paused clock: a run that waited its sleep out would have it end at once and
+/// complete, so stopping with the sleep pending shows it suspended.
+#[tokio::test(start_paused = true)]
 async fn a_long_sleep_suspends_the_run_until_it_is_due() {
     use minder::inspect::{summarize, RunState};
-    use std::time::{Duration, Instant};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
     let tag = "sleep-suspends";
     let store = MemoryStore::new();
-    let runner = Runner::new(store.clone()).suspend_sleeps_longer_than(Duration::from_millis(100));
-    let started = Instant::now();
-    let err = runner.run::<nightly>(tag.to_string()).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_millis(350),
-        "the run waited the sleep out instead of stopping: {:?}",
-        started.elapsed()
-    );
+    let runner = Runner::new(store.clone()).suspend_sleeps_longer_than(Duration::from_secs(60));
+    let err = runner.run::<overnight>(tag.to_string()).await.unwrap_err();
     let RunError::Suspended { run_id, waiting } = &err else {
         panic!("expected a waiting run, got {err}")
     };
+    assert_eq!((count(tag, "build"), count(tag, "report")), (1, 0));
     assert_eq!(waiting.len(), 1, "{waiting:?}");
     assert_eq!(
         (waiting[0].kind.as_str(), waiting[0].key.as_str()),
         ("sleep", "sleep#0")
     );
     let due = waiting[0].due_ms.expect("a sleep has a due time");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        due > now + 3_500_000,
+        "due in an hour, not in {} ms",
+        due - now
+    );
     assert_eq!(waiting[0].input, json!({ "until_ms": due }));
     let summary = summarize(&store.events(run_id).unwrap());
     assert_eq!(summary.state, RunState::Waiting);
     assert_eq!(summary.wakes_at_ms, Some(due));
 
     // Resumed before it is due: waiting again, nothing redone, nothing run past the sleep.
-    let err = runner.resume::<nightly>(run_id).await.unwrap_err();
+    let err = runner.resume::<overnight>(run_id).await.unwrap_err();
     assert_eq!(waiting_keys(&err), ["sleep#0"]);
     assert_eq!((count(tag, "build"), count(tag, "report")), (1, 0));
 
     // Resumed after it: the rest runs, the build still once.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    if due > now {
-        tokio::time::sleep(Duration::from_millis(due - now + 20)).await;
-    }
-    let done = runner.resume::<nightly>(run_id).await.unwrap();
+    an_hour_passes(&store, run_id);
+    let done = runner.resume::<overnight>(run_id).await.unwrap();
     assert_eq!(done.output, "build-result then report-result");
     assert_eq!((count(tag, "build"), count(tag, "report")), (1, 1));
     let summary = summarize(&store.events(run_id).unwrap());

@@ -7,8 +7,8 @@ use common::*;
 use minder::prelude::*;
 use minder::Notice;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 #[task]
 async fn after(ms: u64, value: String) -> Result<String, TaskError> {
@@ -21,27 +21,46 @@ async fn number(n: u32) -> Result<u32, TaskError> {
     Ok(n)
 }
 
+/// Where the three branches of `ordered` meet: none passes until all three are running.
+static MEET: LazyLock<tokio::sync::Barrier> = LazyLock::new(|| tokio::sync::Barrier::new(3));
+/// The order the branches of `ordered` finished in.
+static FINISHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[task]
+async fn meet_then(ms: u64, value: String) -> Result<String, TaskError> {
+    MEET.wait().await;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    FINISHED.lock().unwrap().push(value.clone());
+    Ok(value)
+}
+
 #[process]
 async fn ordered(_ctx: &Ctx, _input: ()) -> Result<Vec<String>, ProcessError> {
     // Slowest first: results still come back in branch order.
     let (slow, fast, medium) = parallel!(
-        after(60, "slow".into()),
-        after(1, "fast".into()),
-        after(30, "medium".into()),
+        meet_then(60, "slow".into()),
+        meet_then(1, "fast".into()),
+        meet_then(30, "medium".into()),
     )?;
     Ok(vec![slow, fast, medium])
 }
 
-#[tokio::test]
+/// The branches meet at a barrier, so the run ends only if all three run at once (branches
+/// run one after the other would wait there until the deadline); on tokio's paused clock they
+/// then finish in the order of their delays.
+#[tokio::test(start_paused = true)]
 async fn results_are_in_branch_order_and_run_concurrently() {
-    let started = Instant::now();
-    let done = Runner::in_memory().run::<ordered>(()).await.unwrap();
-    assert_eq!(done.output, ["slow", "fast", "medium"]);
-    assert!(
-        started.elapsed() < Duration::from_millis(85),
-        "branches ran one after the other: {:?}",
-        started.elapsed()
+    let runner = Runner::in_memory();
+    let done = tokio::time::timeout(PATIENCE, runner.run::<ordered>(()))
+        .await
+        .expect("the branches never all ran at once")
+        .unwrap();
+    assert_eq!(
+        *FINISHED.lock().unwrap(),
+        ["fast", "medium", "slow"],
+        "finished in the order of their delays"
     );
+    assert_eq!(done.output, ["slow", "fast", "medium"]);
 }
 
 #[process]
@@ -72,17 +91,26 @@ async fn cancels_sibling(_ctx: &Ctx, tag: String) -> Result<String, ProcessError
     Ok(format!("{}", r.is_err()))
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the times below are exact.
+#[tokio::test(start_paused = true)]
 async fn fail_fast_returns_the_first_error_and_cancels_siblings() {
-    let started = Instant::now();
-    let done = Runner::in_memory()
+    let started = tokio::time::Instant::now();
+    let store = minder::MemoryStore::new();
+    let done = Runner::new(store.clone())
         .run::<fail_fast>("ff".into())
         .await
         .unwrap();
     assert_eq!(done.output, "caught boom-failed");
     assert!(
-        started.elapsed() < Duration::from_millis(250),
-        "waited for the slow sibling"
+        started.elapsed() < Duration::from_millis(300),
+        "waited {:?} for the slow sibling",
+        started.elapsed()
+    );
+    let events = store.events(&done.run_id).unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e,
+            minder::journal::Event::StepCancelled { key } if key.ends_with("/b0/common::step#0"))),
+        "the slow sibling is journaled as cancelled: {events:?}"
     );
 
     let store = minder::MemoryStore::new();
@@ -101,6 +129,8 @@ async fn fail_fast_returns_the_first_error_and_cancels_siblings() {
         })
         .collect();
     assert_eq!(cancelled, ["par(slow_marker+failing)#0/b0/slow_marker#0"]);
+    // Past the time the sibling's body would have finished (the paused clock runs every timer
+    // due by then, its sleep included, before this one).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         SLOW_FINISHED.load(Ordering::SeqCst),
@@ -193,7 +223,8 @@ async fn squares(ctx: &Ctx, n: u64) -> Result<Vec<u64>, ProcessError> {
     Ok(ctx.map("squares", 0..n, measured).limit(3).await?)
 }
 
-#[tokio::test]
+/// On tokio's paused clock, so the first three items are surely running at once.
+#[tokio::test(start_paused = true)]
 async fn map_keeps_input_order_and_respects_the_limit() {
     let progress = Arc::new(Mutex::new(Vec::new()));
     let seen = progress.clone();
@@ -304,9 +335,10 @@ async fn failures(_ctx: &Ctx, _input: ()) -> Result<Vec<String>, ProcessError> {
     ])
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the times below are exact.
+#[tokio::test(start_paused = true)]
 async fn retries_timeouts_and_panics() {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let store = minder::MemoryStore::new();
     let done = Runner::new(store.clone())
         .run::<failures>(())
@@ -335,7 +367,12 @@ async fn retries_timeouts_and_panics() {
         "Timeout: task `too_slow` timed out after 30ms"
     );
     assert_eq!(done.output[2], "Panicked: task `panics` panicked: kaboom");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Two backoffs (5 ms, 10 ms) and the 30 ms timeout; the 5 s body was not waited for.
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(45)..Duration::from_secs(5)).contains(&took),
+        "took {took:?}"
+    );
 }
 
 #[process]

@@ -1,16 +1,31 @@
 //! Step identity, replay and resume (BRIEF §4): keys independent of scheduling, stable under
 //! unrelated edits, distinct per loop iteration; the two replay bugs of the JS SDK; changed
 //! tasks and arguments are non-determinism errors; a completed run stays completed.
+//!
+//! These tests stop a run by dropping its future ([`drop_run_at`]), in this process: that is
+//! not a crash (drop handlers run, unfinished steps are journaled as cancelled). Resuming
+//! after a real crash (SIGKILL of the process) is tested in `examples/tests/cli.rs`.
 
 mod common;
 
 use common::*;
 use minder::prelude::*;
 use minder::{journal::Event, MemoryStore, RunError};
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::{Duration, UNIX_EPOCH};
 
-/// Creates a run, drives it until `what` ran `n` times under `tag`, then drops it (a crash).
-async fn run_until_crash<P: minder::Process>(
+/// Drives run `id` until `at` resolves, then drops the run's future: the run stops where it
+/// is, its drop handlers run and its unfinished steps are journaled as cancelled. Not a crash.
+async fn drop_run_at<P: minder::Process>(runner: &Runner, id: &str, at: impl Future<Output = ()>) {
+    tokio::select! {
+        r = runner.resume::<P>(id) => panic!("the run ended before the stop point: {:?}", r.map(|_| ())),
+        _ = at => {}
+    }
+}
+
+/// Creates a run of `P`, drives it until `what` ran `n` times under `tag`, then drops it
+/// ([`drop_run_at`]); returns its id.
+async fn create_and_drop_at<P: minder::Process>(
     runner: &Runner,
     input: P::Input,
     tag: &str,
@@ -18,11 +33,7 @@ async fn run_until_crash<P: minder::Process>(
     n: usize,
 ) -> String {
     let id = runner.create::<P>(&input).unwrap();
-    let run = runner.resume::<P>(&id);
-    tokio::select! {
-        r = run => panic!("the run ended before the crash point: {:?}", r.map(|_| ())),
-        _ = wait_for(tag, what, n) => {}
-    }
+    drop_run_at::<P>(runner, &id, wait_for(tag, what, n)).await;
     id
 }
 
@@ -59,7 +70,7 @@ async fn sequence_branch_replays_its_own_results() {
             tag: tag.clone(),
             slow_first,
         };
-        let id = run_until_crash::<branch_sequences>(&runner, input, &tag, "gate", 1).await;
+        let id = create_and_drop_at::<branch_sequences>(&runner, input, &tag, "gate", 1).await;
         open_gate(&tag);
         let done = runner.resume::<branch_sequences>(&id).await.unwrap();
         assert_eq!(
@@ -86,18 +97,36 @@ async fn branch_in_flight(_ctx: &Ctx, tag: String) -> Result<Vec<String>, Proces
     Ok(vec![a, g.to_string(), c])
 }
 
-/// A crash while the second task of a branch is in flight: the first task and the sibling
-/// are replayed, the in-flight one runs again with the same idempotency key.
+/// A run stopped while the second task of a branch is in flight: the first task and the
+/// sibling are replayed, the in-flight one runs again with the same idempotency key.
 #[tokio::test]
 async fn in_flight_step_runs_again_with_same_idempotency_key() {
     let tag = "inflight";
-    let runner = Runner::in_memory();
-    wait_for_nothing().await;
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
     let id = runner.create::<branch_in_flight>(&tag.to_string()).unwrap();
-    tokio::select! {
-        _ = runner.resume::<branch_in_flight>(&id) => panic!("ended early"),
-        _ = async { wait_for(tag, "gate", 1).await; wait_for(tag, "c", 1).await; tokio::time::sleep(Duration::from_millis(20)).await } => {}
-    }
+    // Stopped once `a` and the sibling `c` are journaled as completed and the gate is running.
+    let a_and_c_done = || completed(&store.events(&id).unwrap()).len() == 2;
+    drop_run_at::<branch_in_flight>(&runner, &id, async {
+        wait_for(tag, "gate", 1).await;
+        wait_until("`a` and `c` to be journaled as completed", a_and_c_done).await;
+    })
+    .await;
+    let events = store.events(&id).unwrap();
+    let mut done = completed(&events);
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            "par(seq+step)#0/b0/common::step#0",
+            "par(seq+step)#0/b1/common::step#0"
+        ]
+    );
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::StepCancelled { key } if key == "par(seq+step)#0/b0/common::gate#0")),
+        "the dropped run journaled its in-flight gate as cancelled: {events:?}"
+    );
     open_gate(tag);
     let done = runner.resume::<branch_in_flight>(&id).await.unwrap();
     assert_eq!(done.output, ["a-result", "7", "c-result"]);
@@ -110,15 +139,13 @@ async fn in_flight_step_runs_again_with_same_idempotency_key() {
         .filter(|c| c.starts_with("key="))
         .collect();
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys[0], keys[1], "the idempotency key survives the crash");
+    assert_eq!(keys[0], keys[1], "the idempotency key survives the stop");
     assert!(
         keys[0].contains(&id) && keys[0].contains("b0/common::gate#0"),
         "{}",
         keys[0]
     );
 }
-
-async fn wait_for_nothing() {}
 
 #[process]
 async fn sleeper(ctx: &Ctx, tag: String) -> Result<Vec<String>, ProcessError> {
@@ -134,31 +161,55 @@ async fn sleeper(ctx: &Ctx, tag: String) -> Result<Vec<String>, ProcessError> {
 async fn due_sleep_does_not_shift_later_steps() {
     let tag = "sleep-due";
     let runner = Runner::in_memory();
-    let id = run_until_crash::<sleeper>(&runner, tag.to_string(), tag, "gate", 1).await;
+    let id = create_and_drop_at::<sleeper>(&runner, tag.to_string(), tag, "gate", 1).await;
     open_gate(tag);
     let done = runner.resume::<sleeper>(&id).await.unwrap();
     assert_eq!(done.output, ["first-result", "second-result"]);
     assert_eq!((count(tag, "first"), count(tag, "second")), (1, 1));
 }
 
-/// A run stopped during a sleep waits only for what is left of it when resumed.
-#[tokio::test]
-async fn sleep_is_durable_across_a_crash() {
-    let tag = "sleep-crash";
-    let runner = Runner::in_memory();
-    let started = Instant::now();
-    let id = run_until_crash::<sleeper>(&runner, tag.to_string(), tag, "first", 1).await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
+/// A run stopped during a sleep waits only for what is left of it when resumed. On tokio's
+/// paused clock, with the runner's clock moving with it, so every wait is exact.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_sleep_waits_only_for_what_is_left() {
+    let tag = "sleep-left";
+    let store = MemoryStore::new();
+    let start = tokio::time::Instant::now();
+    let epoch_ms = 1_700_000_000_000;
+    let runner =
+        Runner::new(store.clone()).virtual_clock(UNIX_EPOCH + Duration::from_millis(epoch_ms));
+    // The runner's clock, in milliseconds since the epoch.
+    let now_ms = || epoch_ms + start.elapsed().as_millis() as u64;
+    let id = runner.create::<sleeper>(&tag.to_string()).unwrap();
+    let deadline = || {
+        store.events(&id).unwrap().iter().find_map(|e| match e {
+            Event::Recorded { key, value, .. } if key == "sleep#0" => value.as_u64(),
+            _ => None,
+        })
+    };
+    // Stopped once the sleep has begun (its deadline is journaled), then 60 ms pass.
+    let sleeping = wait_until("the sleep's deadline to be journaled", || {
+        deadline().is_some()
+    });
+    drop_run_at::<sleeper>(&runner, &id, sleeping).await;
+    let deadline = deadline().unwrap();
+    tokio::time::advance(Duration::from_millis(60)).await;
     open_gate(tag);
-    let resumed = Instant::now();
-    runner.resume::<sleeper>(&id).await.unwrap();
-    let total = started.elapsed();
-    let after_resume = resumed.elapsed();
-    assert!(total >= Duration::from_millis(150), "slept {total:?}");
+
+    let left = deadline - now_ms();
     assert!(
-        after_resume < Duration::from_millis(140),
-        "the resumed run slept the whole duration again: {after_resume:?}"
+        (1..=90).contains(&left),
+        "{left} ms of the 150 ms sleep left"
     );
+    let resumed = tokio::time::Instant::now();
+    let done = runner.resume::<sleeper>(&id).await.unwrap();
+    let waited = resumed.elapsed();
+    assert_eq!(done.output, ["first-result", "second-result"]);
+    assert!(
+        waited >= Duration::from_millis(left) && waited <= Duration::from_millis(left + 2),
+        "the resumed run waited {waited:?}, not the {left} ms left of its sleep"
+    );
+    assert!(now_ms() >= deadline, "the sleep ended before its deadline");
     assert_eq!(count(tag, "first"), 1);
 }
 
@@ -180,7 +231,7 @@ async fn loop_iterations_have_distinct_keys() {
     let tag = "loop";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = run_until_crash::<looping>(&runner, tag.to_string(), tag, "gate", 1).await;
+    let id = create_and_drop_at::<looping>(&runner, tag.to_string(), tag, "gate", 1).await;
     open_gate(tag);
     let done = runner.resume::<looping>(&id).await.unwrap();
     assert_eq!(
@@ -204,61 +255,96 @@ async fn loop_iterations_have_distinct_keys() {
 #[data]
 struct Fan {
     tag: String,
-    seed: u64,
+    /// The delay of each step, in ms: `x`, `x2`, `y`, `z1`, `z2`, then the 12 map items.
+    delays: Vec<u64>,
 }
 
 #[process]
 async fn fan(ctx: &Ctx, input: Fan) -> Result<usize, ProcessError> {
     let t = input.tag.clone();
-    let d = |i: u64| (input.seed.wrapping_mul(31).wrapping_add(i * 17)) % 9;
-    let (x, (y, z)) = parallel!(step(t.clone(), "x".into(), d(1)), async {
-        let y = step(t.clone(), "y".into(), d(2)).await?;
-        let z = parallel!(
-            step(t.clone(), "z1".into(), d(3)),
-            step(t.clone(), "z2".into(), d(4))
-        )?;
-        Ok::<_, TaskError>((y, z))
-    },)?;
-    let items: Vec<u64> = (0..12).collect();
+    let d = |i: usize| input.delays[i];
+    // Both branches go on after their first step, so which of their later steps is called
+    // first depends on which first step finished first.
+    let ((x, x2), (y, z)) = parallel!(
+        async {
+            let x = step(t.clone(), "x".into(), d(0)).await?;
+            let x2 = step(t.clone(), "x2".into(), d(1)).await?;
+            Ok::<_, TaskError>((x, x2))
+        },
+        async {
+            let y = step(t.clone(), "y".into(), d(2)).await?;
+            let z = parallel!(
+                step(t.clone(), "z1".into(), d(3)),
+                step(t.clone(), "z2".into(), d(4))
+            )?;
+            Ok::<_, TaskError>((y, z))
+        },
+    )?;
+    let items: Vec<usize> = (0..12).collect();
     let mapped = ctx
-        .map("items", items, |i| step(t.clone(), format!("m{i}"), d(i)))
+        .map("items", items, |i| {
+            step(t.clone(), format!("m{i}"), d(5 + i))
+        })
         .limit(4)
         .await?;
-    Ok(x.len() + y.len() + z.0.len() + mapped.len())
+    Ok(x.len() + x2.len() + y.len() + z.0.len() + mapped.len())
 }
 
-/// Two runs with different completion orders journal the same keys for the same calls.
-#[tokio::test]
+/// Runs with different completion orders journal the same keys for the same calls. On tokio's
+/// paused clock, so the delays set the completion order exactly.
+#[tokio::test(start_paused = true)]
 async fn keys_do_not_depend_on_scheduling() {
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
+    let map = |delay: fn(u64) -> u64| (0..12).map(delay);
+    let plans: [Vec<u64>; 3] = [
+        // Branch 0 first; map items finish in input order.
+        [1, 1, 5, 1, 2].into_iter().chain(map(|i| 1 + i)).collect(),
+        // Branch 1 first; map items finish in reverse order within each wave.
+        [5, 5, 1, 2, 1].into_iter().chain(map(|i| 12 - i)).collect(),
+        // Interleaved; map items alternately slow and fast.
+        [3, 1, 2, 3, 1]
+            .into_iter()
+            .chain(map(|i| if i % 2 == 0 { 9 } else { 1 }))
+            .collect(),
+    ];
     let mut journals = Vec::new();
-    for seed in [1, 2, 5] {
+    let mut orders = Vec::new();
+    for delays in plans {
         let done = runner
             .run::<fan>(Fan {
                 tag: "sched".into(),
-                seed,
+                delays,
             })
             .await
             .unwrap();
+        let events = store.events(&done.run_id).unwrap();
+        orders.push(completed(&events));
         // Key, task and the step's name argument (the delays differ between runs on purpose).
-        let mut s: Vec<(String, String, String)> = started(&store.events(&done.run_id).unwrap())
+        let mut s: Vec<(String, String, String)> = started(&events)
             .into_iter()
             .map(|(k, t, args)| (k, t, args.split(',').nth(1).unwrap().to_string()))
             .collect();
         s.sort();
         journals.push(s);
     }
-    assert_eq!(journals[0].len(), 16);
+    // The runs really were scheduled differently: no two completed their steps in one order.
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        assert_ne!(
+            orders[a], orders[b],
+            "runs {a} and {b} completed in one order"
+        );
+    }
+    assert_eq!(journals[0].len(), 17);
     assert_eq!(journals[0], journals[1]);
     assert_eq!(journals[0], journals[2]);
     let keys: Vec<&str> = journals[0].iter().map(|(k, _, _)| k.as_str()).collect();
     assert!(
-        keys.contains(&"par(step+seq)#0/b0/common::step#0"),
+        keys.contains(&"par(seq+seq)#0/b0/common::step#1"),
         "{keys:?}"
     );
     assert!(
-        keys.contains(&"par(step+seq)#0/b1/par(step+step)#0/b1/common::step#0"),
+        keys.contains(&"par(seq+seq)#0/b1/par(step+step)#0/b1/common::step#0"),
         "{keys:?}"
     );
     assert!(keys.contains(&"map(items)#0/11/common::step#0"), "{keys:?}");
@@ -288,7 +374,7 @@ async fn evolving_v2(_ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
 async fn keys_are_stable_under_an_unrelated_edit() {
     let tag = "edit";
     let runner = Runner::in_memory();
-    let id = run_until_crash::<evolving_v1>(&runner, tag.to_string(), tag, "gate", 1).await;
+    let id = create_and_drop_at::<evolving_v1>(&runner, tag.to_string(), tag, "gate", 1).await;
     // The structure changed, so resuming under the new code needs permission.
     let err = runner.resume::<evolving_v2>(&id).await.unwrap_err();
     assert!(matches!(err, RunError::Version(_)), "{err}");
@@ -348,7 +434,7 @@ async fn swapped_args(_ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
 async fn changed_task_or_arguments_is_non_determinism() {
     let tag = "swap";
     let runner = Runner::in_memory().allow_version_change(true);
-    let id = run_until_crash::<swapped_v1>(&runner, tag.to_string(), tag, "gate", 1).await;
+    let id = create_and_drop_at::<swapped_v1>(&runner, tag.to_string(), tag, "gate", 1).await;
 
     let err = runner.resume::<swapped_v2>(&id).await.unwrap_err();
     let RunError::NonDeterminism { key, detail } = &err else {
@@ -401,7 +487,7 @@ async fn errors_time_and_randomness_replay_identically() {
     let tag = "errors";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = run_until_crash::<handles_errors>(&runner, tag.to_string(), tag, "gate", 1).await;
+    let id = create_and_drop_at::<handles_errors>(&runner, tag.to_string(), tag, "gate", 1).await;
     let recorded: Vec<String> = store
         .events(&id)
         .unwrap()

@@ -46,18 +46,28 @@ fn is_open(tag: &str) -> bool {
         .is_some_and(|s| s.contains(tag))
 }
 
-/// Waits until `tag` has recorded `what` at least `n` times.
-pub async fn wait_for(tag: &str, what: &str, n: usize) {
-    for _ in 0..2000 {
-        if count(tag, what) >= n {
-            return;
-        }
+/// How long a test waits for a condition before it fails: generous, so a loaded machine does
+/// not fail a test that would have passed. Measured on the real clock, so a test on tokio's
+/// paused clock gets the same allowance.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits until `ready()` holds, checking every 2 ms (of tokio's clock, which a paused test
+/// advances as it waits); fails with `what` after [`PATIENCE`].
+pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {PATIENCE:?} for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    panic!(
-        "{tag}: `{what}` never ran {n} times; calls: {:?}",
-        calls(tag)
-    );
+}
+
+/// Waits until `tag` has recorded `what` at least `n` times.
+pub async fn wait_for(tag: &str, what: &str, n: usize) {
+    let what_ran = format!("`{what}` to run {n} times under `{tag}`");
+    wait_until(&what_ran, || count(tag, what) >= n).await;
 }
 
 /// A task that records its call and returns `name-result` after `delay_ms`.
@@ -109,4 +119,15 @@ pub fn started(events: &[Event]) -> Vec<(String, String, String)> {
 
 pub fn keys(events: &[Event]) -> Vec<String> {
     started(events).into_iter().map(|(k, _, _)| k).collect()
+}
+
+/// The keys of the steps that completed, in the order they completed (journal order).
+pub fn completed(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepCompleted { key, .. } => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
 }
