@@ -26,10 +26,11 @@
 //! --pending` lists the effects; `approve`, `reject` and `post` resolve them; `resume`
 //! continues, a sleep once it is due), 6 when the run was cancelled.
 
+use crate::engine::Notice;
 use crate::graph::Graph;
 use crate::inspect::{summarize, RunSummary, StepState};
 use crate::journal::Event;
-use crate::run::{Notice, Process, Runner};
+use crate::run::{Process, Runner};
 use crate::store::{FileStore, Store, StoreError};
 use crate::RunError;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -467,7 +468,7 @@ async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
                         let due = due.flatten();
                         loop {
                             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                            let now = crate::ctx::unix_millis(std::time::SystemTime::now());
+                            let now = crate::engine::unix_millis(std::time::SystemTime::now());
                             if store.read(run_id)?.len() != seen || due.is_some_and(|d| now >= d) {
                                 break;
                             }

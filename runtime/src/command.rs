@@ -290,7 +290,7 @@ fn keep(bytes: Vec<u8>, name: &str) -> (String, Option<String>) {
             .collect();
         let path: PathBuf = dir.join(format!(
             "{safe}-{}.{name}",
-            crate::ctx::random_u64() & 0xffff
+            crate::engine::random_u64() & 0xffff
         ));
         std::fs::create_dir_all(&dir).ok()?;
         std::fs::write(&path, &bytes).ok()?;
@@ -521,7 +521,9 @@ mod group {
         use std::collections::HashMap;
         use std::time::Duration;
         if events.iter().any(|e| e.run_end().is_some())
-            || !events.iter().any(|e| matches!(e, Event::ChildStarted { .. }))
+            || !events
+                .iter()
+                .any(|e| matches!(e, Event::ChildStarted { .. }))
         {
             return;
         }

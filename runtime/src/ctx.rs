@@ -6,11 +6,11 @@
 //! counters are independent of scheduling; a step's key depends only on earlier steps *of the
 //! same name*, so adding a call to another task does not shift it.
 
+use crate::engine::{random_u64, unix_millis, Notice, RunState, StepKey, Stopped};
+use crate::error::Waiting;
 use crate::journal::Event;
-use crate::parallel::Map;
 use crate::replay::HashMap;
 use crate::replay::Replayed;
-use crate::run::{Notice, RunState, Stopped, Waiting};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -32,18 +32,6 @@ pub(crate) struct Scope {
 struct Counters {
     by_name: HashMap<String, u32>,
     seq: u32,
-}
-
-/// A step's key, its position in its scope, and what the journal has at the key (taken out
-/// of the replay map when the key was taken: one lookup per step).
-#[derive(Debug)]
-pub(crate) struct StepKey {
-    /// `scope/name#n`.
-    pub(crate) key: String,
-    /// How many keys the scope handed out before this one (program order).
-    pub(crate) seq: u32,
-    /// The journal's entry for the key; see [`RunState::replayed`].
-    pub(crate) journal: Option<Replayed>,
 }
 
 impl fmt::Debug for Scope {
@@ -455,20 +443,6 @@ impl Ctx {
             self.wait_until(key, deadline).await;
         }
     }
-
-    /// Runs `f` on every item, at most [`Map::limit`] at once (32 unless set), and returns the
-    /// results in input order. Each item is its own scope, so its steps have stable keys.
-    ///
-    /// Await it for fail-fast (the first error cancels the rest) or call [`Map::settle`] for
-    /// one `Result` per item. `label` names the map in keys, progress and the graph.
-    pub fn map<I, F, Fut, R, E>(&self, label: &'static str, items: I, f: F) -> Map<'_, I::Item, F>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> Fut,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        Map::new(self, label, items.into_iter().collect(), f)
-    }
 }
 
 /// Where the caller of a `#[track_caller]` function is: `file:line:column`.
@@ -476,27 +450,4 @@ impl Ctx {
 pub(crate) fn caller() -> String {
     let at = std::panic::Location::caller();
     format!("{}:{}:{}", at.file(), at.line(), at.column())
-}
-
-pub(crate) fn unix_millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A random number from the standard library's randomly seeded hasher.
-pub(crate) fn random_u64() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }

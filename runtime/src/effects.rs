@@ -6,10 +6,11 @@
 //! `post` journal the result, and the next resume continues from there.
 
 use crate::ctx::{caller, Ctx};
+use crate::engine::Stopped;
+use crate::error::Waiting;
 use crate::error::{RunError, TaskError};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
-use crate::run::{Stopped, Waiting};
 use crate::Journaled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,7 +80,7 @@ fn decode_outcome<T: serde::de::DeserializeOwned>(
 
 /// The result of a resolved effect, or a fatal error for the run when it does not fit.
 async fn resolve<T: Journaled>(
-    run: &crate::run::RunState,
+    run: &crate::engine::RunState,
     key: &str,
     outcome: &Outcome,
     what: &str,
@@ -98,7 +99,7 @@ async fn resolve<T: Journaled>(
 /// Takes an effect off the run's waiting list when its future goes (it resolved, or it was
 /// dropped: a `select` loser, a fail-fast sibling's failure).
 struct StopWaiting<'a> {
-    run: &'a crate::run::RunState,
+    run: &'a crate::engine::RunState,
     key: String,
 }
 
@@ -234,7 +235,7 @@ impl Ctx {
             }),
         }
         if run.posting.is_none() {
-            let now = crate::ctx::unix_millis(run.hooks.now());
+            let now = crate::engine::unix_millis(run.hooks.now());
             let timed_out = deadline
                 .filter(|d| now >= *d)
                 .map(|_| Outcome::Ok(serde_json::json!({ "decision": "timed_out" })));

@@ -136,12 +136,12 @@ pub enum RunError {
     Decode(String),
     /// The run is waiting for breakpoints or external tasks (journaled); post their results
     /// and resume it.
-    #[error("run `{run_id}` is waiting for {}", crate::run::describe_waiting(.waiting))]
+    #[error("run `{run_id}` is waiting for {}", describe_waiting(.waiting))]
     Suspended {
         /// The run id.
         run_id: String,
         /// What it waits for.
-        waiting: Vec<crate::run::Waiting>,
+        waiting: Vec<Waiting>,
     },
     /// The run was cancelled.
     #[error("run `{0}` was cancelled")]
@@ -149,4 +149,30 @@ pub enum RunError {
     /// A result was posted for an effect that cannot take it.
     #[error("{0}")]
     Effect(String),
+}
+
+/// Something a suspended run waits for: a breakpoint's decision, an external task's result, or
+/// a long sleep's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The effect id: its step key.
+    pub key: String,
+    /// `breakpoint`, `external` or `sleep`.
+    pub kind: String,
+    /// The breakpoint's or external task's name (`sleep` for a sleep).
+    pub name: String,
+    /// What the person or system is given (for a sleep, `{"until_ms": ..}`).
+    pub input: serde_json::Value,
+    /// When it resolves by itself (a breakpoint's timeout, a sleep's end), in milliseconds
+    /// since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
+}
+
+pub(crate) fn describe_waiting(waiting: &[Waiting]) -> String {
+    waiting
+        .iter()
+        .map(|w| format!("{} `{}` ({})", w.kind, w.name, w.key))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -70,7 +70,7 @@ pub enum Event {
     /// it). Journaled durably before the step waits for the program, so that after a crash of
     /// the runner, [`Runner::resume`](crate::Runner::resume) and
     /// [`Runner::cancel`](crate::Runner::cancel) kill what is left of the group before anything
-    /// runs again (see [`command`](crate::command)).
+    /// runs again (see the `command` module).
     ChildStarted {
         /// The step key.
         key: String,

@@ -1,3 +1,23 @@
+// The rooms of this crate, and which way the arrows run (a module uses only those to its
+// left; `../shared/tools/module-cycles` checks that there is no cycle):
+//
+//   journal -> store -> error -> replay -> engine -> ctx -> steps -> command -> run -> testing -> cli
+//
+// - journal: the events a run records (data only).
+// - store: where journals live: the `Store` trait, the file store, the memory store.
+// - error: what tasks, processes and runs fail with (and what a suspended run waits for).
+// - replay: a run's journal by step key, checked for consistency and step order.
+// - engine: the state of one running run (append, flush, fail, wait, notices) and the hooks
+//   seam tests plug into; knows keys and events, not tasks.
+// - ctx: the process handle and the step-key scopes.
+// - steps: task (a `#[task]` call as a journaled step), parallel + join (`parallel!`, maps),
+//   effects (breakpoints, external tasks), select (journaled races).
+// - command: command tasks (programs in their own process group).
+// - run: the runner: create, drive, resume, post, decide, cancel.
+// - testing: mocks, a virtual clock, automatic answers, journal replay checks (through the
+//   engine's hooks seam only).
+// - cli: the command line. Beside them: graph (the static graph), inspect (journal summaries),
+//   both used by the runner and the command line and using only the journal.
 //! # minder
 //!
 //! Type-checked, durable workflows in async Rust. A workflow is an ordinary `async fn` marked
@@ -50,6 +70,7 @@
 pub mod command;
 mod ctx;
 pub mod effects;
+mod engine;
 mod error;
 pub mod graph;
 pub mod inspect;
@@ -68,12 +89,12 @@ pub mod cli;
 
 pub use crate::ctx::Ctx;
 pub use crate::effects::Decision;
-pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind};
+pub use crate::engine::Notice;
+pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind, Waiting};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{
-    Finished, Notice, Process, Runner, Waiting, CANCEL_CHECK, CANCEL_WAIT,
-    DEFAULT_SUSPEND_SLEEPS_OVER,
+    Finished, Process, Runner, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
 };
 pub use crate::select::Either;
 pub use crate::store::{FileStore, MemoryStore, Store};

@@ -1,7 +1,7 @@
 //! Support for `parallel!` (branch scopes, the compile-time access check) and `ctx.map`.
 
 use crate::ctx::{current_scope, in_scope, with_scope, Ctx, Evaluating, Scope};
-use crate::run::Notice;
+use crate::engine::Notice;
 use crate::task::{AccessDef, TaskCall, TaskMeta};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -164,6 +164,22 @@ pub const fn conflict_with_earlier(branches: &[&AccessDef]) -> Option<&'static s
         i += 1;
     }
     None
+}
+
+impl Ctx {
+    /// Runs `f` on every item, at most [`Map::limit`] at once (32 unless set), and returns the
+    /// results in input order. Each item is its own scope, so its steps have stable keys.
+    ///
+    /// Await it for fail-fast (the first error cancels the rest) or call [`Map::settle`] for
+    /// one `Result` per item. `label` names the map in keys, progress and the graph.
+    pub fn map<I, F, Fut, R, E>(&self, label: &'static str, items: I, f: F) -> Map<'_, I::Item, F>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        Map::new(self, label, items.into_iter().collect(), f)
+    }
 }
 
 /// A map over a collection, built by [`Ctx::map`]. Await it (fail-fast) or [`Map::settle`] it.

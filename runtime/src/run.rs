@@ -1,10 +1,11 @@
 //! Starting, replaying and resuming runs over a [`Store`].
 
-use crate::ctx::{in_scope, random_u64, unix_millis, Ctx, Scope, StepKey};
-use crate::error::RunError;
+use crate::ctx::{in_scope, Ctx, Scope};
+use crate::engine::{random_u64, unix_millis, Notice, Observer, Posting, RunState};
+use crate::error::{RunError, Waiting};
 use crate::graph::Graph;
 use crate::journal::{Event, Outcome};
-use crate::replay::{ReplayMap, Replayed};
+use crate::replay::ReplayMap;
 use crate::store::{MemoryStore, RunLog, Store, StoreError};
 use crate::Journaled;
 use futures::future::BoxFuture;
@@ -36,215 +37,6 @@ pub trait Process: Send + Sync + 'static {
     /// Runs the process body.
     fn run(ctx: &Ctx, input: Self::Input) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
 }
-
-/// What a run reports while it goes (not journaled; for progress displays).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Notice {
-    /// A `ctx.log` line (not repeated on replay).
-    Log {
-        /// The step key.
-        key: String,
-        /// The message.
-        message: String,
-    },
-    /// A map finished one more item.
-    Progress {
-        /// The map's label.
-        label: String,
-        /// Items finished.
-        done: usize,
-        /// Items in all.
-        total: usize,
-    },
-}
-
-type Observer = Arc<dyn Fn(&str, &Notice) + Send + Sync>;
-
-/// Something a suspended run waits for: a breakpoint's decision, an external task's result, or
-/// a long sleep's end.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Waiting {
-    /// The effect id: its step key.
-    pub key: String,
-    /// `breakpoint`, `external` or `sleep`.
-    pub kind: String,
-    /// The breakpoint's or external task's name (`sleep` for a sleep).
-    pub name: String,
-    /// What the person or system is given (for a sleep, `{"until_ms": ..}`).
-    pub input: Value,
-    /// When it resolves by itself (a breakpoint's timeout, a sleep's end), in milliseconds
-    /// since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_ms: Option<u64>,
-}
-
-pub(crate) fn describe_waiting(waiting: &[Waiting]) -> String {
-    waiting
-        .iter()
-        .map(|w| format!("{} `{}` ({})", w.kind, w.name, w.key))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A result being posted: the run replays until the effect, which checks the value's type.
-#[derive(Debug)]
-pub(crate) struct Posting {
-    /// Replaying a saved journal to check the code (no effect is posted).
-    pub(crate) check: bool,
-    pub(crate) key: String,
-    pub(crate) outcome: Outcome,
-    pub(crate) result: Mutex<Option<Result<(), String>>>,
-}
-
-/// The state of one run while its process body executes.
-pub(crate) struct RunState {
-    pub(crate) run_id: String,
-    log: Arc<dyn RunLog>,
-    replay: Mutex<ReplayMap>,
-    fatal: Mutex<Option<RunError>>,
-    /// Set by the first fatal error: nothing more is written or started.
-    failed: std::sync::atomic::AtomicBool,
-    waker: futures::task::AtomicWaker,
-    observer: Option<Observer>,
-    /// Steps that can progress by themselves (running tasks, sleeps).
-    active: AtomicUsize,
-    /// Effects nothing in the program can resolve.
-    waiting: Mutex<BTreeMap<String, Waiting>>,
-    /// Set while validating a posted result: replay only, nothing runs or is written.
-    pub(crate) posting: Option<Arc<Posting>>,
-    /// Where task steps keep large outputs.
-    pub(crate) artifacts: Option<std::path::PathBuf>,
-    /// Sleeps with more left than this count as waiting, not as progressing.
-    pub(crate) suspend_sleeps_over: Duration,
-    /// Mocks, automatic decisions and the clock (see [`crate::testing`]).
-    pub(crate) hooks: Arc<crate::testing::Hooks>,
-}
-
-/// Counts a step as able to progress while it lives.
-pub(crate) struct Active<'a>(&'a RunState);
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl fmt::Debug for RunState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunState")
-            .field("run_id", &self.run_id)
-            .finish()
-    }
-}
-
-impl RunState {
-    /// What the journal says about `key`. Each key is reached once per run, so the entry is
-    /// taken out rather than cloned.
-    /// The journal's entry for `key`, which the code takes now at position `seq` of its scope,
-    /// taken out of the replay map after checking that it comes in the journal's order (see
-    /// [`ReplayMap::take`]); a divergence stops the run.
-    pub(crate) fn take_journaled(
-        &self,
-        key: &str,
-        seq: u32,
-        task: Option<(&str, &dyn Fn() -> String)>,
-    ) -> Option<Replayed> {
-        if self.stopped() {
-            return None;
-        }
-        let taken = self.replay.lock().unwrap().take(key, seq, task);
-        taken.unwrap_or_else(|e| {
-            self.fail(e);
-            None
-        })
-    }
-
-    /// What the journal says about `step`; [`Stopped`] when the run has stopped with a fatal
-    /// error (a divergence found here or before), in which case the caller must neither write
-    /// nor start anything.
-    pub(crate) fn replayed(&self, step: &mut StepKey) -> Result<Option<Replayed>, Stopped> {
-        if self.stopped() {
-            return Err(Stopped);
-        }
-        Ok(step.journal.take())
-    }
-
-    /// Stops the run with a non-determinism error at `step`: the journal has `journal`, the
-    /// code `code` (what it does and where).
-    pub(crate) fn diverged(&self, step: &StepKey, journal: &Replayed, code: impl fmt::Display) {
-        self.fail(RunError::NonDeterminism {
-            key: step.key.clone(),
-            detail: format!("the journal has {journal}; the code now {code}"),
-        });
-    }
-
-    /// Whether a fatal error stopped the run.
-    pub(crate) fn stopped(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
-    }
-
-    /// Appends an event; a failure to write stops the run. Nothing is written while a posted
-    /// result is being validated.
-    pub(crate) fn append(&self, event: Event) {
-        if self.posting.is_some() || self.stopped() {
-            return;
-        }
-        if let Err(e) = self.log.append(event) {
-            self.fail(RunError::Store(e));
-        }
-    }
-
-    pub(crate) fn active(&self) -> Active<'_> {
-        self.active.fetch_add(1, Ordering::SeqCst);
-        Active(self)
-    }
-
-    pub(crate) fn wait_for(&self, waiting: Waiting) {
-        self.waiting
-            .lock()
-            .unwrap()
-            .insert(waiting.key.clone(), waiting);
-    }
-
-    /// `key` no longer waits (a long sleep that ended while the run was still going).
-    pub(crate) fn stop_waiting(&self, key: &str) {
-        self.waiting.lock().unwrap().remove(key);
-    }
-
-    pub(crate) fn log(&self) -> &Arc<dyn RunLog> {
-        &self.log
-    }
-
-    /// Waits until everything appended is durable.
-    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.log.flush().await
-    }
-
-    /// Stops the run with an error that user code must not see or handle.
-    pub(crate) fn fail(&self, error: RunError) {
-        self.failed.store(true, Ordering::SeqCst);
-        let mut fatal = self.fatal.lock().unwrap();
-        if fatal.is_none() {
-            *fatal = Some(error);
-            self.waker.wake();
-        }
-    }
-
-    fn take_fatal(&self) -> Option<RunError> {
-        self.fatal.lock().unwrap().take()
-    }
-
-    pub(crate) fn notify(&self, notice: Notice) {
-        if let Some(observer) = &self.observer {
-            observer(&self.run_id, &notice);
-        }
-    }
-}
-
-/// Returned instead of a journal entry once the run has stopped with a fatal error.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stopped;
 
 /// A finished run.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,7 +77,7 @@ pub struct Runner {
     allow_version_change: bool,
     artifacts: Option<std::path::PathBuf>,
     suspend_sleeps_over: Duration,
-    pub(crate) hooks: Arc<crate::testing::Hooks>,
+    pub(crate) hooks: Arc<dyn crate::engine::Hooks>,
 }
 
 /// How often a writer driving a run looks for a cancel request ([`Runner::cancel`]).
@@ -315,7 +107,7 @@ impl Runner {
             allow_version_change: false,
             artifacts: None,
             suspend_sleeps_over: DEFAULT_SUSPEND_SLEEPS_OVER,
-            hooks: Arc::default(),
+            hooks: Arc::new(crate::engine::NoHooks),
         }
     }
 

@@ -7,10 +7,10 @@
 //! these two instead.
 
 use crate::ctx::{caller, in_scope, Ctx, Scope};
+use crate::engine::Stopped;
 use crate::error::RunError;
 use crate::journal::Event;
 use crate::replay::Replayed;
-use crate::run::Stopped;
 use futures::future::BoxFuture;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;

@@ -1,10 +1,11 @@
 //! What a `#[task]` becomes: its definition, the call, and running it as a journaled step.
 
-use crate::ctx::{current_scope, Scope, StepKey};
+use crate::ctx::{current_scope, Scope};
+use crate::engine::StepKey;
+use crate::engine::Stopped;
 use crate::error::{RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
-use crate::run::Stopped;
 use crate::Journaled;
 use futures::future::BoxFuture;
 use std::fmt;
@@ -26,7 +27,7 @@ struct StepInfo {
     step: String,
     /// Weak: an aborted body that has not been dropped yet must not keep the run (and its
     /// journal lock) alive after the step was.
-    run: std::sync::Weak<crate::run::RunState>,
+    run: std::sync::Weak<crate::engine::RunState>,
 }
 
 tokio::task_local! {
@@ -50,9 +51,9 @@ pub fn artifact_dir() -> Option<PathBuf> {
 pub(crate) struct CurrentStep {
     /// The step key.
     pub(crate) key: String,
-    /// Its run: [`RunState::append`](crate::run::RunState::append) and
-    /// [`RunState::flush`](crate::run::RunState::flush) journal for the step.
-    pub(crate) run: Arc<crate::run::RunState>,
+    /// Its run: [`RunState::append`](crate::engine::RunState::append) and
+    /// [`RunState::flush`](crate::engine::RunState::flush) journal for the step.
+    pub(crate) run: Arc<crate::engine::RunState>,
 }
 
 /// The journaled step running now; `None` outside one (or once its run is gone).
@@ -453,7 +454,7 @@ async fn run_step<M: TaskMeta>(
 
 /// Journals a step as cancelled when its future is dropped before it completed.
 struct CancelGuard<'a> {
-    run: &'a crate::run::RunState,
+    run: &'a crate::engine::RunState,
     key: Option<String>,
 }
 

@@ -35,8 +35,9 @@
 //! ```
 
 use crate::effects::Decision;
+use crate::engine::{Hooks, Posting};
 use crate::journal::{Event, Outcome};
-use crate::run::{Posting, Process, Runner};
+use crate::run::{Process, Runner};
 use crate::store::MemoryStore;
 use crate::RunError;
 use serde::de::DeserializeOwned;
@@ -53,41 +54,41 @@ type AnswerFn = Arc<dyn Fn(&str, &Value) -> Option<Result<Value, Value>> + Send 
 
 /// What a runner does instead of the real thing, for tests.
 #[derive(Clone, Default)]
-pub(crate) struct Hooks {
+struct TestHooks {
     mocks: HashMap<String, MockFn>,
     breakpoints: Option<DecideFn>,
     external: Option<AnswerFn>,
     clock: Option<(SystemTime, tokio::time::Instant)>,
 }
 
-impl fmt::Debug for Hooks {
+impl fmt::Debug for TestHooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hooks")
+        f.debug_struct("TestHooks")
             .field("mocks", &self.mocks.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
-impl Hooks {
+impl Hooks for TestHooks {
     /// Whether time is the virtual clock's (sleeps then never suspend a run).
-    pub(crate) fn virtual_time(&self) -> bool {
+    fn virtual_time(&self) -> bool {
         self.clock.is_some()
     }
 
     /// The time: the system clock, or the virtual one that moves with tokio's (paused) time.
-    pub(crate) fn now(&self) -> SystemTime {
+    fn now(&self) -> SystemTime {
         match self.clock {
             Some((base, start)) => base + (tokio::time::Instant::now() - start),
             None => SystemTime::now(),
         }
     }
 
-    pub(crate) fn mock(&self, task: &str, args: &Value) -> Option<Result<Outcome, String>> {
+    fn mock(&self, task: &str, args: &Value) -> Option<Result<Outcome, String>> {
         self.mocks.get(task).map(|m| m(args.clone()))
     }
 
     /// An automatic answer to an effect, when the test gave one.
-    pub(crate) fn answer(&self, kind: &str, name: &str, input: &Value) -> Option<Outcome> {
+    fn answer(&self, kind: &str, name: &str, input: &Value) -> Option<Outcome> {
         match kind {
             "breakpoint" => self.breakpoints.as_ref().map(|f| {
                 Outcome::Ok(serde_json::to_value(f(name, input)).expect("a decision is plain data"))
@@ -101,6 +102,33 @@ impl Hooks {
                     Err(e) => Outcome::Err(e),
                 }),
         }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl Runner {
+    /// This runner's test hooks, to change: a copy of the ones it has (the runners it was
+    /// cloned from keep theirs), which it uses from now on.
+    fn test_hooks(&mut self) -> &mut TestHooks {
+        let mine = self
+            .hooks
+            .as_any()
+            .downcast_ref::<TestHooks>()
+            .cloned()
+            .unwrap_or_default();
+        self.hooks = Arc::new(mine);
+        let hooks = Arc::get_mut(&mut self.hooks).expect("just made, not shared");
+        hooks
+            .as_any_mut()
+            .downcast_mut::<TestHooks>()
+            .expect("just set to a `TestHooks`")
     }
 }
 
@@ -128,9 +156,7 @@ impl Runner {
                 format!("the mock of `{task_name}` returned a value that cannot be journaled: {e}")
             })
         });
-        Arc::make_mut(&mut self.hooks)
-            .mocks
-            .insert(task.to_string(), mock);
+        self.test_hooks().mocks.insert(task.to_string(), mock);
         self
     }
 
@@ -139,7 +165,7 @@ impl Runner {
         mut self,
         f: impl Fn(&str, &Value) -> Decision + Send + Sync + 'static,
     ) -> Self {
-        Arc::make_mut(&mut self.hooks).breakpoints = Some(Arc::new(f));
+        self.test_hooks().breakpoints = Some(Arc::new(f));
         self
     }
 
@@ -148,7 +174,7 @@ impl Runner {
         mut self,
         f: impl Fn(&str, &Value) -> Option<Result<Value, Value>> + Send + Sync + 'static,
     ) -> Self {
-        Arc::make_mut(&mut self.hooks).external = Some(Arc::new(f));
+        self.test_hooks().external = Some(Arc::new(f));
         self
     }
 
@@ -156,7 +182,7 @@ impl Runner {
     /// `#[tokio::test(start_paused = true)]`, `ctx.sleep` of an hour returns at once and
     /// `ctx.now()` is an hour later.
     pub fn virtual_clock(mut self, start: SystemTime) -> Self {
-        Arc::make_mut(&mut self.hooks).clock = Some((start, tokio::time::Instant::now()));
+        self.test_hooks().clock = Some((start, tokio::time::Instant::now()));
         self
     }
 }

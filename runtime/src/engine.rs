@@ -1,0 +1,280 @@
+//! The state of one run while its process body executes: the journal it appends to, the
+//! replay map it takes entries from, what it waits for, and how it stops. It knows events and
+//! keys, not tasks: the steps (`task`, `effects`, `parallel`, `select`) build on it, and the
+//! runner drives it.
+
+use crate::error::{RunError, Waiting};
+use crate::journal::{Event, Outcome};
+use crate::replay::{ReplayMap, Replayed};
+use crate::store::{RunLog, StoreError};
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A step's key, its position in its scope, and what the journal has at the key (taken out
+/// of the replay map when the key was taken: one lookup per step).
+#[derive(Debug)]
+pub(crate) struct StepKey {
+    /// `scope/name#n`.
+    pub(crate) key: String,
+    /// How many keys the scope handed out before this one (program order).
+    pub(crate) seq: u32,
+    /// The journal's entry for the key; see [`RunState::replayed`].
+    pub(crate) journal: Option<Replayed>,
+}
+
+/// What a runner does instead of the real thing, for tests: the clock, mocked tasks, automatic
+/// answers to effects. The engine defines the seam; the `testing` module implements it.
+pub(crate) trait Hooks: Send + Sync + fmt::Debug + 'static {
+    /// The time.
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    /// Whether time is virtual (sleeps then never suspend a run, nobody checks for cancels).
+    fn virtual_time(&self) -> bool {
+        false
+    }
+
+    /// The journaled outcome of a mocked task's call, or why the mock failed; `None` runs the
+    /// task.
+    fn mock(&self, task: &str, args: &serde_json::Value) -> Option<Result<Outcome, String>> {
+        let _ = (task, args);
+        None
+    }
+
+    /// An automatic result for an effect; `None` leaves it waiting.
+    fn answer(&self, kind: &str, name: &str, input: &serde_json::Value) -> Option<Outcome> {
+        let _ = (kind, name, input);
+        None
+    }
+
+    /// For the implementation to find itself again.
+    fn as_any(&self) -> &dyn Any;
+
+    /// For the implementation to change itself (while its runner holds it alone).
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// The real thing: the system clock, no mocks, no automatic answers.
+#[derive(Debug, Default)]
+pub(crate) struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// What a run reports while it goes (not journaled; for progress displays).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A `ctx.log` line (not repeated on replay).
+    Log {
+        /// The step key.
+        key: String,
+        /// The message.
+        message: String,
+    },
+    /// A map finished one more item.
+    Progress {
+        /// The map's label.
+        label: String,
+        /// Items finished.
+        done: usize,
+        /// Items in all.
+        total: usize,
+    },
+}
+
+pub(crate) type Observer = Arc<dyn Fn(&str, &Notice) + Send + Sync>;
+
+/// A result being posted: the run replays until the effect, which checks the value's type.
+#[derive(Debug)]
+pub(crate) struct Posting {
+    /// Replaying a saved journal to check the code (no effect is posted).
+    pub(crate) check: bool,
+    pub(crate) key: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) result: Mutex<Option<Result<(), String>>>,
+}
+
+/// The state of one run while its process body executes.
+pub(crate) struct RunState {
+    pub(crate) run_id: String,
+    pub(crate) log: Arc<dyn RunLog>,
+    pub(crate) replay: Mutex<ReplayMap>,
+    pub(crate) fatal: Mutex<Option<RunError>>,
+    /// Set by the first fatal error: nothing more is written or started.
+    pub(crate) failed: std::sync::atomic::AtomicBool,
+    pub(crate) waker: futures::task::AtomicWaker,
+    pub(crate) observer: Option<Observer>,
+    /// Steps that can progress by themselves (running tasks, sleeps).
+    pub(crate) active: AtomicUsize,
+    /// Effects nothing in the program can resolve.
+    pub(crate) waiting: Mutex<BTreeMap<String, Waiting>>,
+    /// Set while validating a posted result: replay only, nothing runs or is written.
+    pub(crate) posting: Option<Arc<Posting>>,
+    /// Where task steps keep large outputs.
+    pub(crate) artifacts: Option<std::path::PathBuf>,
+    /// Sleeps with more left than this count as waiting, not as progressing.
+    pub(crate) suspend_sleeps_over: Duration,
+    /// Mocks, automatic decisions and the clock (the `testing` module's, or none).
+    pub(crate) hooks: Arc<dyn Hooks>,
+}
+
+/// Counts a step as able to progress while it lives.
+pub(crate) struct Active<'a>(&'a RunState);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunState")
+            .field("run_id", &self.run_id)
+            .finish()
+    }
+}
+
+impl RunState {
+    /// What the journal says about `key`. Each key is reached once per run, so the entry is
+    /// taken out rather than cloned.
+    /// The journal's entry for `key`, which the code takes now at position `seq` of its scope,
+    /// taken out of the replay map after checking that it comes in the journal's order (see
+    /// [`ReplayMap::take`]); a divergence stops the run.
+    pub(crate) fn take_journaled(
+        &self,
+        key: &str,
+        seq: u32,
+        task: Option<(&str, &dyn Fn() -> String)>,
+    ) -> Option<Replayed> {
+        if self.stopped() {
+            return None;
+        }
+        let taken = self.replay.lock().unwrap().take(key, seq, task);
+        taken.unwrap_or_else(|e| {
+            self.fail(e);
+            None
+        })
+    }
+
+    /// What the journal says about `step`; [`Stopped`] when the run has stopped with a fatal
+    /// error (a divergence found here or before), in which case the caller must neither write
+    /// nor start anything.
+    pub(crate) fn replayed(&self, step: &mut StepKey) -> Result<Option<Replayed>, Stopped> {
+        if self.stopped() {
+            return Err(Stopped);
+        }
+        Ok(step.journal.take())
+    }
+
+    /// Stops the run with a non-determinism error at `step`: the journal has `journal`, the
+    /// code `code` (what it does and where).
+    pub(crate) fn diverged(&self, step: &StepKey, journal: &Replayed, code: impl fmt::Display) {
+        self.fail(RunError::NonDeterminism {
+            key: step.key.clone(),
+            detail: format!("the journal has {journal}; the code now {code}"),
+        });
+    }
+
+    /// Whether a fatal error stopped the run.
+    pub(crate) fn stopped(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Appends an event; a failure to write stops the run. Nothing is written while a posted
+    /// result is being validated.
+    pub(crate) fn append(&self, event: Event) {
+        if self.posting.is_some() || self.stopped() {
+            return;
+        }
+        if let Err(e) = self.log.append(event) {
+            self.fail(RunError::Store(e));
+        }
+    }
+
+    pub(crate) fn active(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Active(self)
+    }
+
+    pub(crate) fn wait_for(&self, waiting: Waiting) {
+        self.waiting
+            .lock()
+            .unwrap()
+            .insert(waiting.key.clone(), waiting);
+    }
+
+    /// `key` no longer waits (a long sleep that ended while the run was still going).
+    pub(crate) fn stop_waiting(&self, key: &str) {
+        self.waiting.lock().unwrap().remove(key);
+    }
+
+    pub(crate) fn log(&self) -> &Arc<dyn RunLog> {
+        &self.log
+    }
+
+    /// Waits until everything appended is durable.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.log.flush().await
+    }
+
+    /// Stops the run with an error that user code must not see or handle.
+    pub(crate) fn fail(&self, error: RunError) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut fatal = self.fatal.lock().unwrap();
+        if fatal.is_none() {
+            *fatal = Some(error);
+            self.waker.wake();
+        }
+    }
+
+    pub(crate) fn take_fatal(&self) -> Option<RunError> {
+        self.fatal.lock().unwrap().take()
+    }
+
+    pub(crate) fn notify(&self, notice: Notice) {
+        if let Some(observer) = &self.observer {
+            observer(&self.run_id, &notice);
+        }
+    }
+}
+
+/// Returned instead of a journal entry once the run has stopped with a fatal error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopped;
+
+pub(crate) fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random number from the standard library's randomly seeded hasher.
+pub(crate) fn random_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
