@@ -98,9 +98,7 @@ pub use crate::run::{
 };
 pub use crate::select::Either;
 pub use crate::store::{FileStore, MemoryStore, Store};
-pub use crate::task::{
-    artifact_dir, idempotency_key, AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn,
-};
+pub use crate::task::{artifact_dir, idempotency_key};
 
 /// Marks a data type as journaled: derives serde's `Serialize` and `Deserialize` through
 /// minder, so the user's crate needs no direct serde dependency. Serde's field and container
