@@ -354,7 +354,7 @@ impl Ctx {
         UNIX_EPOCH + Duration::from_millis(millis)
     }
 
-    /// A random number, recorded: a replay sees the same number.
+    /// A random number, recorded: a replay sees the same number (fast, not for secrets).
     #[track_caller]
     pub fn random(&self) -> u64 {
         self.recorded("random", random_u64)

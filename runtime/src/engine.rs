@@ -262,19 +262,7 @@ pub(crate) fn unix_millis(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// A random number from the standard library's randomly seeded hasher.
+/// A random number (fastrand's generator: fast, not for secrets).
 pub(crate) fn random_u64() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    fastrand::u64(..)
 }

@@ -1,7 +1,7 @@
 //! Starting, replaying and resuming runs over a [`Store`].
 
 use crate::ctx::{in_scope, Ctx, Scope};
-use crate::engine::{random_u64, unix_millis, Notice, Observer, Posting, RunState};
+use crate::engine::{unix_millis, Notice, Observer, Posting, RunState};
 use crate::error::{RunError, Waiting};
 use crate::graph::Graph;
 use crate::journal::{Event, Outcome};
@@ -592,25 +592,11 @@ pub(crate) fn pending_effect(
     }
 }
 
-/// A new run id: `YYYYMMDD-HHMMSS-` and six random hex digits.
+/// A new run id: a ULID (48 bits of milliseconds since the epoch and 80 random bits, in
+/// Crockford's base 32), so ids sort by creation time and two runs created in the same
+/// millisecond still do not collide.
 pub(crate) fn new_run_id() -> String {
-    let secs = unix_millis(SystemTime::now()) / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{:06x}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        random_u64() & 0xff_ffff
-    )
+    let random = (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..)))
+        & ((1u128 << 80) - 1);
+    ulid::Ulid::from_parts(unix_millis(SystemTime::now()), random).to_string()
 }
