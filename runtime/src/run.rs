@@ -596,7 +596,7 @@ pub(crate) fn pending_effect(
 /// Crockford's base 32), so ids sort by creation time and two runs created in the same
 /// millisecond still do not collide.
 pub(crate) fn new_run_id() -> String {
-    let random = (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..)))
-        & ((1u128 << 80) - 1);
+    let random =
+        (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..))) & ((1u128 << 80) - 1);
     ulid::Ulid::from_parts(unix_millis(SystemTime::now()), random).to_string()
 }

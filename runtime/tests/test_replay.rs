@@ -498,6 +498,7 @@ async fn errors_time_and_randomness_replay_identically() {
         })
         .collect();
     assert_eq!(recorded.len(), 2);
+    // The clock moves on, so a `now` taken again on replay would differ from the recorded one.
     tokio::time::sleep(Duration::from_millis(5)).await;
     open_gate(tag);
     let done = runner.resume::<handles_errors>(&id).await.unwrap();

@@ -1,5 +1,5 @@
-//! Shared helpers for the behaviour tests: a call log and gates that hold a task until a
-//! test opens them (to stop a run at a known point, as a crash would).
+//! Shared helpers for the behaviour tests: a call log, gates that hold a task until a test
+//! opens them (to stop a run at a known point), and waits on conditions.
 
 #![allow(dead_code)]
 

@@ -1,0 +1,167 @@
+//! The command line's arguments, as clap types.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(about = "Run and inspect durable minder workflows", version)]
+pub(super) struct Cli {
+    /// Directory that holds the run journals.
+    #[arg(long, global = true, default_value = ".minder/runs")]
+    pub(super) runs_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+    /// A durable sleep with more than this left suspends the run (saved as waiting) instead
+    /// of keeping the program up: `500ms`, `30s`, `5m`, `2h`.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    pub(super) suspend_sleeps_over: std::time::Duration,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+/// `500ms`, `30s`, `5m`, `2h`: a number and a unit.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write `500ms`, `30s`, `5m` or `2h`"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => return Err(format!("unknown unit `{other}`: use ms, s, m or h")),
+    };
+    ms.map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Command {
+    /// Start a run of a process and drive it to its end.
+    Run {
+        /// The process name.
+        process: String,
+        /// The input JSON: a file, or `-` for standard input.
+        #[arg(long)]
+        input: String,
+    },
+    /// Continue a run: journaled steps are replayed, the rest runs.
+    Resume {
+        /// The run id.
+        run_id: String,
+        /// Worker mode: when the run stops to wait, wait for its results to be posted (by
+        /// `post`, `approve` or `reject` from another shell) and continue, until it ends.
+        #[arg(long)]
+        wait: bool,
+        /// Continue even though the process's structure changed since the run started.
+        #[arg(long)]
+        allow_version_change: bool,
+    },
+    /// One run's steps, or every run when no id is given.
+    Status {
+        /// The run id.
+        run_id: Option<String>,
+    },
+    /// Every run in the runs directory.
+    List,
+    /// A run's journal, event by event.
+    Events {
+        /// The run id.
+        run_id: String,
+    },
+    /// The breakpoints and external tasks of a run.
+    Tasks {
+        /// The run id.
+        run_id: String,
+        /// Only those still waiting for a result.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Post the result of a pending external task (checked against its type); then `resume`.
+    Post {
+        /// The run id.
+        run_id: String,
+        /// The effect id (from `tasks --pending`).
+        effect: String,
+        /// The result, as JSON.
+        #[arg(long, conflicts_with = "error", required_unless_present = "error")]
+        value: Option<String>,
+        /// Post a failure with this message instead.
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Approve a pending breakpoint; then `resume`.
+    Approve {
+        /// The run id.
+        run_id: String,
+        /// The breakpoint's effect id.
+        breakpoint: String,
+        /// What to tell the process.
+        #[arg(long)]
+        feedback: Option<String>,
+    },
+    /// Reject a pending breakpoint; then `resume`.
+    Reject {
+        /// The run id.
+        run_id: String,
+        /// The breakpoint's effect id.
+        breakpoint: String,
+        /// What to tell the process.
+        #[arg(long)]
+        feedback: Option<String>,
+    },
+    /// Cancel a run: it never runs again. A run another process is driving is asked to stop
+    /// (its unfinished steps are cancelled, command tasks killed); this waits until it has.
+    Cancel {
+        /// The run id.
+        run_id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Draw a process's static graph.
+    Graph {
+        /// The process name.
+        process: String,
+        /// The drawing format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum GraphFormat {
+    Mermaid,
+    Dot,
+    Tree,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_on_the_command_line() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert!(parse_duration("10").unwrap_err().contains("no unit"));
+        assert!(parse_duration("10d")
+            .unwrap_err()
+            .contains("unknown unit `d`"));
+        assert!(parse_duration("s")
+            .unwrap_err()
+            .contains("does not start with a number"));
+        assert!(parse_duration("99999999999999999h")
+            .unwrap_err()
+            .contains("too long"));
+    }
+}

@@ -1,0 +1,238 @@
+//! The commands: what each subcommand does.
+
+use super::args::{Cli, Command, GraphFormat};
+use super::format::{describe, print_json, print_list, print_status, short, Progress};
+use super::wait::{drive, until_news};
+use super::{CliError, Registry};
+use crate::inspect::summarize;
+use crate::run::Runner;
+use crate::store::{FileStore, Store, StoreError};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Read};
+use std::sync::{Arc, Mutex};
+
+fn read_input(source: &str) -> Result<Value, CliError> {
+    let (text, origin) = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            CliError::Input(format!("cannot read the input from standard input: {e}"))
+        })?;
+        (text, "standard input".to_string())
+    } else {
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| CliError::Input(format!("cannot read the input file `{source}`: {e}")))?;
+        (text, format!("`{source}`"))
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Input(format!("the input in {origin} is not valid JSON: {e}")))
+}
+
+pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
+    let store = FileStore::new(cli.runs_dir.clone());
+    match &cli.command {
+        Command::Run { process, input } => {
+            let entry = registry.find(process)?;
+            let input = read_input(input)?;
+            let runner = runner(store, cli);
+            let run_id = (entry.create)(&runner, input)?;
+            if !cli.json {
+                note!(
+                    "run {run_id} of `{}` started in {}",
+                    entry.name,
+                    cli.runs_dir.display()
+                );
+            }
+            drive(entry, &runner, &run_id, cli).await
+        }
+        Command::Resume {
+            run_id,
+            wait,
+            allow_version_change,
+        } => {
+            recover(&store, run_id)?;
+            let events = store.read(run_id)?;
+            let summary = summarize(&events);
+            let entry = registry.find(&summary.process)?;
+            let runner = runner(store.clone(), cli).allow_version_change(*allow_version_change);
+            loop {
+                match drive(entry, &runner, run_id, cli).await {
+                    Err(CliError::Waiting) if *wait => {
+                        // The lock is released while waiting, so `post` / `approve` can write;
+                        // a breakpoint's timeout also ends the wait.
+                        until_news(&store, run_id).await?;
+                    }
+                    other => return other,
+                }
+            }
+        }
+        Command::Status { run_id: Some(id) } => {
+            let summary = summarize(&store.read(id)?);
+            if cli.json {
+                print_json(&summary);
+            } else {
+                print_status(&summary);
+            }
+            Ok(())
+        }
+        Command::Status { run_id: None } | Command::List => {
+            let mut runs = Vec::new();
+            for id in store.list()? {
+                match store.read(&id) {
+                    Ok(events) => runs.push(summarize(&events)),
+                    Err(e) => note!("warning: run `{id}`: {e}"),
+                }
+            }
+            if cli.json {
+                print_json(&runs);
+            } else {
+                print_list(&runs);
+            }
+            Ok(())
+        }
+        Command::Events { run_id } => {
+            let events = store.read(run_id)?;
+            if cli.json {
+                print_json(&events);
+            } else {
+                for (i, e) in events.iter().enumerate() {
+                    out!("{i:>5}  {}", describe(e));
+                }
+            }
+            Ok(())
+        }
+        Command::Tasks { run_id, pending } => {
+            let summary = summarize(&store.read(run_id)?);
+            let effects: Vec<_> = summary
+                .effects
+                .iter()
+                .filter(|e| !*pending || !e.resolved)
+                .collect();
+            if cli.json {
+                print_json(&effects);
+            } else if effects.is_empty() {
+                out!("no {}effects", if *pending { "pending " } else { "" });
+            } else {
+                for e in effects {
+                    let state = if e.resolved { "resolved" } else { "pending" };
+                    out!("{state:<9} {:<11} {}  {}", e.kind, e.key, short(&e.input));
+                }
+            }
+            if let (false, Some(ms)) = (cli.json, summary.wakes_at_ms) {
+                out!(
+                    "the run goes on by itself at {} (a sleep or a breakpoint's timeout)",
+                    crate::inspect::utc_time(ms)
+                );
+            }
+            Ok(())
+        }
+        Command::Post {
+            run_id,
+            effect,
+            value,
+            error,
+        } => {
+            let summary = summarize(&store.read(run_id)?);
+            let entry = registry.find(&summary.process)?;
+            let result = match (value, error) {
+                (Some(v), _) => Ok(serde_json::from_str(v).map_err(|e| {
+                    CliError::Input(format!("the value for `{effect}` is not valid JSON: {e}"))
+                })?),
+                (None, Some(message)) => Err(json!({ "kind": "failed", "message": message })),
+                (None, None) => return Err(CliError::Input("give --value or --error".into())),
+            };
+            recover(&store, run_id)?;
+            let runner = Runner::new(store);
+            (entry.post)(&runner, run_id, effect, result).await?;
+            report(cli, run_id, effect, "posted");
+            Ok(())
+        }
+        Command::Approve {
+            run_id,
+            breakpoint,
+            feedback,
+        }
+        | Command::Reject {
+            run_id,
+            breakpoint,
+            feedback,
+        } => {
+            let approve = matches!(cli.command, Command::Approve { .. });
+            let decision = if approve {
+                crate::Decision::Approved {
+                    feedback: feedback.clone(),
+                }
+            } else {
+                crate::Decision::Rejected {
+                    feedback: feedback.clone(),
+                }
+            };
+            recover(&store, run_id)?;
+            Runner::new(store)
+                .decide(run_id, breakpoint, decision)
+                .await?;
+            report(
+                cli,
+                run_id,
+                breakpoint,
+                if approve { "approved" } else { "rejected" },
+            );
+            Ok(())
+        }
+        Command::Cancel { run_id, reason } => {
+            recover(&store, run_id)?;
+            Runner::new(store).cancel(run_id, reason.clone()).await?;
+            if cli.json {
+                print_json(&json!({ "run_id": run_id, "state": "cancelled" }));
+            } else {
+                out!("run {run_id} cancelled");
+            }
+            Ok(())
+        }
+        Command::Graph { process, format } => {
+            let graph = registry.find(process)?.graph;
+            match format {
+                GraphFormat::Mermaid => out!("{}", graph.to_mermaid().trim_end()),
+                GraphFormat::Dot => out!("{}", graph.to_dot().trim_end()),
+                GraphFormat::Tree => out!("{}", graph.to_string().trim_end()),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Before a command writes to run `run_id`: if its last writer was poisoned by a failed write or
+/// sync, cuts the journal back to the last durable offset ([`FileStore::recover`]) and tells
+/// the user on standard error. A run held by a writer is left to the command, which reports it.
+fn recover(store: &FileStore, run_id: &str) -> Result<(), CliError> {
+    match store.recover(run_id) {
+        Ok(Some(notice)) => {
+            note!("warning: {notice}");
+            Ok(())
+        }
+        Ok(None) | Err(StoreError::Locked(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn report(cli: &Cli, run_id: &str, effect: &str, what: &str) {
+    if cli.json {
+        print_json(&json!({ "run_id": run_id, "effect": effect, "result": what }));
+    } else {
+        out!("{what} `{effect}` of run {run_id}; continue it with: resume {run_id}");
+    }
+}
+
+/// A runner over the file store that shows logs and map progress on a terminal.
+fn runner(store: FileStore, cli: &Cli) -> Runner {
+    let root = store.runs_dir().to_path_buf();
+    let runner = Runner::new(store)
+        .artifacts_in(root)
+        .suspend_sleeps_longer_than(cli.suspend_sleeps_over);
+    let json = cli.json;
+    if json {
+        return runner;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let bars = Arc::new(Mutex::new(Progress::new(terminal)));
+    runner.on_notice(move |_, notice| bars.lock().unwrap().show(notice))
+}

@@ -1,0 +1,546 @@
+//! The embedded file journal: one append-only, checksummed log file per run, written with group
+//! commit.
+//!
+//! # Layout
+//!
+//! ```text
+//! <runs_dir>/                     default `.minder/runs`
+//!   <run-id>/                     mode 0700
+//!     journal.log                 the run's events (mode 0600, as every file below)
+//!     lock                        held (flock-style exclusive lock) by the one writer
+//!     cancel-request              a request to cancel, left for the writer (while pending)
+//!     durable-offset              after a failed write or sync only: `minder durable offset
+//!                                 <n>\n`, the end of the last successful sync (see below)
+//! ```
+//!
+//! # Links and modes
+//!
+//! Nothing inside the runs directory is reached through a symbolic link: a run directory must
+//! be a real directory (checked with `symlink_metadata`), and its files are opened with
+//! `O_NOFOLLOW`, so a `journal.log`, `lock` or `cancel-request` that is a link is refused with
+//! [`StoreError::Symlink`] naming it (a dangling `lock` link never creates its target). The
+//! runs directory itself may be a link. Files are created mode 0600 and directories (a run's,
+//! and the runs directory and its missing parents when the store creates them) mode 0700,
+//! whatever the umask.
+//!
+//! # On-disk format of `journal.log`
+//!
+//! All integers are little-endian.
+//!
+//! ```text
+//! offset 0   header, 12 bytes:  b"MINDERJ1" (8 bytes) | format version: u32 = 1
+//! offset 12  record*            back to back until the end of the file
+//!
+//! record:    payload length: u32 (> 0) | CRC-32 of the payload: u32 | payload
+//! payload:   one journal `Event` as compact JSON (serde_json, `{"event":"step_completed",...}`)
+//! ```
+//!
+//! The CRC is CRC-32/ISO-HDLC (the zlib / PNG / Ethernet one: reflected polynomial `0xEDB88320`,
+//! initial value and final XOR `0xFFFFFFFF`; `crc32("123456789") == 0xCBF43926`), computed over
+//! the payload bytes only. A record is `8 + length` bytes; there is no padding and no trailer.
+//!
+//! # Reading and recovery
+//!
+//! Records are decoded from offset 12 to the end of the file. The first record that is not
+//! intact stops decoding, and is one of two things:
+//!
+//! * a **torn tail**: the bad record is the last thing in the file — fewer than 8 header bytes
+//!   remain, or the header claims more payload bytes than remain, or the payload ends exactly at
+//!   the end of the file but its CRC does not match, or everything from the record to the end of
+//!   the file is zero bytes — *and* no intact record (length > 0, matching CRC, decodable event)
+//!   starts anywhere after it. This is what a crash during an unsynced append leaves behind; such
+//!   a record was never reported durable. [`Store::read`] ignores it; [`Store::open`] truncates
+//!   the file back to the end of the last good record (and syncs) before appending.
+//! * **damage**: anything else — a CRC mismatch or a zero length followed by more data, a record
+//!   whose CRC matches but whose payload is not a known event, or a torn-looking record followed
+//!   by an intact one. This is [`StoreError::Corrupt`] naming the file and the byte offset of
+//!   the bad record, and the file is not modified. A missing or wrong header, or another format
+//!   version, is `Corrupt` too, and so is a journal without a complete first record (only its
+//!   header, or cut inside the first record): a run is created with its first event synced, so
+//!   such a file was cut short or damaged.
+//!
+//! # Durability
+//!
+//! * **Creation** is atomic and durable: the run is assembled in a staging directory
+//!   (`<runs_dir>/.create-<run-id>-<pid>-<n>`: lock file, header and first event, file synced,
+//!   directory synced), renamed to `<runs_dir>/<run-id>`, and `<runs_dir>` is synced. After a
+//!   crash a run either exists with its first event or not at all (a leftover staging directory
+//!   is ignored by [`Store::list`]).
+//! * **Appends** are encoded on the caller's thread and buffered. Each open run has one writer
+//!   thread; [`RunLog::flush`] registers a waiter for everything appended so far and wakes it.
+//!   The thread takes *all* buffered records, writes them with one `write_all`, calls
+//!   `fdatasync` once, then completes every waiter the sync covers: flushes that arrive while a
+//!   sync is under way share the next one (group commit).
+//! * **A failed write or sync poisons the log** (the lesson of Postgres' "fsyncgate": after a
+//!   failed `fsync` the kernel may drop the dirty pages or mark them clean, so the page cache
+//!   can show bytes that will never reach the disk, and a retried sync reports success). That
+//!   flush and every later `append`/`flush` returns [`StoreError::Poisoned`], and nothing more
+//!   is written to the journal. The writer records the *last durable offset* — the end of the
+//!   bytes its last successful sync covered — in `durable-offset` (written to a temporary file,
+//!   synced, renamed into place, directory synced; the same boot sees it even if those syncs
+//!   fail, and the stale pages are a same-boot hazard). If it cannot even record it, it cuts
+//!   the journal back to that offset itself. The next [`Store::open`] (or
+//!   [`FileStore::recover`]) trusts nothing past the recorded offset: it truncates the journal
+//!   there, syncs it, removes the record (syncing the directory) and reports what it dropped;
+//!   nothing acknowledged is lost, and the steps after that point run again. [`Store::read`]
+//!   stops at the recorded offset too, without changing the file.
+//! * **Opening syncs the journal** once before appending, so what was read (perhaps written by
+//!   a writer that crashed before its sync) is durable, and the offset a later failure records
+//!   is the end of bytes known to be on disk.
+//! * **A lone flush is done in place.** When nothing could share its sync — no other step of
+//!   the run in flight (every `step_started` appended has its `step_completed` or
+//!   `step_cancelled`), no flush waiting, no write under way, and no other journal open for
+//!   writing in the process — [`RunLog::flush`] writes and syncs on the caller's thread and
+//!   returns a ready future. This is the sequential case (one step after another): handing the
+//!   sync to the writer thread and back would add two thread wake-ups to every step, a third
+//!   or more of the sync itself. The caller's thread is blocked for that one sync, as it would
+//!   have waited for it anyway; with several runs open, syncs stay on the writer threads.
+//! * Dropping the log writes and syncs anything still buffered, stops the thread and releases
+//!   the lock.
+//!
+//! # Code
+//!
+//! [`FileStore`] (here) opens, creates, reads and lists runs; `codec` holds the bytes of a
+//! journal (format, CRC-32, records, the torn-tail rule); `lock` the files of a run directory
+//! (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last durable offset
+//! of a poisoned journal; `writer` the writer thread of an open journal (group commit, the
+//! lone flush, poisoning).
+
+mod codec;
+mod durable;
+mod lock;
+mod writer;
+
+use super::{validate_run_id, RunLog, Store, StoreError};
+use crate::journal::Event;
+use codec::{decode, encode_record, Decoded, MAGIC, VERSION};
+use durable::{read_durable, trusted_len, DURABLE, DURABLE_TMP};
+use lock::{create_private_dir, lock_run, open_error, run_file_options, set_file_mode, sync_dir};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use writer::FileLog;
+
+/// The journal's file name inside a run directory.
+const JOURNAL: &str = "journal.log";
+/// A request to cancel the run, left for the writer that holds it.
+const CANCEL: &str = "cancel-request";
+
+/// Keeps run journals as files under a runs directory: `<runs_dir>/<run-id>/journal.log`, plus a
+/// `lock` file held by the run's one writer. Cloning shares the sync counter.
+///
+/// A journal is the 12-byte header `b"MINDERJ1"` + format version `1u32` (little-endian),
+/// followed by records `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload: the
+/// event as JSON]`. A torn tail left by a crash is dropped (and cut off by [`Store::open`]);
+/// damage followed by intact data is [`StoreError::Corrupt`] naming the file and byte offset.
+/// Concurrent [`RunLog::flush`]es share one `fdatasync` (group commit); a lone flush (a
+/// sequential step) syncs on the caller's thread, sparing two thread hand-offs. A failed write
+/// or sync poisons the log ([`StoreError::Poisoned`]) and the next open cuts the journal back to
+/// the end of its last successful sync. Symbolic links inside the runs directory are refused;
+/// files are created 0600 and directories 0700. The full rules are in the module documentation
+/// of `runtime/src/store/file/mod.rs`.
+///
+/// ```no_run
+/// use minder::prelude::*;
+/// use minder::store::FileStore;
+///
+/// let runner = Runner::new(FileStore::new(FileStore::DEFAULT_DIR));
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    runs_dir: PathBuf,
+    syncs: Arc<AtomicU64>,
+    /// Set by [`FileStore::fail_next_sync`]: the next journal sync of an open log fails.
+    fail_sync: Arc<AtomicBool>,
+}
+
+impl FileStore {
+    /// The runs directory the command line uses unless told otherwise: `.minder/runs`.
+    pub const DEFAULT_DIR: &'static str = ".minder/runs";
+
+    /// A store keeping runs under `runs_dir` (created on the first [`Store::create`]).
+    pub fn new(runs_dir: impl Into<PathBuf>) -> Self {
+        FileStore {
+            runs_dir: runs_dir.into(),
+            syncs: Arc::new(AtomicU64::new(0)),
+            fail_sync: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The runs directory.
+    pub fn runs_dir(&self) -> &Path {
+        &self.runs_dir
+    }
+
+    /// The path of a run's journal file (whether or not the run exists).
+    pub fn journal_path(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        validate_run_id(run_id)?;
+        Ok(self.runs_dir.join(run_id).join(JOURNAL))
+    }
+
+    /// How many journal file syncs (`fdatasync`/`fsync` of a `journal.log`) this store and its
+    /// clones have performed: one per created run, one per opened run, one per group commit.
+    /// Directory syncs are not counted.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Fault injection for tests: the next sync of a batch appended to a log of this store (or
+    /// a clone) reports `EIO` after its bytes were written, as a failing disk does (the bytes
+    /// stay in the page cache). Not for use outside tests.
+    #[doc(hidden)]
+    pub fn fail_next_sync(&self) {
+        self.fail_sync.store(true, Ordering::SeqCst);
+    }
+
+    /// Readies run `run_id` for writing after a failed sync: when its last writer was poisoned
+    /// and recorded its last durable offset, cuts the journal back to that offset (as
+    /// [`Store::open`] would) and returns a notice saying what happened, for the user. `None`
+    /// when there was nothing to do. Fails like [`Store::open`] (e.g. [`StoreError::Locked`]
+    /// while a writer holds the run).
+    pub fn recover(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        match dir.join(DURABLE).symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            _ => {}
+        }
+        let opened = self.open_journal(run_id)?;
+        Ok(opened.notice)
+    }
+
+    fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.runs_dir.join(run_id)
+    }
+
+    /// The directory of run `run_id`, checked to be a real directory holding a real
+    /// `journal.log` (neither a symbolic link): [`StoreError::UnknownRun`] when either is
+    /// missing, [`StoreError::Symlink`] when either is a link.
+    fn existing_run(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        validate_run_id(run_id)?;
+        let dir = self.run_dir(run_id);
+        let unknown = || StoreError::UnknownRun(run_id.to_string());
+        match dir.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(unknown()),
+            Err(e) => return Err(io_error(format!("cannot look at {}", dir.display()), e)),
+            Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir)),
+            Ok(m) if !m.is_dir() => return Err(unknown()),
+            Ok(_) => {}
+        }
+        let journal = dir.join(JOURNAL);
+        match journal.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(unknown()),
+            Err(e) => Err(io_error(format!("cannot look at {}", journal.display()), e)),
+            Ok(m) if m.file_type().is_symlink() => Err(StoreError::Symlink(journal)),
+            Ok(m) if !m.is_file() => Err(StoreError::Corrupt(format!(
+                "{} is not a regular file",
+                journal.display()
+            ))),
+            Ok(_) => Ok(dir),
+        }
+    }
+
+    /// The directory of run `run_id` if it is a real directory (not a link).
+    fn real_run_dir(&self, run_id: &str) -> Option<PathBuf> {
+        validate_run_id(run_id).ok()?;
+        let dir = self.run_dir(run_id);
+        dir.symlink_metadata()
+            .is_ok_and(|m| m.is_dir())
+            .then_some(dir)
+    }
+
+    /// Creates the runs directory if needed, durably (each new directory's parent is synced),
+    /// with mode 0700 for each directory it creates.
+    fn ensure_runs_dir(&self) -> Result<(), StoreError> {
+        if self.runs_dir.is_dir() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut dir = self.runs_dir.as_path();
+        while !dir.as_os_str().is_empty() && !dir.exists() {
+            missing.push(dir.to_path_buf());
+            match dir.parent() {
+                Some(parent) => dir = parent,
+                None => break,
+            }
+        }
+        for dir in missing.iter().rev() {
+            match create_private_dir(dir) {
+                Ok(()) => {}
+                // Created meanwhile by someone else: theirs, left as it is.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => continue,
+                Err(e) => return Err(io_error(format!("cannot create {}", dir.display()), e)),
+            }
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Opens run `run_id`'s journal for writing: takes the lock, reads and decodes the journal,
+    /// cuts it back to its last durable offset (a poisoned writer's record) or drops a torn
+    /// tail, and syncs it.
+    fn open_journal(&self, run_id: &str) -> Result<Opened, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        let path = dir.join(JOURNAL);
+        let lock = lock_run(run_id, &dir)?;
+        let mut file = match run_file_options().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownRun(run_id.to_string()))
+            }
+            Err(e) => return Err(open_error(&path, "open", e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+        let durable = read_durable(&dir)?;
+        let trusted = trusted_len(&path, durable, bytes.len())?;
+        let Decoded { events, good_len } = decode(&path, &bytes[..trusted])?;
+        let mut notice = None;
+        if let Some(offset) = durable {
+            let dropped = bytes.len() - good_len;
+            let message = format!(
+                "a write or sync of journal {} failed earlier, so its writer stopped; the bytes \
+                 past offset {offset} (the end of its last successful sync) were never confirmed \
+                 durable and cannot be trusted, so {} — nothing acknowledged was lost, and the \
+                 steps after that point run again",
+                path.display(),
+                if dropped == 0 {
+                    "nothing past it needed cutting".to_string()
+                } else {
+                    format!("the journal was cut back to it ({dropped} bytes dropped)")
+                }
+            );
+            tracing::warn!(journal = %path.display(), offset, dropped, "{message}");
+            notice = Some(message);
+        } else if good_len < bytes.len() {
+            tracing::warn!(
+                journal = %path.display(),
+                offset = good_len,
+                bytes = bytes.len() - good_len,
+                "dropping the torn tail of a journal (an append interrupted by a crash)"
+            );
+        }
+        let synced = if good_len < bytes.len() {
+            file.set_len(good_len as u64).and_then(|()| file.sync_all())
+        } else {
+            file.sync_data()
+        };
+        synced.map_err(|e| io_error(format!("cannot sync {}", path.display()), e))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if durable.is_some() {
+            // The record goes only once the cut is durable, and the run is written to only
+            // once its removal is.
+            for name in [DURABLE, DURABLE_TMP] {
+                match fs::remove_file(dir.join(name)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_error(
+                            format!("cannot remove {}", dir.join(name).display()),
+                            e,
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        file.seek(SeekFrom::Start(good_len as u64))
+            .map_err(|e| io_error(format!("cannot seek in {}", path.display()), e))?;
+        Ok(Opened {
+            events,
+            path,
+            file,
+            lock,
+            len: good_len as u64,
+            notice,
+        })
+    }
+}
+
+/// A journal opened for writing by [`FileStore::open_journal`].
+struct Opened {
+    events: Vec<Event>,
+    path: PathBuf,
+    /// The journal, synced and positioned at its end.
+    file: File,
+    /// The held run lock.
+    lock: File,
+    /// The journal's length: all of it durable.
+    len: u64,
+    /// What was cut back after a poisoned writer, for the user.
+    notice: Option<String>,
+}
+
+impl Store for FileStore {
+    fn create(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError> {
+        validate_run_id(run_id)?;
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        encode_record(&first, &mut bytes)?;
+
+        self.ensure_runs_dir()?;
+        let dir = self.run_dir(run_id);
+        if dir.symlink_metadata().is_ok() {
+            return Err(StoreError::RunExists(run_id.to_string()));
+        }
+        static STAGE: AtomicU64 = AtomicU64::new(0);
+        let stage = self.runs_dir.join(format!(
+            ".create-{run_id}-{}-{}",
+            std::process::id(),
+            STAGE.fetch_add(1, Ordering::Relaxed)
+        ));
+        create_private_dir(&stage)
+            .map_err(|e| io_error(format!("cannot create {}", stage.display()), e))?;
+        let staged = (|| {
+            let lock = lock_run(run_id, &stage)?;
+            let path = stage.join(JOURNAL);
+            let mut file = run_file_options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| open_error(&path, "create", e))?;
+            set_file_mode(&file, &path)?;
+            file.write_all(&bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error(format!("cannot write {}", path.display()), e))?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            sync_dir(&stage)?;
+            if let Err(e) = fs::rename(&stage, &dir) {
+                if dir.symlink_metadata().is_ok() {
+                    return Err(StoreError::RunExists(run_id.to_string()));
+                }
+                return Err(io_error(format!("cannot create {}", dir.display()), e));
+            }
+            Ok((lock, file))
+        })();
+        let (lock, file) = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&stage);
+                return Err(e);
+            }
+        };
+        sync_dir(&self.runs_dir)?;
+        let log = FileLog::start(
+            dir.join(JOURNAL),
+            file,
+            lock,
+            bytes.len() as u64,
+            self.syncs.clone(),
+            self.fail_sync.clone(),
+        )?;
+        Ok(Arc::new(log))
+    }
+
+    fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError> {
+        let Opened {
+            events,
+            path,
+            file,
+            lock,
+            len,
+            notice: _,
+        } = self.open_journal(run_id)?;
+        let log = FileLog::start(
+            path,
+            file,
+            lock,
+            len,
+            self.syncs.clone(),
+            self.fail_sync.clone(),
+        )?;
+        Ok((events, Arc::new(log)))
+    }
+
+    fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        let path = dir.join(JOURNAL);
+        let mut file = match run_file_options().read(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownRun(run_id.to_string()))
+            }
+            Err(e) => return Err(open_error(&path, "open", e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+        let trusted = trusted_len(&path, read_durable(&dir)?, bytes.len())?;
+        Ok(decode(&path, &bytes[..trusted])?.events)
+    }
+
+    fn list(&self) -> Result<Vec<String>, StoreError> {
+        let entries = match fs::read_dir(&self.runs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(io_error(
+                    format!("cannot list {}", self.runs_dir.display()),
+                    e,
+                ))
+            }
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| io_error(format!("cannot list {}", self.runs_dir.display()), e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // A run reached through a link is listed (only looked at, not read), so reading it
+            // reports the link.
+            if validate_run_id(&name).is_ok() && entry.path().join(JOURNAL).is_file() {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
+        let dir = self.existing_run(run_id)?;
+        // Written whole, then renamed into place: the writer never reads half a request.
+        let staged = dir.join(format!("{CANCEL}.{}", std::process::id()));
+        let text = serde_json::json!({ "reason": reason }).to_string();
+        let context = || format!("cannot ask run `{run_id}` to cancel");
+        let mut file = run_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged)
+            .map_err(|e| match open_error(&staged, "create", e) {
+                StoreError::Io { source, .. } => io_error(context(), source),
+                other => other,
+            })?;
+        set_file_mode(&file, &staged)?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| fs::rename(&staged, dir.join(CANCEL)))
+            .map_err(|e| io_error(context(), e))
+    }
+
+    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
+        let dir = self.real_run_dir(run_id)?;
+        let mut file = run_file_options().read(true).open(dir.join(CANCEL)).ok()?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        Some(value["reason"].as_str().map(str::to_string))
+    }
+
+    fn clear_cancel_request(&self, run_id: &str) {
+        if let Some(dir) = self.real_run_dir(run_id) {
+            let _ = fs::remove_file(dir.join(CANCEL));
+        }
+    }
+}
+
+fn io_error(context: String, source: io::Error) -> StoreError {
+    StoreError::Io { context, source }
+}
