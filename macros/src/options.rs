@@ -101,7 +101,8 @@ pub(crate) struct Opt {
 
 pub(crate) enum OptValue {
     Str(LitStr),
-    Int(LitInt),
+    /// A number, with its `-` if it has one (kept apart so an error covers both).
+    Int(Option<Token![-]>, LitInt),
     Paths(Vec<Path>),
 }
 
@@ -114,8 +115,10 @@ impl Parse for Opt {
         input.parse::<Token![=]>()?;
         let value = if input.peek(LitStr) {
             OptValue::Str(input.parse()?)
+        } else if input.peek(Token![-]) && input.peek2(LitInt) {
+            OptValue::Int(Some(input.parse()?), input.parse()?)
         } else if input.peek(LitInt) {
-            OptValue::Int(input.parse()?)
+            OptValue::Int(None, input.parse()?)
         } else if input.peek(syn::token::Bracket) {
             let content;
             let bracket = bracketed!(content in input);
@@ -217,7 +220,7 @@ impl Opt {
         let msg = format!("option `{}` expects {what}", self.key);
         match &self.value {
             Some(OptValue::Str(s)) => errors.under(s, msg),
-            Some(OptValue::Int(i)) => errors.under(i, msg),
+            Some(OptValue::Int(minus, i)) => errors.under(quote!(#minus #i), msg),
             Some(OptValue::Paths(p)) => errors.under(quote!(#(#p),*), msg),
             None => errors.at(self.key.span(), msg),
         }
@@ -238,10 +241,23 @@ impl Opt {
 
     pub(crate) fn u32(&self, errors: &mut Errors) -> Option<u32> {
         match &self.value {
-            Some(OptValue::Int(i)) => match i.base10_parse::<u32>() {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    errors.push(syn::Error::new(i.span(), e));
+            Some(OptValue::Int(minus, i)) => match i.base10_parse::<u32>() {
+                Ok(n) if minus.is_none() || n == 0 => Some(n),
+                _ => {
+                    let why = if minus.is_some() || i.base10_digits().starts_with('-') {
+                        "cannot be negative".to_string()
+                    } else if !i.suffix().is_empty() {
+                        format!("takes a plain number, without the `{}` suffix", i.suffix())
+                    } else {
+                        format!("is at most {}", u32::MAX)
+                    };
+                    errors.under(
+                        quote!(#minus #i),
+                        format!(
+                            "option `{}` {why}: write a whole number, 0 or more, like `{} = 3`",
+                            self.key, self.key
+                        ),
+                    );
                     None
                 }
             },

@@ -254,7 +254,23 @@ fn simple_branch(part: &[TokenTree]) -> Option<Branch> {
     })
 }
 
+/// `(krate) @__minder_checked rest` → `(krate) rest` and `true` (see
+/// `process::access::CHECKED`); any other input as it is and `false`.
+fn take_checked(input: TokenStream) -> (TokenStream, bool) {
+    let tts: Vec<TokenTree> = input.clone().into_iter().collect();
+    match tts.as_slice() {
+        [krate @ TokenTree::Group(_), TokenTree::Punct(at), TokenTree::Ident(marker), rest @ ..]
+            if at.as_char() == '@' && marker == crate::process::CHECKED =>
+        {
+            let out = std::iter::once(krate.clone()).chain(rest.iter().cloned());
+            (out.collect(), true)
+        }
+        _ => (input, false),
+    }
+}
+
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let (input, checked) = take_checked(input);
     let (krate, settle, branches) = match split_simple(&input) {
         Some(split) => split,
         None => match syn::parse2::<ParallelInput>(input) {
@@ -274,7 +290,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             errors.under(tokens, msg);
         }
     }
-    let expanded = expand_branches(&krate, settle, &branches);
+    let expanded = expand_branches(&krate, settle, &branches, checked);
     if errors.is_empty() {
         expanded
     } else {
@@ -283,7 +299,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
-fn expand_branches(krate: &TokenStream, settle: bool, branches: &[Branch]) -> TokenStream {
+fn expand_branches(
+    krate: &TokenStream,
+    settle: bool,
+    branches: &[Branch],
+    checked: bool,
+) -> TokenStream {
     let n = branches.len();
     let label = branches
         .iter()
@@ -312,7 +333,12 @@ fn expand_branches(krate: &TokenStream, settle: bool, branches: &[Branch]) -> To
         }
     });
 
-    let access_check = access_check(krate, branches, &values);
+    // Inside a `#[process]` whose constant covers this block (`cargo check`), nothing to add.
+    let access_check = if checked {
+        TokenStream::new()
+    } else {
+        access_check(krate, branches, &values)
+    };
 
     // Every branch value goes through a generic fn whose bounds say what a branch must be: a
     // future of `Result<T, B>` (fail-fast), or any future (settle). The call and its argument

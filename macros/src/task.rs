@@ -1,8 +1,10 @@
 //! `#[task]`: parse the options and the function, check the signature, expand into a call
 //! function, a hidden `TaskMeta` type and compile-time assertions on the user's types.
 
-use crate::options::{bad_task_name, default_crate, not_a_fn, parse_opts, source_text, Errors};
-use proc_macro2::{Span, TokenStream};
+use crate::options::{
+    bad_task_name, default_crate, not_a_fn, parse_opts, respan, source_text, Errors,
+};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
@@ -99,6 +101,75 @@ fn resource_names(paths: &[syn::Path]) -> Vec<String> {
     paths
         .iter()
         .map(|p| p.to_token_stream().to_string().replace(' ', ""))
+        .collect()
+}
+
+/// Types that are serde whatever the crate defines (spelled as std and minder spell them): no
+/// assertion is written for them, which keeps the expansion small.
+fn surely_journaled(ty: &Type) -> bool {
+    const PLAIN: &[&str] = &[
+        "bool",
+        "char",
+        "u8",
+        "u16",
+        "u32",
+        "u64",
+        "u128",
+        "usize",
+        "i8",
+        "i16",
+        "i32",
+        "i64",
+        "i128",
+        "isize",
+        "f32",
+        "f64",
+        "String",
+        "TaskError",
+        "PathBuf",
+    ];
+    match ty {
+        Type::Tuple(t) => t.elems.iter().all(surely_journaled),
+        Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            let seg = &p.path.segments[0];
+            let name = seg.ident.to_string();
+            match &seg.arguments {
+                syn::PathArguments::None => PLAIN.contains(&name.as_str()),
+                syn::PathArguments::AngleBracketed(args)
+                    if ["Vec", "Option", "BTreeMap", "BTreeSet"].contains(&name.as_str()) =>
+                {
+                    args.args
+                        .iter()
+                        .all(|a| matches!(a, syn::GenericArgument::Type(t) if surely_journaled(t)))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `T` and `E` of a return type written `Result<T, E>` (or `T` of `Result<T>`), to assert them
+/// journaled under their own tokens; nothing for any other spelling.
+fn result_args(ret: &Type) -> Vec<Type> {
+    let Type::Path(p) = ret else {
+        return Vec::new();
+    };
+    let Some(last) = p.path.segments.last() else {
+        return Vec::new();
+    };
+    if last.ident != "Result" {
+        return Vec::new();
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Vec::new();
+    };
+    args.args
+        .iter()
+        .filter_map(|a| match a {
+            syn::GenericArgument::Type(t) => Some(t.clone()),
+            _ => None,
+        })
         .collect()
 }
 
@@ -207,7 +278,10 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         .name
         .clone()
         .unwrap_or_else(|| ident.unraw().to_string());
-    let meta = format_ident!("__minder_task_{}", ident);
+    // The task's type has the task's own name, in the type namespace (the function is in the
+    // value namespace): a path to the function names it too, so `#[process]` can read a task's
+    // declared access at `cargo check` from the path of a call (see `process::access`).
+    let meta = ident;
     let line = quote_spanned!(ident.span()=> ::core::line!());
     let ret = match &func.sig.output {
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -251,11 +325,23 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
 
     // `TaskMeta` bounds `Args: Journaled`, and rustc reports a failure there in terms of serde.
     // The assertions below say it in minder's terms, under each offending type; the tuple gets
-    // the user's span too, so nothing points at the attribute. The `Return: TaskReturn` bound
-    // needs no assertion: `#ret` is the user's own type.
-    let assertions = arg_types.iter().map(|ty| {
-        quote_spanned! {ty.span()=> #krate::__private::assert_journaled::<#ty>(); }
-    });
+    // the user's span too, so nothing points at the attribute. Types that are serde whatever
+    // the crate says (`String`, `u64`, ..) get no assertion, to keep the expansion small.
+    let assertions = arg_types
+        .iter()
+        .filter(|ty| !surely_journaled(ty))
+        .map(|ty| {
+            quote_spanned! {ty.span()=> #krate::__private::assert_journaled::<#ty>(); }
+        });
+    // The same for the output: `Return: TaskReturn` fails in serde's terms (it suggests
+    // `#[derive(serde::Serialize)]`), so the success and error types of a `Result<T, E>` as
+    // written are asserted under themselves too, with minder's message (`#[data]`).
+    let outputs = result_args(&ret)
+        .into_iter()
+        .filter(|ty| !surely_journaled(ty))
+        .map(|ty| {
+            quote_spanned! {ty.span()=> #krate::__private::assert_journaled::<#ty>(); }
+        });
     let args_tuple = match arg_types.as_slice() {
         [ty] => quote_spanned!(ty.span()=> (#ty,)),
         _ => quote_spanned!(func.sig.paren_token.span.join()=> (#(#arg_types,)*)),
@@ -267,7 +353,39 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
     // user's code (mixed-site hygiene).
     let args = quote_spanned!(Span::mixed_site()=> args);
     let pats = params.iter().map(|(pat, _)| pat);
+    // The user's statements go straight into the `async move` block: nested as a block, a
+    // one-expression body would warn `unused_braces`. A body with inner attributes stays a block.
     let block = &func.block;
+    let mut head = block.stream().into_iter();
+    let inner_attrs = matches!(
+        (head.next(), head.next()),
+        (Some(proc_macro2::TokenTree::Punct(h)), Some(proc_macro2::TokenTree::Punct(b)))
+            if h.as_char() == '#' && b.as_char() == '!'
+    );
+    let body = if inner_attrs {
+        quote!(#block)
+    } else {
+        block.stream()
+    };
+    // `task_body` requires the body's future to be `Send`; when it is not (a non-`Send` value
+    // held across an `.await`), rustc reports it at this call: spanned at the user's `async`,
+    // with rustc's notes under the value and the `.await`.
+    let async_span = func
+        .sig
+        .asyncness
+        .map(|a| a.span)
+        .unwrap_or(func.sig.fn_token.span);
+    let task_body = respan(&quote!(#k::task_body), async_span);
+    let mut async_block = Group::new(
+        Delimiter::Parenthesis,
+        quote_spanned! {async_span=>
+            async move {
+                let (#(#pats,)*) = #args;
+                #body
+            }
+        },
+    );
+    async_block.set_span(async_span);
     let body_attrs = func
         .attrs
         .iter()
@@ -278,14 +396,12 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         #vis fn #ident(#(#arg_idents: #arg_types),*) -> #k::TaskCall<#meta> {
             // Checked here, under the user's types, with minder's own message.
             #(#assertions)*
+            #(#outputs)*
             #k::TaskCall::<#meta>::new(
                 (#(#arg_idents,)*),
                 #k::TaskDef::new(#name, ::core::module_path!(), ::core::file!(), #line, #retries, #backoff, #timeout),
                 #(#body_attrs)*
-                |#args| #k::task_body(async move {
-                    let (#(#pats,)*) = #args;
-                    #block
-                }),
+                |#args| #task_body #async_block,
             )
         }
     };
@@ -301,13 +417,16 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         }
     });
 
+    let variant = format_ident!("__minder_access");
     quote! {
         #(#outer_attrs)*
         #call_fn
 
         #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #vis struct #meta;
+        #[allow(non_camel_case_types, dead_code, clippy::all)]
+        #vis enum #meta {
+            #variant(#k::PhantomData<#meta>),
+        }
 
         impl #k::TaskMeta for #meta {
             type Args = #args_tuple;

@@ -160,7 +160,7 @@ pub use minder_macros::process;
 /// `parallel!`, or a sequence `async { let a = x().await?; y(a).await }`. Each branch is its own
 /// step scope, so replay hands every branch its own results whatever order they finished in.
 /// Branches whose tasks declare conflicting `reads`/`writes` of one resource are rejected by
-/// `cargo build`.
+/// `cargo check` (inside a `#[process]`; other shapes at `cargo build`).
 ///
 /// Without the macro, a fail-fast block is roughly:
 ///
@@ -199,7 +199,8 @@ pub mod prelude {
 pub mod __private {
     pub use crate::join::*;
     pub use crate::parallel::{
-        conflict, conflict_with_earlier, HasAccess, NotATask, Parallel, ProbeOther, ProbeTask,
+        access_of, check_call, conflict, conflict_with_earlier, probe, HasAccess, NotATask,
+        Parallel, ProbeOther, ProbeTask, ProbedCall,
     };
     pub use crate::task::{AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn};
     pub use crate::{Ctx, Graph, Journaled, Node, Process};

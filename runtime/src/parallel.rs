@@ -166,6 +166,214 @@ pub const fn conflict_with_earlier(branches: &[&AccessDef]) -> Option<&'static s
     None
 }
 
+// The check `#[process]` makes at `cargo check` (type-check time, no monomorphization): for
+// every call in a branch of a `parallel!` it writes `{ use path as __minder_t; use
+// __minder_t::*; access_of(__minder_access) }` in a constant. `#[task]` gives each task a hidden
+// enum of the task's own name (type namespace) whose variant `__minder_access` names the task's
+// type; for any other callee the glob of `probe` supplies the fallbacks below.
+
+impl<M: TaskMeta> HasAccess for M {
+    const ACCESS: &'static AccessDef = M::ACCESS;
+}
+
+/// The access declared by the callee a probe found (see above).
+#[doc(hidden)]
+pub const fn access_of<T: HasAccess, R>(_: fn(PhantomData<T>) -> R) -> &'static AccessDef {
+    T::ACCESS
+}
+
+/// One call of a `parallel!` branch as `#[process]` writes it in its constant: `branch`, the
+/// path as written, and the path. Written out here rather than by the proc macro: rustc expands
+/// a `macro_rules!` far more cheaply than it takes tokens from a proc macro.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __minder_probe {
+    ($branch:literal $name:literal $($path:tt)+) => {
+        $crate::__private::ProbedCall {
+            branch: $branch,
+            name: $name,
+            // Two blocks: what the glob brings cannot change what the path names (a module of
+            // the function's name may hold one of that name).
+            access: {
+                use $($path)+ as __minder_t;
+                {
+                    use __minder_t::*;
+                    $crate::__private::access_of(__minder_access)
+                }
+            },
+        }
+    };
+}
+
+/// What a probed name that is not a task resolves to: glob-imported, so a task's own names win.
+#[doc(hidden)]
+pub mod probe {
+    use super::{NotATask, PhantomData};
+    pub use crate::__minder_probe;
+
+    /// Stands for a callee without a type of its name; its glob brings nothing.
+    pub mod __minder_t {}
+
+    /// The access of a callee that is not a task: none.
+    pub fn __minder_access(_: PhantomData<NotATask>) {}
+}
+
+/// A call in branch `branch` of a `parallel!`, as written (`name`), with its declared access.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct ProbedCall {
+    pub branch: usize,
+    pub name: &'static str,
+    pub access: &'static AccessDef,
+}
+
+/// A message built at compile time: a constant's `panic!` takes one `&str`.
+#[derive(Debug)]
+struct ConflictMessage {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl ConflictMessage {
+    const fn push(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && self.len < self.buf.len() {
+            self.buf[self.len] = bytes[i];
+            self.len += 1;
+            i += 1;
+        }
+    }
+
+    const fn push_number(&mut self, mut n: usize) {
+        let mut digits = [0u8; 20];
+        let mut k = digits.len();
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        while k < digits.len() && self.len < self.buf.len() {
+            self.buf[self.len] = digits[k];
+            self.len += 1;
+            k += 1;
+        }
+    }
+
+    /// The message (cut at a character boundary if it did not fit).
+    const fn as_str(&self) -> &str {
+        let mut len = self.len;
+        loop {
+            match core::str::from_utf8(self.buf.split_at(len).0) {
+                Ok(s) => return s,
+                Err(_) => len -= 1,
+            }
+        }
+    }
+}
+
+/// The first resource that call `at` and a call of an earlier branch both touch, one of them
+/// writing: `(earlier call, resource, call `at` writes it, the earlier one writes it)`.
+const fn first_conflict(
+    calls: &[ProbedCall],
+    at: usize,
+) -> Option<(usize, &'static str, bool, bool)> {
+    let this = calls[at].access;
+    let mut i = 0;
+    while i < calls.len() {
+        if calls[i].branch < calls[at].branch {
+            let other = calls[i].access;
+            let mut w = 0;
+            while w < this.writes.len() {
+                let r = this.writes[w];
+                if contains(other.writes, r) {
+                    return Some((i, r, true, true));
+                }
+                if contains(other.reads, r) {
+                    return Some((i, r, true, false));
+                }
+                w += 1;
+            }
+            let mut w = 0;
+            while w < other.writes.len() {
+                if contains(this.reads, other.writes[w]) {
+                    return Some((i, other.writes[w], false, true));
+                }
+                w += 1;
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Panics, at compile time and at the caller's location (the user's call, as `#[process]`
+/// spans it), when the task of call `at` conflicts with the task of a call of an earlier branch.
+#[doc(hidden)]
+#[track_caller]
+pub const fn check_call(calls: &[ProbedCall], at: usize) {
+    if let Some(found) = first_conflict(calls, at) {
+        panic!("{}", conflict_message(calls, at, found).as_str());
+    }
+}
+
+/// The error for call `at` of a `parallel!` whose task conflicts (as [`first_conflict`] found)
+/// with the task of a call in an earlier branch.
+const fn conflict_message(
+    calls: &[ProbedCall],
+    at: usize,
+    (other, resource, this_writes, other_writes): (usize, &str, bool, bool),
+) -> ConflictMessage {
+    let (x, y) = (calls[at].name, calls[other].name);
+    let mut m = ConflictMessage {
+        buf: [0; 1024],
+        len: 0,
+    };
+    m.push("task `");
+    m.push(x);
+    m.push("` ");
+    m.push(if this_writes { "writes" } else { "reads" });
+    m.push(" `");
+    m.push(resource);
+    m.push("` while task `");
+    m.push(y);
+    m.push("` ");
+    m.push(if other_writes { "writes" } else { "reads" });
+    m.push(if this_writes && other_writes {
+        " it too"
+    } else {
+        " it"
+    });
+    m.push(" in branch ");
+    m.push_number(calls[other].branch + 1);
+    m.push(" of the `parallel!` running both");
+    m.push(": branches run at the same time, so ");
+    if this_writes && other_writes {
+        m.push("the two writes can interleave");
+    } else {
+        m.push("`");
+        m.push(if this_writes { y } else { x });
+        m.push("` can see the write half done");
+    }
+    m.push("; await one of the two before the `parallel!`, or, if ");
+    if this_writes && other_writes {
+        m.push("one of them");
+    } else {
+        m.push("`");
+        m.push(if this_writes { x } else { y });
+        m.push("`");
+    }
+    m.push(" only reads `");
+    m.push(resource);
+    m.push("`, declare `reads = [");
+    m.push(resource);
+    m.push("]` on its `#[task]`");
+    m
+}
+
 impl Ctx {
     /// Runs `f` on every item, at most [`Map::limit`] at once (32 unless set), and returns the
     /// results in input order. Each item is its own scope, so its steps have stable keys.

@@ -1,53 +1,216 @@
 //! Checks of a process body that need no type information:
 //! - non-deterministic calls outside tasks, each with its deterministic alternative;
-//! - `parallel!` branches that use a result bound by the same `let` (or assignment).
+//! - `parallel!` branches that use a result bound by the same `let` (or assignment);
+//! - and, for the resource-access check of `access`, the paths each `parallel!` branch calls.
 //!
-//! Nested items are not entered (they are not the process body); closures and async blocks
-//! are, since they run as part of the process. Both visitors track the names bound by blocks,
-//! closures, arms and loops, so a rebound name is not mistaken for a `parallel!` result.
+//! Closures, async blocks and `fn` items declared in the body are entered, since they run as
+//! part of the process. The visitors track the names bound by blocks, closures, arms and loops,
+//! so a rebound name is not mistaken for a `parallel!` result, and the `use` declarations of
+//! the body, so a renamed or imported function is judged by what it is.
 
+use super::access::{probe_block, Hidden, ProbeBlock};
 use crate::options::{source_text, Errors};
 use crate::parallel::macro_args;
-use proc_macro2::Ident;
-use std::collections::HashSet;
+use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
+use quote::{quote, ToTokens};
+use std::collections::{HashMap, HashSet};
 use syn::visit::{self, Visit};
-use syn::{Block, Expr, FnArg, ItemFn, Macro, Pat, Stmt};
+use syn::{Attribute, Block, Expr, FnArg, ItemFn, Macro, Pat, Stmt, UseTree};
 
-pub(crate) fn body(func: &ItemFn, errors: &mut Errors) {
+/// Checks the body; returns the probes of its `parallel!` blocks for the access check.
+pub(crate) fn body(func: &ItemFn, errors: &mut Errors) -> Vec<ProbeBlock> {
     let _parsed = crate::parallel::ParsedMacros::start();
-    let mut params = Vec::new();
-    for arg in &func.sig.inputs {
-        if let FnArg::Typed(pt) = arg {
-            pat_idents(&pt.pat, &mut params);
-        }
-    }
     let mut v = Checker {
         errors,
-        scopes: Scopes(vec![params.iter().map(Ident::to_string).collect()]),
+        scopes: Scopes(vec![params(&func.sig)]),
+        uses: Vec::new(),
+        hidden: Vec::new(),
+        depth: 0,
+        in_fn_item: 0,
+        marks: Vec::new(),
+        blocks: Vec::new(),
     };
     v.visit_block(&func.block);
+    v.blocks
+}
+
+/// The names a function's parameters bind.
+fn params(sig: &syn::Signature) -> HashSet<String> {
+    let mut names = Vec::new();
+    for arg in &sig.inputs {
+        if let FnArg::Typed(pt) = arg {
+            pat_idents(&pt.pat, &mut names);
+        }
+    }
+    names.iter().map(Ident::to_string).collect()
 }
 
 struct Checker<'e> {
     errors: &'e mut Errors,
     scopes: Scopes,
+    /// The `use` declarations of the enclosing blocks, innermost last.
+    uses: Vec<Uses>,
+    /// What the enclosing nested blocks declare (not visible from the top of the body).
+    hidden: Vec<Hidden>,
+    /// How many blocks enclose the one being visited.
+    depth: usize,
+    /// Inside a `fn` item declared in the body: checked, but not probed for access.
+    in_fn_item: usize,
+    /// The enclosing `#[deterministic]` marks, innermost last: the calls they allowed.
+    marks: Vec<Mark>,
+    blocks: Vec<ProbeBlock>,
 }
 
+/// The names a block's `use` declarations bring in: `use a::b as c;` maps `c` to `a::b`;
+/// `use a::*;` adds the prefix `a`.
+#[derive(Default)]
+struct Uses {
+    names: HashMap<String, Vec<String>>,
+    globs: Vec<Vec<String>>,
+}
+
+impl Uses {
+    fn of(block: &Block) -> Option<Uses> {
+        let mut uses = Uses::default();
+        for stmt in &block.stmts {
+            if let Stmt::Item(syn::Item::Use(u)) = stmt {
+                uses.tree(&u.tree, &mut Vec::new());
+            }
+        }
+        (!uses.names.is_empty() || !uses.globs.is_empty()).then_some(uses)
+    }
+
+    fn tree(&mut self, tree: &UseTree, prefix: &mut Vec<String>) {
+        match tree {
+            UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                self.tree(&p.tree, prefix);
+                prefix.pop();
+            }
+            UseTree::Name(n) => {
+                let name = n.ident.to_string();
+                if name == "self" {
+                    if let Some(last) = prefix.last() {
+                        self.names.insert(last.clone(), prefix.clone());
+                    }
+                } else {
+                    let mut full = prefix.clone();
+                    full.push(name.clone());
+                    self.names.insert(name, full);
+                }
+            }
+            UseTree::Rename(r) => {
+                let mut full = prefix.clone();
+                if r.ident != "self" {
+                    full.push(r.ident.to_string());
+                }
+                self.names.insert(r.rename.to_string(), full);
+            }
+            UseTree::Glob(_) => self.globs.push(prefix.clone()),
+            UseTree::Group(g) => g.items.iter().for_each(|t| self.tree(t, prefix)),
+        }
+    }
+}
+
+/// A `#[deterministic]` on a statement or expression, and whether it allowed anything.
+struct Mark {
+    attr: TokenStream,
+    used: bool,
+}
+
+/// Whether `attr` is the escape hatch: `#[deterministic]` or `#[minder::deterministic]`.
+pub(crate) fn is_mark(attr: &Attribute) -> bool {
+    matches!(attr.style, syn::AttrStyle::Outer)
+        && matches!(attr.meta, syn::Meta::Path(_))
+        && attr
+            .path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "deterministic")
+        && (attr.path().segments.len() == 1
+            || (attr.path().segments.len() == 2 && attr.path().segments[0].ident == "minder"))
+}
+
+/// The tokens of a function with every `#[deterministic]` mark removed from its body: rustc
+/// does not know the attribute (and would not take one on an expression).
+pub(crate) fn strip_marks(tokens: TokenStream) -> TokenStream {
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(tts.len());
+    let mut i = 0;
+    while i < tts.len() {
+        if let (TokenTree::Punct(hash), Some(TokenTree::Group(g))) = (&tts[i], tts.get(i + 1)) {
+            if hash.as_char() == '#' && g.delimiter() == Delimiter::Bracket {
+                let text = g.stream().to_string().replace(' ', "");
+                if text == "deterministic" || text == "minder::deterministic" {
+                    i += 2;
+                    continue;
+                }
+            }
+        }
+        match &tts[i] {
+            TokenTree::Group(g) => {
+                let mut group = Group::new(g.delimiter(), strip_marks(g.stream()));
+                group.set_span(g.span());
+                out.push(TokenTree::Group(group));
+            }
+            other => out.push(other.clone()),
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+/// Kinds of non-determinism: what a call does wrong, and what to use instead.
+type Why = (&'static str, &'static str);
+
 /// A race: what it does wrong, and what to use instead.
-const RACE: (&str, &str) = (
+const RACE: Why = (
     "picks the first to finish by timing, which differs on replay",
     "use `ctx.select(..)` or `ctx.race(..)`, which journal the winner",
 );
 
 /// A join outside `parallel!`: what it does wrong, and what to use instead.
-const JOIN: (&str, &str) = (
+const JOIN: Why = (
     "polls futures outside the journal's branch scopes, so the keys of their steps depend on timing",
     "use `parallel!(..)` (or `ctx.map`)",
 );
 
+const CLOCK: Why = (
+    "reads the wall clock, which differs on replay",
+    "use `ctx.now()`, which is recorded and replayed",
+);
+const RANDOM: Why = (
+    "is random, which differs on replay",
+    "use `ctx.random()` or `ctx.new_id()`, which are recorded and replayed",
+);
+const SPAWN: Why = (
+    "spawns work the journal does not see",
+    "run concurrent work with `parallel!` or `ctx.map`, or spawn inside a `#[task]`",
+);
+const ENV: Why = (
+    "reads the environment, which may differ on resume",
+    "pass the value in the process input, or read it inside a `#[task]`",
+);
+const IDENTITY: Why = (
+    "reads which process, thread or machine runs the code, which differs on resume",
+    "read it inside a `#[task]`, whose result is journaled",
+);
+const IO: Why = (
+    "does I/O outside a task, so it is neither journaled nor retried",
+    "move it into a `#[task]`",
+);
+const FS_QUERY: Why = (
+    "asks the file system, whose answer may differ on resume",
+    "ask inside a `#[task]`, whose result is journaled",
+);
+const SLEEP: Why = (
+    "is a sleep that does not survive a restart",
+    "use `ctx.sleep(..)` or `ctx.sleep_until(..)`, which are durable",
+);
+
 /// A macro that races or joins futures, by its last segment (`tokio::select!`,
 /// `futures::select_biased!`, `futures::join!`, `tokio::try_join!`, ...).
-fn racing_macro(name: &str) -> Option<(&'static str, &'static str)> {
+fn racing_macro(name: &str) -> Option<Why> {
     match name {
         "select" | "select_biased" => Some(RACE),
         "join" | "try_join" => Some(JOIN),
@@ -55,45 +218,62 @@ fn racing_macro(name: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Clock types of std and the common date-time crates (chrono, time, jiff, hifitime, tokio,
+/// quanta, coarsetime), with their constructors that read the clock.
+const CLOCKS: &[(&str, &[&str])] = &[
+    ("SystemTime", &["now"]),
+    ("Instant", &["now", "recent"]),
+    ("Utc", &["now", "today"]),
+    ("Local", &["now", "today"]),
+    ("OffsetDateTime", &["now_utc", "now_local"]),
+    ("UtcDateTime", &["now"]),
+    ("UtcOffset", &["current_local_offset", "local_offset_at"]),
+    ("Timestamp", &["now"]),
+    ("Zoned", &["now"]),
+    ("Epoch", &["now"]),
+    ("Clock", &["now_since_epoch", "recent_since_epoch"]),
+];
+
+/// Methods that ask the file system (`Path::exists`, `Path::metadata`, ...): without types,
+/// judged by name, when called without arguments as they are on a path.
+const FS_METHODS: &[&str] = &[
+    "exists",
+    "try_exists",
+    "is_file",
+    "is_dir",
+    "is_symlink",
+    "metadata",
+    "symlink_metadata",
+    "read_dir",
+    "read_link",
+    "canonicalize",
+];
+
 /// What a path refers to when it is non-deterministic, and what to use instead.
-fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)> {
+fn nondeterministic(segments: &[String]) -> Option<Why> {
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let last = *s.last()?;
     let pair = |a: &str, b: &[&str]| s.windows(2).any(|w| w[0] == a && b.contains(&w[1]));
-    const CLOCK: &str = "reads the wall clock, which differs on replay";
-    const RANDOM: &str = "is random, which differs on replay";
-    const SPAWN: &str = "spawns work the journal does not see";
-    const ENV: &str = "reads the environment, which may differ on resume";
-    const IO: &str = "does I/O outside a task, so it is neither journaled nor retried";
-    const SLEEP: &str = "is a sleep that does not survive a restart";
-    if ["SystemTime", "Instant", "Utc", "Local"]
-        .iter()
-        .any(|t| pair(t, &["now"]))
-        || pair("OffsetDateTime", &["now_utc", "now_local"])
-    {
-        return Some((CLOCK, "use `ctx.now()`, which is recorded and replayed"));
+    if CLOCKS.iter().any(|(t, fs)| pair(t, fs)) {
+        return Some(CLOCK);
     }
     if pair("rand", &["random", "thread_rng", "rng", "random_range"])
         || last == "thread_rng"
         || last == "OsRng"
-        || pair("Uuid", &["new_v4", "now_v7"])
+        || pair("Uuid", &["new_v4", "now_v7", "now_v1", "now_v6"])
+        || pair("Ulid", &["new"])
         || s.first() == Some(&"getrandom")
+        || s.first() == Some(&"fastrand")
         || pair("RandomState", &["new", "default"])
     {
-        return Some((
-            RANDOM,
-            "use `ctx.random()` or `ctx.new_id()`, which are recorded and replayed",
-        ));
+        return Some(RANDOM);
     }
-    if pair("thread", &["spawn", "scope"])
+    if pair("thread", &["spawn", "scope", "Builder"])
         || pair("tokio", &["spawn"])
         || pair("task", &["spawn", "spawn_blocking", "spawn_local"])
         || last == "spawn_blocking"
     {
-        return Some((
-            SPAWN,
-            "run concurrent work with `parallel!` or `ctx.map`, or spawn inside a `#[task]`",
-        ));
+        return Some(SPAWN);
     }
     if pair(
         "future",
@@ -134,6 +314,7 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
             "args",
             "args_os",
             "current_dir",
+            "current_exe",
             "set_var",
             "remove_var",
             "temp_dir",
@@ -141,18 +322,18 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
             "set_current_dir",
         ],
     ) {
-        return Some((
-            ENV,
-            "pass the value in the process input, or read it inside a `#[task]`",
-        ));
+        return Some(ENV);
+    }
+    if pair("process", &["id"])
+        || pair("thread", &["current", "available_parallelism"])
+        || last == "gethostname"
+    {
+        return Some(IDENTITY);
     }
     if pair("thread", &["sleep"])
         || pair("time", &["sleep", "sleep_until", "interval", "interval_at"])
     {
-        return Some((
-            SLEEP,
-            "use `ctx.sleep(..)` or `ctx.sleep_until(..)`, which are durable",
-        ));
+        return Some(SLEEP);
     }
     if (s.len() >= 2 && s[s.len() - 2] == "fs")
         || pair("File", &["open", "create", "options", "create_new"])
@@ -170,7 +351,7 @@ fn nondeterministic(segments: &[String]) -> Option<(&'static str, &'static str)>
         || s.first() == Some(&"reqwest")
         || pair("io", &["stdin"])
     {
-        return Some((IO, "move it into a `#[task]`"));
+        return Some(IO);
     }
     None
 }
@@ -183,15 +364,106 @@ enum Binder {
 }
 
 impl Checker<'_> {
+    /// The path with its first segment replaced by what a `use` of the body maps it to; and,
+    /// for each glob `use` in scope, the path under the glob's prefix.
+    fn resolved(&self, segments: &[String]) -> Vec<Vec<String>> {
+        let first = &segments[0];
+        let local = segments.len() == 1 && self.scopes.contains(first);
+        let mut out = Vec::new();
+        if !local {
+            for uses in self.uses.iter().rev() {
+                if let Some(full) = uses.names.get(first) {
+                    let mut path = full.clone();
+                    path.extend(segments[1..].iter().cloned());
+                    out.push(path);
+                    break;
+                }
+            }
+            for uses in &self.uses {
+                for prefix in &uses.globs {
+                    let mut path = prefix.clone();
+                    path.extend(segments.iter().cloned());
+                    out.push(path);
+                }
+            }
+        }
+        out.push(segments.to_vec());
+        out
+    }
+
+    /// Reports `why` under `tokens`, unless a `#[deterministic]` allows it (races and joins
+    /// are never allowed: the journal cannot replay them).
+    fn report(&mut self, tokens: impl ToTokens, what: String, why: Why) {
+        let (does, instead) = why;
+        let mut unless = "";
+        if let Some(mark) = self.marks.last_mut() {
+            mark.used = true;
+            if why != RACE && why != JOIN {
+                return;
+            }
+            unless = " (`#[deterministic]` does not cover it: no call can make the timing of \
+                       futures the same on replay)";
+        }
+        self.errors.under(
+            tokens,
+            format!("{what} {does}; a process must replay exactly: {instead}{unless}"),
+        );
+    }
+
     fn check_path(&mut self, path: &syn::Path) {
         let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        if let Some((why, instead)) = nondeterministic(&segments) {
+        let written = segments.join("::");
+        for full in self.resolved(&segments) {
+            if let Some(why) = nondeterministic(&full) {
+                let full = full.join("::");
+                let what = if full == written {
+                    format!("`{written}`")
+                } else {
+                    format!("`{written}` (`{full}`)")
+                };
+                self.report(path, what, why);
+                return;
+            }
+        }
+    }
+
+    fn check_method(&mut self, m: &syn::ExprMethodCall) {
+        if !m.args.is_empty() {
+            return;
+        }
+        let name = m.method.to_string();
+        let why = if FS_METHODS.contains(&name.as_str()) {
+            FS_QUERY
+        } else if name == "elapsed" {
+            CLOCK
+        } else {
+            return;
+        };
+        let mut parens = Group::new(Delimiter::Parenthesis, TokenStream::new());
+        parens.set_span(m.paren_token.span.join());
+        let (dot, method) = (&m.dot_token, &m.method);
+        self.report(quote!(#dot #method #parens), format!("`.{name}()`"), why);
+    }
+
+    /// Visits `f` under a `#[deterministic]` mark if `attrs` has one; a mark that allowed
+    /// nothing is an error (the escape hatch stays narrow).
+    fn marked(&mut self, attrs: &[Attribute], f: impl FnOnce(&mut Self)) {
+        let Some(attr) = attrs.iter().find(|a| is_mark(a)) else {
+            return f(self);
+        };
+        self.marks.push(Mark {
+            attr: attr.to_token_stream(),
+            used: false,
+        });
+        f(self);
+        let mark = self.marks.pop().expect("pushed above");
+        if !mark.used {
             self.errors.under(
-                path,
-                format!(
-                    "`{}` {why}; a process must replay exactly: {instead}",
-                    segments.join("::")
-                ),
+                mark.attr,
+                "this `#[deterministic]` allows nothing: it goes on a statement or expression \
+                 that makes a call the process checks as non-deterministic (the wall clock, \
+                 randomness, the environment, I/O, ...) and that you know gives the same \
+                 result on every replay; remove it",
             );
         }
     }
@@ -330,15 +602,15 @@ fn result_names(pat: &Pat, branches: usize) -> Vec<(Ident, Option<usize>)> {
 }
 
 /// Names bound by enclosing blocks, closures, arms and loops, innermost last.
-#[derive(Default)]
-struct Scopes(Vec<HashSet<String>>);
+#[derive(Default, Clone)]
+pub(crate) struct Scopes(Vec<HashSet<String>>);
 
 impl Scopes {
-    fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|s| s.contains(name))
     }
 
-    fn bind(&mut self, pat: &Pat) {
+    pub(crate) fn bind(&mut self, pat: &Pat) {
         let mut names = Vec::new();
         pat_idents(pat, &mut names);
         if self.0.is_empty() {
@@ -350,7 +622,7 @@ impl Scopes {
 }
 
 /// A visitor that keeps [`Scopes`]; the `walk_*` functions below do the binding.
-trait Scoped<'ast>: Visit<'ast> {
+pub(crate) trait Scoped<'ast>: Visit<'ast> {
     fn scopes(&mut self) -> &mut Scopes;
 }
 
@@ -360,7 +632,7 @@ fn scoped<'ast, V: Scoped<'ast>>(v: &mut V, f: impl FnOnce(&mut V)) {
     v.scopes().0.pop();
 }
 
-fn walk_block<'ast, V: Scoped<'ast>>(v: &mut V, b: &'ast Block) {
+pub(super) fn walk_block<'ast, V: Scoped<'ast>>(v: &mut V, b: &'ast Block) {
     scoped(v, |v| {
         for stmt in &b.stmts {
             match stmt {
@@ -375,7 +647,7 @@ fn walk_block<'ast, V: Scoped<'ast>>(v: &mut V, b: &'ast Block) {
     });
 }
 
-fn walk_local_init<'ast, V: Scoped<'ast>>(v: &mut V, local: &'ast syn::Local) {
+pub(super) fn walk_local_init<'ast, V: Scoped<'ast>>(v: &mut V, local: &'ast syn::Local) {
     if let Some(init) = &local.init {
         v.visit_expr(&init.expr);
         if let Some((_, diverge)) = &init.diverge {
@@ -384,14 +656,14 @@ fn walk_local_init<'ast, V: Scoped<'ast>>(v: &mut V, local: &'ast syn::Local) {
     }
 }
 
-fn walk_closure<'ast, V: Scoped<'ast>>(v: &mut V, c: &'ast syn::ExprClosure) {
+pub(super) fn walk_closure<'ast, V: Scoped<'ast>>(v: &mut V, c: &'ast syn::ExprClosure) {
     scoped(v, |v| {
         c.inputs.iter().for_each(|p| v.scopes().bind(p));
         v.visit_expr(&c.body);
     });
 }
 
-fn walk_arm<'ast, V: Scoped<'ast>>(v: &mut V, arm: &'ast syn::Arm) {
+pub(super) fn walk_arm<'ast, V: Scoped<'ast>>(v: &mut V, arm: &'ast syn::Arm) {
     scoped(v, |v| {
         v.scopes().bind(&arm.pat);
         if let Some((_, guard)) = &arm.guard {
@@ -414,7 +686,11 @@ fn conjuncts(cond: &Expr) -> Vec<&Expr> {
 }
 
 /// A condition whose `let`s bind names for `body`.
-fn walk_conditional<'ast, V: Scoped<'ast>>(v: &mut V, cond: &'ast Expr, body: &'ast Block) {
+pub(super) fn walk_conditional<'ast, V: Scoped<'ast>>(
+    v: &mut V,
+    cond: &'ast Expr,
+    body: &'ast Block,
+) {
     scoped(v, |v| {
         for part in conjuncts(cond) {
             match part {
@@ -429,14 +705,14 @@ fn walk_conditional<'ast, V: Scoped<'ast>>(v: &mut V, cond: &'ast Expr, body: &'
     });
 }
 
-fn walk_if<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprIf) {
+pub(super) fn walk_if<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprIf) {
     walk_conditional(v, &e.cond, &e.then_branch);
     if let Some((_, els)) = &e.else_branch {
         v.visit_expr(els);
     }
 }
 
-fn walk_for<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprForLoop) {
+pub(super) fn walk_for<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprForLoop) {
     v.visit_expr(&e.expr);
     scoped(v, |v| {
         v.scopes().bind(&e.pat);
@@ -445,13 +721,82 @@ fn walk_for<'ast, V: Scoped<'ast>>(v: &mut V, e: &'ast syn::ExprForLoop) {
 }
 
 /// Visits the arguments of a macro whose body is comma-separated expressions (`parallel!`,
-/// `format!`, `vec!`, ...); other macros are opaque.
-fn walk_macro_args<V: for<'a> Visit<'a>>(v: &mut V, mac: &Macro) {
+/// `format!`, `vec!`, ...); other macros are opaque. Of a named argument (`name = value`, as
+/// in `format!("{name}", name = value)`) only the value is visited.
+pub(super) fn walk_macro_args<V: for<'a> Visit<'a>>(v: &mut V, mac: &Macro) {
     if let Some(parsed) = macro_args(mac) {
         for e in &parsed.branches {
-            v.visit_expr(e);
+            match named_arg(e) {
+                Some((_, value)) => v.visit_expr(value),
+                None => v.visit_expr(e),
+            }
         }
     }
+}
+
+/// `name = value` as a macro argument.
+fn named_arg(e: &Expr) -> Option<(&Ident, &Expr)> {
+    match e {
+        Expr::Assign(a) => match &*a.left {
+            Expr::Path(p) if p.qself.is_none() => Some((p.path.get_ident()?, &a.right)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The attributes of an expression.
+fn expr_attrs(e: &Expr) -> &[Attribute] {
+    match e {
+        Expr::Array(syn::ExprArray { attrs, .. })
+        | Expr::Assign(syn::ExprAssign { attrs, .. })
+        | Expr::Async(syn::ExprAsync { attrs, .. })
+        | Expr::Await(syn::ExprAwait { attrs, .. })
+        | Expr::Binary(syn::ExprBinary { attrs, .. })
+        | Expr::Block(syn::ExprBlock { attrs, .. })
+        | Expr::Break(syn::ExprBreak { attrs, .. })
+        | Expr::Call(syn::ExprCall { attrs, .. })
+        | Expr::Cast(syn::ExprCast { attrs, .. })
+        | Expr::Closure(syn::ExprClosure { attrs, .. })
+        | Expr::Const(syn::ExprConst { attrs, .. })
+        | Expr::Continue(syn::ExprContinue { attrs, .. })
+        | Expr::Field(syn::ExprField { attrs, .. })
+        | Expr::ForLoop(syn::ExprForLoop { attrs, .. })
+        | Expr::Group(syn::ExprGroup { attrs, .. })
+        | Expr::If(syn::ExprIf { attrs, .. })
+        | Expr::Index(syn::ExprIndex { attrs, .. })
+        | Expr::Infer(syn::ExprInfer { attrs, .. })
+        | Expr::Let(syn::ExprLet { attrs, .. })
+        | Expr::Lit(syn::ExprLit { attrs, .. })
+        | Expr::Loop(syn::ExprLoop { attrs, .. })
+        | Expr::Macro(syn::ExprMacro { attrs, .. })
+        | Expr::Match(syn::ExprMatch { attrs, .. })
+        | Expr::MethodCall(syn::ExprMethodCall { attrs, .. })
+        | Expr::Paren(syn::ExprParen { attrs, .. })
+        | Expr::Path(syn::ExprPath { attrs, .. })
+        | Expr::Range(syn::ExprRange { attrs, .. })
+        | Expr::RawAddr(syn::ExprRawAddr { attrs, .. })
+        | Expr::Reference(syn::ExprReference { attrs, .. })
+        | Expr::Repeat(syn::ExprRepeat { attrs, .. })
+        | Expr::Return(syn::ExprReturn { attrs, .. })
+        | Expr::Struct(syn::ExprStruct { attrs, .. })
+        | Expr::Try(syn::ExprTry { attrs, .. })
+        | Expr::TryBlock(syn::ExprTryBlock { attrs, .. })
+        | Expr::Tuple(syn::ExprTuple { attrs, .. })
+        | Expr::Unary(syn::ExprUnary { attrs, .. })
+        | Expr::Unsafe(syn::ExprUnsafe { attrs, .. })
+        | Expr::While(syn::ExprWhile { attrs, .. })
+        | Expr::Yield(syn::ExprYield { attrs, .. }) => attrs,
+        _ => &[],
+    }
+}
+
+/// `#[task]`, `#[minder::task]`, `#[task(..)]`.
+fn is_task_attr(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "task")
 }
 
 impl<'ast> Scoped<'ast> for Checker<'_> {
@@ -460,18 +805,61 @@ impl<'ast> Scoped<'ast> for Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// A `fn` declared in the body: its own parameters, the `use`s around it, not probed.
+    fn visit_fn_item(&mut self, sig: &syn::Signature, block: &Block) {
+        let outer = std::mem::replace(&mut self.scopes, Scopes(vec![params(sig)]));
+        self.in_fn_item += 1;
+        self.visit_block(block);
+        self.in_fn_item -= 1;
+        self.scopes = outer;
+    }
+}
+
 impl<'ast> Visit<'ast> for Checker<'_> {
-    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        match item {
+            // A task declared in the body is no part of the process: it runs as a step.
+            syn::Item::Fn(f) if f.attrs.iter().any(is_task_attr) => {}
+            syn::Item::Fn(f) => self.visit_fn_item(&f.sig, &f.block),
+            syn::Item::Impl(i) => {
+                for it in &i.items {
+                    if let syn::ImplItem::Fn(f) = it {
+                        self.visit_fn_item(&f.sig, &f.block);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn visit_stmt(&mut self, stmt: &'ast Stmt) {
+        match stmt {
+            Stmt::Macro(m) => self.marked(&m.attrs, |v| v.visit_macro(&m.mac)),
+            other => visit::visit_stmt(self, other),
+        }
+    }
+
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        self.marked(expr_attrs(e), |v| visit::visit_expr(v, e));
+    }
 
     fn visit_expr_path(&mut self, e: &'ast syn::ExprPath) {
         self.check_path(&e.path);
     }
 
+    fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+        self.check_method(m);
+        visit::visit_expr_method_call(self, m);
+    }
+
     fn visit_local(&mut self, local: &'ast syn::Local) {
-        if let Some(init) = &local.init {
-            self.check_parallel_binding(&local.pat, &init.expr, Binder::Let);
-        }
-        walk_local_init(self, local);
+        self.marked(&local.attrs, |v| {
+            if let Some(init) = &local.init {
+                v.check_parallel_binding(&local.pat, &init.expr, Binder::Let);
+            }
+            walk_local_init(v, local);
+        });
     }
 
     fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
@@ -482,7 +870,20 @@ impl<'ast> Visit<'ast> for Checker<'_> {
     }
 
     fn visit_block(&mut self, b: &'ast Block) {
+        let uses = Uses::of(b);
+        let hidden = if self.depth > 0 { Hidden::of(b) } else { None };
+        let (pushed_uses, pushed_hidden) = (uses.is_some(), hidden.is_some());
+        self.uses.extend(uses);
+        self.hidden.extend(hidden);
+        self.depth += 1;
         walk_block(self, b);
+        self.depth -= 1;
+        if pushed_uses {
+            self.uses.pop();
+        }
+        if pushed_hidden {
+            self.hidden.pop();
+        }
     }
 
     fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
@@ -507,15 +908,19 @@ impl<'ast> Visit<'ast> for Checker<'_> {
 
     fn visit_macro(&mut self, mac: &'ast Macro) {
         let last = mac.path.segments.last().map(|s| s.ident.to_string());
-        if let Some((why, instead)) = last.as_deref().and_then(racing_macro) {
+        if let Some(why) = last.as_deref().and_then(racing_macro) {
             let (path, bang) = (&mac.path, &mac.bang_token);
-            self.errors.under(
-                quote::quote!(#path #bang),
-                format!(
-                    "`{}!` {why}; a process must replay exactly: {instead}",
-                    source_text(path)
-                ),
+            self.report(
+                quote!(#path #bang),
+                format!("`{}!`", source_text(path)),
+                why,
             );
+        }
+        if is_parallel(mac) && self.in_fn_item == 0 {
+            if let Some(parsed) = macro_args(mac) {
+                let block = probe_block(mac, &parsed.branches, &self.scopes, &self.hidden);
+                self.blocks.push(block);
+            }
         }
         walk_macro_args(self, mac);
     }
@@ -639,24 +1044,107 @@ impl<'ast> Visit<'ast> for FreeUses<'_> {
 
     fn visit_macro(&mut self, mac: &'ast Macro) {
         walk_macro_args(self, mac);
-        // Implicit captures: `format!("{page}")`, `println!("{page:?}")`.
-        if let Some(parsed) = macro_args(mac) {
-            if let Some(Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            })) = parsed.branches.first()
+        // Implicit captures of the format string: `format!("{page}")`, `println!("{page:?}")`,
+        // `format!("{:w$}", x)`; not `{{page}}` (escaped) nor a named argument (`page = ..`).
+        let Some(parsed) = macro_args(mac) else {
+            return;
+        };
+        let Some(s) = format_string(mac, &parsed.branches) else {
+            return;
+        };
+        let named: HashSet<String> = parsed
+            .branches
+            .iter()
+            .filter_map(named_arg)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        for name in format_captures(&s.value()) {
+            if self.names.contains(&name) && !named.contains(&name) && !self.scopes.contains(&name)
             {
-                let text = s.value();
-                for name in self.names {
-                    let captured = text.contains(&format!("{{{name}}}"))
-                        || text.contains(&format!("{{{name}:"));
-                    if captured && !self.scopes.contains(name) {
-                        self.found.push(Ident::new(name, s.span()));
-                    }
-                }
+                self.found.push(Ident::new(&name, s.span()));
             }
         }
     }
+}
+
+/// The format string of a call of a formatting macro (std's, and the common logging and error
+/// crates'), at its place among the arguments (`write!(f, "..")`, `assert_eq!(a, b, "..")`).
+/// Other macros take no format string: a string literal there is text.
+fn format_string<'a>(mac: &Macro, args: &'a [Expr]) -> Option<&'a syn::LitStr> {
+    let name = mac.path.segments.last()?.ident.to_string();
+    let at = match name.as_str() {
+        "format" | "format_args" | "print" | "println" | "eprint" | "eprintln" | "panic"
+        | "unreachable" | "todo" | "unimplemented" | "anyhow" | "bail" | "eyre" => 0,
+        "write" | "writeln" | "assert" | "debug_assert" | "ensure" => 1,
+        "assert_eq" | "assert_ne" | "debug_assert_eq" | "debug_assert_ne" => 2,
+        // `log` / `tracing`: the message is the first string literal after the fields.
+        "trace" | "debug" | "info" | "warn" | "error" | "event" | "log" => {
+            return args.iter().find_map(|a| match a {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s),
+                _ => None,
+            });
+        }
+        _ => return None,
+    };
+    match args.get(at)? {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Some(s),
+        _ => None,
+    }
+}
+
+/// The names a format string captures from the scope: `{name}`, `{name:?}`, and the width and
+/// precision arguments `{:name$}`, `{:.name$}`. Escaped braces (`{{`, `}}`) and positional
+/// arguments (`{}`, `{0}`, `{:1$}`, `{:.*}`) capture nothing.
+pub(super) fn format_captures(s: &str) -> Vec<String> {
+    fn ident(s: &str) -> Option<String> {
+        let s = s.trim();
+        let s = s.strip_prefix("r#").unwrap_or(s);
+        let mut chars = s.chars();
+        let first = chars.next()?;
+        let ok = (first.is_alphabetic() || first == '_')
+            && chars.all(|c| c.is_alphanumeric() || c == '_')
+            && s != "_";
+        ok.then(|| s.to_string())
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '{' if chars.get(i + 1) == Some(&'{') => i += 2,
+            '}' if chars.get(i + 1) == Some(&'}') => i += 2,
+            '{' => {
+                let Some(len) = chars[i + 1..].iter().position(|c| *c == '}') else {
+                    break;
+                };
+                let inner: String = chars[i + 1..i + 1 + len].iter().collect();
+                let (arg, spec) = inner.split_once(':').unwrap_or((&inner, ""));
+                out.extend(ident(arg));
+                // `name$` in the spec: a width or precision taken from `name`.
+                let spec: Vec<char> = spec.chars().collect();
+                for (k, c) in spec.iter().enumerate() {
+                    if *c != '$' {
+                        continue;
+                    }
+                    let start = spec[..k]
+                        .iter()
+                        .rposition(|c| !(c.is_alphanumeric() || *c == '_'))
+                        .map_or(0, |p| p + 1);
+                    let name: String = spec[start..k].iter().collect();
+                    out.extend(ident(&name));
+                }
+                i += len + 2;
+            }
+            _ => i += 1,
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -764,7 +1252,7 @@ mod tests {
     }
 
     #[test]
-    fn format_captures() {
+    fn format_capture_of_a_result() {
         let errs = errors_in(quote::quote!({
             let (a, b) = parallel!(x(), y(format!("{a}")))?;
         }));
@@ -795,6 +1283,148 @@ mod tests {
         assert!(
             errs[2].starts_with("`futures::join!` polls futures"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn format_strings() {
+        assert_eq!(
+            format_captures("{a} {{b}} {c:?} {:w$} {:.p$} {0} {} {:1$} {:.*} {d:>width$} }}{{e}}"),
+            ["a", "c", "w", "p", "d", "width"]
+        );
+        assert_eq!(
+            format_captures("{r#type} {_x} {_} {é}"),
+            ["type", "_x", "é"]
+        );
+        assert!(format_captures("{{a}}").is_empty());
+        for ok in [
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(format!("{{a}}")))?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(format!("{a}", a = 1)))?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(format!("{z:a}")))?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), async {
+                    let mut s = String::new();
+                    write!(s, "{}", "{a}")?;
+                    y(s).await
+                })?;
+            }),
+        ] {
+            assert_eq!(errors_in(ok.clone()), Vec::<String>::new(), "{ok}");
+        }
+        for bad in [
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(format!("{:a$}", 1)))?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), async {
+                    let mut s = String::new();
+                    write!(s, "{a}")?;
+                    y(s).await
+                })?;
+            }),
+            quote::quote!({
+                let (a, b) = parallel!(x(), y(format!("{0}{a}", c = 1)))?;
+            }),
+        ] {
+            assert_eq!(errors_in(bad.clone()).len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn uses_renames_and_nested_fns() {
+        let errs = errors_in(quote::quote!({
+            use std::env::*;
+            use std::thread::{self as threads, spawn};
+            use std::time::SystemTime as Clock;
+            let t = Clock::now();
+            let h = spawn(|| 1);
+            let g = threads::spawn(|| 1);
+            let v = var("HOME");
+            fn helper() -> u32 {
+                std::process::id()
+            }
+            #[task]
+            async fn stamp() -> Result<u64, TaskError> {
+                Ok(std::time::SystemTime::now()
+                    .elapsed()
+                    .map_or(0, |d| d.as_secs()))
+            }
+        }));
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(
+            errs[0].starts_with("`Clock::now` (`std::time::SystemTime::now`) reads the wall clock"),
+            "{errs:?}"
+        );
+        assert!(errs[3].starts_with("`var` (`std::env::var`)"), "{errs:?}");
+        // A local of the same name is not the import.
+        let errs = errors_in(quote::quote!({
+            use std::thread::spawn;
+            let spawn = |f: fn() -> u8| f();
+            let x = spawn(|| 1);
+        }));
+        assert_eq!(errs, Vec::<String>::new());
+    }
+
+    #[test]
+    fn identity_clock_and_fs_methods() {
+        let errs = errors_in(quote::quote!({
+            let p = std::process::id();
+            let t = std::thread::current().id();
+            let e = std::time::UNIX_EPOCH.elapsed();
+            let x = std::path::Path::new("a").exists();
+            let m = file.metadata();
+            let d = jiff::Timestamp::now();
+            let o = time::OffsetDateTime::now_utc();
+            let ok = map.contains_key("a");
+            let n = other.exists(1);
+        }));
+        assert_eq!(errs.len(), 7, "{errs:?}");
+        assert!(
+            errs[2].starts_with("`.elapsed()` reads the wall clock"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].starts_with("`.exists()` asks the file system"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn deterministic_marks() {
+        let errs = errors_in(quote::quote!({
+            #[deterministic]
+            let t = std::time::Instant::now();
+            let n = #[minder::deterministic]
+            std::env::var("X");
+            #[deterministic]
+            let x = 1;
+            #[deterministic]
+            tokio::select! { a = x() => a };
+        }));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("this `#[deterministic]` allows nothing"),
+            "{errs:?}"
+        );
+        assert!(errs[1].starts_with("`tokio::select!` picks"), "{errs:?}");
+        assert!(errs[1].contains("does not cover it"), "{errs:?}");
+        let stripped = strip_marks(quote::quote!({
+            #[deterministic]
+            let t = #[minder::deterministic]
+            now();
+        }));
+        assert_eq!(
+            stripped.to_string(),
+            quote::quote!({
+                let t = now();
+            })
+            .to_string()
         );
     }
 

@@ -2,6 +2,8 @@
 //! parallel branches), and expand into the user's function, a process type of the same name and
 //! its static graph.
 
+mod access;
+pub(crate) use access::CHECKED;
 mod check;
 mod graph;
 
@@ -224,19 +226,23 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     let sig = check_signature(&func, &mut errors);
     let ctx_name = sig.as_ref().and_then(|s| s.ctx_name.clone());
-    check::body(&func, &mut errors);
+    let probes = check::body(&func, &mut errors);
 
     // The function is emitted as the user wrote it (its own tokens, not a re-print of the
-    // syntax tree); the user's own lints stay, and an un-awaited task future becomes an error.
-    let user_fn = quote!(#[deny(unused_must_use)] #item);
+    // syntax tree) less its `#[deterministic]` marks; the user's own lints stay, and an
+    // un-awaited task future becomes an error.
+    let item = check::strip_marks(access::mark_checked(item, &probes));
 
     let sig = match sig {
         Some(sig) if errors.is_empty() => sig,
         _ => {
             let errs = errors.into_tokens();
-            return quote!(#errs #user_fn);
+            return quote!(#errs #[deny(unused_must_use)] #item);
         }
     };
+    // The resource-access check, evaluated by `cargo check`: constants at the top of the body.
+    let item = access::inject(item, access::consts(&probes, &krate));
+    let user_fn = quote!(#[deny(unused_must_use)] #item);
     let nodes = graph::nodes(&func.block, ctx_name.as_deref(), &krate);
     let vis = &func.vis;
     let ident = &func.sig.ident;
