@@ -184,18 +184,6 @@ impl fmt::Debug for Evaluating {
     }
 }
 
-/// Takes a long sleep off the run's waiting list when it ends or is dropped.
-struct StopWaiting<'a> {
-    run: &'a RunState,
-    key: String,
-}
-
-impl Drop for StopWaiting<'_> {
-    fn drop(&mut self) {
-        self.run.stop_waiting(&self.key);
-    }
-}
-
 /// Runs `f` with `scope` as the current scope.
 pub(crate) fn with_scope<R>(scope: Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
     CURRENT.sync_scope(scope, f)
@@ -411,14 +399,13 @@ impl Ctx {
         if left > run.suspend_sleeps_over && !run.hooks.virtual_time() {
             // Waiting, not progressing: if nothing else can progress, the run is suspended
             // (the driver drops this future); if something can, the sleep ends here.
-            run.wait_for(Waiting {
-                key: key.clone(),
+            let _waiting = run.wait_for(Waiting {
+                key,
                 kind: "sleep".to_string(),
                 name: "sleep".to_string(),
                 input: serde_json::json!({ "until_ms": deadline }),
                 due_ms: Some(deadline),
             });
-            let _waiting = StopWaiting { run, key };
             tokio::time::sleep(left).await;
             return;
         }

@@ -96,19 +96,6 @@ async fn resolve<T: Journaled>(
     }
 }
 
-/// Takes an effect off the run's waiting list when its future goes (it resolved, or it was
-/// dropped: a `select` loser, a fail-fast sibling's failure).
-struct StopWaiting<'a> {
-    run: &'a crate::engine::RunState,
-    key: String,
-}
-
-impl Drop for StopWaiting<'_> {
-    fn drop(&mut self) {
-        self.run.stop_waiting(&self.key);
-    }
-}
-
 impl Ctx {
     /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
     /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
@@ -278,14 +265,13 @@ impl Ctx {
             run.fail(RunError::Effect(String::new()));
             return std::future::pending().await;
         }
-        run.wait_for(Waiting {
-            key: key.clone(),
+        let _waiting = run.wait_for(Waiting {
+            key,
             kind: kind.to_string(),
             name: name.to_string(),
             input,
             due_ms: deadline,
         });
-        let _waiting = StopWaiting { run: &run, key };
         std::future::pending().await
     }
 }

@@ -131,6 +131,19 @@ pub(crate) struct RunState {
     pub(crate) hooks: Arc<dyn Hooks>,
 }
 
+/// Keeps an entry on the run's waiting list while it lives ([`RunState::wait_for`]).
+#[must_use]
+pub(crate) struct StillWaiting<'a> {
+    run: &'a RunState,
+    key: String,
+}
+
+impl Drop for StillWaiting<'_> {
+    fn drop(&mut self) {
+        self.run.waiting.lock().unwrap().remove(&self.key);
+    }
+}
+
 /// Counts a step as able to progress while it lives.
 pub(crate) struct Active<'a>(&'a RunState);
 
@@ -210,16 +223,13 @@ impl RunState {
         Active(self)
     }
 
-    pub(crate) fn wait_for(&self, waiting: Waiting) {
-        self.waiting
-            .lock()
-            .unwrap()
-            .insert(waiting.key.clone(), waiting);
-    }
-
-    /// `key` no longer waits (a long sleep that ended while the run was still going).
-    pub(crate) fn stop_waiting(&self, key: &str) {
-        self.waiting.lock().unwrap().remove(key);
+    /// Lists `waiting` among what the run waits for, until the returned guard goes (the
+    /// effect resolved, the long sleep ended, or its future was dropped: a `select` loser, a
+    /// fail-fast sibling's failure).
+    pub(crate) fn wait_for(&self, waiting: Waiting) -> StillWaiting<'_> {
+        let key = waiting.key.clone();
+        self.waiting.lock().unwrap().insert(key.clone(), waiting);
+        StillWaiting { run: self, key }
     }
 
     pub(crate) fn log(&self) -> &Arc<dyn RunLog> {
