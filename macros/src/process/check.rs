@@ -666,8 +666,9 @@ pub(super) fn walk_closure<'ast, V: Scoped<'ast>>(v: &mut V, c: &'ast syn::ExprC
 pub(super) fn walk_arm<'ast, V: Scoped<'ast>>(v: &mut V, arm: &'ast syn::Arm) {
     scoped(v, |v| {
         v.scopes().bind(&arm.pat);
-        if let Some((_, guard)) = &arm.guard {
-            v.visit_expr(guard);
+        // syn 3 keeps a guard in the pattern: `Some(x) if x > 0 => ...`.
+        if let Pat::Guard(g) = &arm.pat {
+            v.visit_expr(&g.guard);
         }
         v.visit_expr(&arm.body);
     });
@@ -969,6 +970,7 @@ fn pat_idents(pat: &Pat, out: &mut Vec<Ident>) {
         Pat::Type(t) => pat_idents(&t.pat, out),
         Pat::Paren(p) => pat_idents(&p.pat, out),
         Pat::Or(o) => o.cases.iter().for_each(|p| pat_idents(p, out)),
+        Pat::Guard(g) => pat_idents(&g.pat, out),
         _ => {}
     }
 }
@@ -1249,6 +1251,36 @@ mod tests {
             errs[0].starts_with("`r` is the result of this `parallel!`"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn match_guards() {
+        // syn 3 parses a guard into the arm's pattern (`Pat::Guard`): a sibling's result in
+        // the guard is still found, and a name the arm binds is still the arm's own.
+        let errs = errors_in(quote::quote!({
+            let (a, b) = parallel!(
+                x(),
+                y(match n {
+                    Some(v) if v == a => 1,
+                    _ => 2,
+                })
+            )?;
+        }));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("`a` is the result of branch 1"),
+            "{errs:?}"
+        );
+        let errs = errors_in(quote::quote!({
+            let (a, b) = parallel!(
+                x(),
+                y(match n {
+                    Some(a) if a > 0 => a,
+                    _ => 2,
+                })
+            )?;
+        }));
+        assert!(errs.is_empty(), "{errs:?}");
     }
 
     #[test]
