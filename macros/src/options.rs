@@ -289,7 +289,7 @@ impl Opt {
                 errors.at(
                     lit.span(),
                     format!(
-                        "invalid duration \"{}\": {why}; write numbers with units `ms`, `s`, `m` or `h`, like \"90s\" or \"1m30s\"",
+                        "invalid duration \"{}\": {why}; write numbers with units `ms`, `s`, `m`, `h` or `d`, like \"90s\", \"1m30s\" or \"1.5h\"",
                         lit.value()
                     ),
                 );
@@ -372,55 +372,33 @@ pub(crate) fn bad_process_name(value: &str) -> Option<String> {
     ))
 }
 
-/// `"1m30s"` → 90 000. Units: `ms`, `s`, `m`, `h`; spaces between parts are allowed.
+/// `"1m30s"` → 90 000: humantime's grammar (the CLI's `--suspend-sleeps-over` reads the
+/// same), in whole milliseconds, longer than zero. Units `ms`, `s`, `m`, `h`, `d`, `w` (and
+/// their long names: `sec`, `min`, `hours`, ...); parts may be separated by spaces and carry
+/// a fraction (`"1.5h"`).
 pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("it is empty".into());
-    }
-    let bytes = text.as_bytes();
-    let skip_spaces = |mut i: usize| {
-        while i < bytes.len() && bytes[i] == b' ' {
-            i += 1;
-        }
-        i
-    };
-    let mut i = 0;
-    let mut total: u64 = 0;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return Err(format!("expected a number at `{}`", &text[start..]));
-        }
-        let n: u64 = text[start..i]
-            .parse()
-            .map_err(|_| "the number is too large".to_string())?;
-        i = skip_spaces(i);
-        let unit_start = i;
-        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let factor = match &text[unit_start..i] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "" => return Err(format!("`{n}` has no unit")),
-            unit => return Err(format!("unknown unit `{unit}`")),
-        };
-        total = n
-            .checked_mul(factor)
-            .and_then(|v| total.checked_add(v))
-            .ok_or("the duration is too large")?;
-        i = skip_spaces(i);
-    }
-    if total == 0 {
+    let d = humantime::parse_duration(text).map_err(|e| explain_duration_error(text, e))?;
+    if d.is_zero() {
         return Err("it must be longer than zero".into());
     }
-    Ok(total)
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err("minder counts durations in whole milliseconds".into());
+    }
+    u64::try_from(d.as_millis()).map_err(|_| "the duration is too large".into())
+}
+
+/// humantime's error in words that name the user's text.
+fn explain_duration_error(text: &str, e: humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let from = |at: usize| text.get(at..).unwrap_or("").trim();
+    match e {
+        E::Empty => "it is empty".into(),
+        E::NumberExpected(at) => format!("expected a number at `{}`", from(at)),
+        E::InvalidCharacter(at) => format!("unexpected character at `{}`", from(at)),
+        E::UnknownUnit { unit, value, .. } if unit.is_empty() => format!("`{value}` has no unit"),
+        E::UnknownUnit { unit, .. } => format!("unknown unit `{unit}`"),
+        E::NumberOverflow => "the duration is too large (or finer than a nanosecond)".into(),
+    }
 }
 
 /// `tokens` (a path, say) with every token at `span`.
@@ -505,5 +483,33 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn durations_in_humantime_grammar() {
+        // Forms the hand-written parser accepted keep their values.
+        assert_eq!(parse_duration(" 10 s "), Ok(10_000));
+        assert_eq!(parse_duration("1h 1m 1s 1ms"), Ok(3_661_001));
+        // New: longer units, long names, fractions.
+        assert_eq!(parse_duration("1d"), Ok(86_400_000));
+        assert_eq!(parse_duration("2 minutes"), Ok(120_000));
+        assert_eq!(parse_duration("1.5h"), Ok(5_400_000));
+        assert_eq!(
+            parse_duration("1500us"),
+            Err("minder counts durations in whole milliseconds".into())
+        );
+        assert_eq!(
+            parse_duration("0ms"),
+            Err("it must be longer than zero".into())
+        );
+        assert_eq!(parse_duration(""), Err("it is empty".into()));
+        assert_eq!(parse_duration("s"), Err("expected a number at `s`".into()));
+        assert_eq!(
+            parse_duration("10s, 5s"),
+            Err("unexpected character at `, 5s`".into())
+        );
+        assert!(parse_duration("99999999999999999999h")
+            .unwrap_err()
+            .starts_with("the duration is too large"));
     }
 }

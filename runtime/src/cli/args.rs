@@ -20,25 +20,25 @@ pub(super) struct Cli {
     pub(super) command: Command,
 }
 
-/// `500ms`, `30s`, `5m`, `2h`: a number and a unit.
+/// `500ms`, `30s`, `5m`, `2h`, `1h30m`, `1.5d`: humantime's grammar, the one
+/// `#[task(timeout = "..")]` reads (minder-macros' `options::parse_duration`).
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit: write `500ms`, `30s`, `5m` or `2h`"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a number"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        other => return Err(format!("unknown unit `{other}`: use ms, s, m or h")),
+    use humantime::DurationError as E;
+    let from = |at: usize| text.get(at..).unwrap_or("").trim();
+    let why = match humantime::parse_duration(text) {
+        Ok(d) => return Ok(d),
+        Err(E::Empty) => "it is empty".to_string(),
+        Err(E::NumberExpected(at)) => format!("expected a number at `{}`", from(at)),
+        Err(E::InvalidCharacter(at)) => format!("unexpected character at `{}`", from(at)),
+        Err(E::UnknownUnit { unit, value, .. }) if unit.is_empty() => {
+            format!("`{value}` has no unit")
+        }
+        Err(E::UnknownUnit { unit, .. }) => format!("unknown unit `{unit}`"),
+        Err(E::NumberOverflow) => "the duration is too long".to_string(),
     };
-    ms.map(std::time::Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too long"))
+    Err(format!(
+        "{why}: write a number and a unit (ms, s, m, h, d), like `500ms`, `30s`, `5m` or `1h30m`"
+    ))
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,15 +153,30 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration(" 10 s "), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert!(parse_duration("10").unwrap_err().contains("no unit"));
-        assert!(parse_duration("10d")
+        assert!(parse_duration("10 parsecs")
             .unwrap_err()
-            .contains("unknown unit `d`"));
+            .contains("unknown unit `parsecs`"));
         assert!(parse_duration("s")
             .unwrap_err()
-            .contains("does not start with a number"));
-        assert!(parse_duration("99999999999999999h")
+            .contains("expected a number at `s`"));
+        assert!(parse_duration("99999999999999999999h")
             .unwrap_err()
             .contains("too long"));
+    }
+
+    #[test]
+    fn durations_read_as_the_macros_read_them() {
+        // The grammar of `#[task(timeout = "..")]`: compound, spaced, longer units, fractions.
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("2 minutes"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("")
+            .unwrap_err()
+            .starts_with("it is empty: write"));
     }
 }
