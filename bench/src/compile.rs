@@ -1,10 +1,12 @@
-//! Benchmark 5: `cargo check` time of a generated crate of 50 processes × 10 tasks written with
-//! minder's macros, against the same workflows written by hand with `tokio::try_join!`.
+//! Benchmark 5: `cargo check` and `cargo build` (debug) time of a generated crate of 50
+//! processes × 10 tasks written with minder's macros, against the same workflows written by
+//! hand with `tokio::try_join!`.
 //!
 //! Both crates are generated into a temporary directory (depending on minder by path, with the
 //! workspace's `Cargo.lock` so nothing is resolved anew) and share their own target directory.
-//! Each is checked once to build its dependencies; then `src/lib.rs` is touched and the crate
-//! alone is checked `reps` times, alternating between the two. Incremental compilation is off
+//! Each is checked and built once to build its dependencies; then `src/lib.rs` is touched and
+//! the crate alone is checked `reps` times, alternating between the two, and then built `reps`
+//! times the same way. Incremental compilation is off
 //! (`CARGO_INCREMENTAL=0`): with it, a touched but unchanged file is mostly served from the
 //! incremental cache, which measures the cache rather than the compiler.
 
@@ -22,11 +24,13 @@ pub const TASKS: usize = 10;
 
 /// The figures of the compile-time benchmark: medians of `cargo check` of each crate, in wall
 /// seconds and in CPU seconds (user + system of cargo and rustc, which other load on the machine
-/// disturbs less).
+/// disturbs less), and the same of `cargo build`.
 #[derive(Debug, Clone)]
 pub struct Compile {
-    /// Timed checks of each crate.
+    /// Timed checks (and builds) of each crate.
     pub reps: usize,
+    /// `cargo build` (debug): the crate with minder's macros, then by hand; wall and CPU.
+    pub build: Timing,
     /// The crate written with minder's macros, wall seconds.
     pub minder_s: f64,
     /// The same workflows by hand with `tokio::try_join!`, wall seconds.
@@ -40,6 +44,19 @@ pub struct Compile {
     /// With `--instructions`: instructions executed by the `rustc` invocation that checks each
     /// crate (minder, by hand), counted by `valgrind --tool=cachegrind`.
     pub instructions: Option<(u64, u64)>,
+}
+
+/// Medians of one cargo command over both crates.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// The crate written with minder's macros, wall seconds.
+    pub minder_s: f64,
+    /// The same workflows by hand, wall seconds.
+    pub hand_s: f64,
+    /// The crate written with minder's macros, CPU seconds.
+    pub minder_cpu_s: f64,
+    /// The same workflows by hand, CPU seconds.
+    pub hand_cpu_s: f64,
 }
 
 /// The workspace root (this crate's parent directory).
@@ -157,26 +174,27 @@ fn children_cpu_s() -> f64 {
     (ticks(16) + ticks(17)) / 100.0
 }
 
-/// `cargo check` of the crate at `root`; returns the wall and CPU seconds it took.
-fn check(root: &Path, target: &Path) -> (f64, f64) {
+/// `cargo <command>` (`check` or `build`) of the crate at `root`; returns the wall and CPU
+/// seconds it took.
+fn check(command: &str, root: &Path, target: &Path) -> (f64, f64) {
     let cpu = children_cpu_s();
     let start = Instant::now();
-    let out = cargo_check(root, target, "--quiet");
+    let out = cargo(command, root, target, "--quiet");
     let secs = start.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
-        "cargo check of {} failed:\n{}",
+        "cargo {command} of {} failed:\n{}",
         root.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     (secs, children_cpu_s() - cpu)
 }
 
-/// Runs `cargo check <flag>` on the crate at `root`, incremental compilation off.
-fn cargo_check(root: &Path, target: &Path, flag: &str) -> std::process::Output {
+/// Runs `cargo <command> <flag>` on the crate at `root`, incremental compilation off.
+fn cargo(command: &str, root: &Path, target: &Path, flag: &str) -> std::process::Output {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     Command::new(cargo)
-        .args(["check", flag, "--manifest-path"])
+        .args([command, flag, "--manifest-path"])
         .arg(root.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target)
         .env("CARGO_INCREMENTAL", "0")
@@ -203,21 +221,33 @@ pub fn measure(dir: &Path, target: &Path, reps: usize, count_instructions: bool)
     let hand = write_crate(dir, "bench-wf-hand", hand_dep, &hand_source());
 
     let start = Instant::now();
-    check(&minder, target);
-    check(&hand, target);
+    for command in ["check", "build"] {
+        check(command, &minder, target);
+        check(command, &hand, target);
+    }
     let warm_s = start.elapsed().as_secs_f64();
 
-    let (mut m, mut h, mut m_cpu, mut h_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..reps {
-        touch(&minder);
-        let (wall, cpu) = check(&minder, target);
-        m.push(wall);
-        m_cpu.push(cpu);
-        touch(&hand);
-        let (wall, cpu) = check(&hand, target);
-        h.push(wall);
-        h_cpu.push(cpu);
-    }
+    let timed = |command: &str| {
+        let (mut m, mut h, mut m_cpu, mut h_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            touch(&minder);
+            let (wall, cpu) = check(command, &minder, target);
+            m.push(wall);
+            m_cpu.push(cpu);
+            touch(&hand);
+            let (wall, cpu) = check(command, &hand, target);
+            h.push(wall);
+            h_cpu.push(cpu);
+        }
+        Timing {
+            minder_s: median(&mut m),
+            hand_s: median(&mut h),
+            minder_cpu_s: median(&mut m_cpu),
+            hand_cpu_s: median(&mut h_cpu),
+        }
+    };
+    let checked = timed("check");
+    let build = timed("build");
     let instructions = count_instructions.then(|| {
         (
             rustc_instructions(&minder, target),
@@ -226,10 +256,11 @@ pub fn measure(dir: &Path, target: &Path, reps: usize, count_instructions: bool)
     });
     Compile {
         reps,
-        minder_s: median(&mut m),
-        hand_s: median(&mut h),
-        minder_cpu_s: median(&mut m_cpu),
-        hand_cpu_s: median(&mut h_cpu),
+        build,
+        minder_s: checked.minder_s,
+        hand_s: checked.hand_s,
+        minder_cpu_s: checked.minder_cpu_s,
+        hand_cpu_s: checked.hand_cpu_s,
         warm_s,
         instructions,
     }
@@ -239,7 +270,7 @@ pub fn measure(dir: &Path, target: &Path, reps: usize, count_instructions: bool)
 /// after a touch), split into the program and its arguments.
 fn rustc_command(root: &Path, target: &Path) -> Vec<String> {
     touch(root);
-    let out = cargo_check(root, target, "-v");
+    let out = cargo("check", root, target, "-v");
     let text = String::from_utf8_lossy(&out.stderr);
     let line = text
         .lines()

@@ -10,7 +10,8 @@
 //! 2. 1,000 sequential durable tasks against appends + `sync_data` of the same size;
 //! 3. replay of 10,000 and 100,000 journaled steps;
 //! 4. peak resident memory of the 100,000-task fan-out and the 100,000-step replay;
-//! 5. `cargo check` of 50 processes × 10 tasks with the macros, against the same by hand.
+//! 5. `cargo check` and `cargo build` of 50 processes × 10 tasks with the macros, against the
+//!    same by hand.
 //!
 //! Options: `--dir DIR` (where journals go; default a new temporary directory),
 //! `--compile-target DIR` (the generated crates' target directory; default
@@ -215,7 +216,7 @@ fn run(options: &Options) -> Results {
     });
 
     let compile = options.runs("compile").then(|| {
-        progress("compile time (the first check builds the dependencies)");
+        progress("compile time (the first check and build build the dependencies)");
         let target = options
             .compile_target
             .clone()

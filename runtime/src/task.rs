@@ -169,6 +169,8 @@ pub trait TaskReturn: Send + Sized + 'static {
     type Err: Journaled + From<TaskError>;
     /// Splits into a `Result`.
     fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    /// The `Result`, borrowed.
+    fn as_result(&self) -> Result<&Self::Ok, &Self::Err>;
     /// Builds from a `Result`.
     fn from_result(r: Result<Self::Ok, Self::Err>) -> Self;
 }
@@ -178,6 +180,9 @@ impl<T: Journaled, E: Journaled + From<TaskError>> TaskReturn for Result<T, E> {
     type Err = E;
     fn into_result(self) -> Self {
         self
+    }
+    fn as_result(&self) -> Result<&T, &E> {
+        self.as_ref()
     }
     fn from_result(r: Self) -> Self {
         r
@@ -202,12 +207,28 @@ pub type TaskBody<M> = fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as Tas
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
+///
+/// Everything that runs a step is compiled once, in this crate: the step is driven through
+/// [`StepIo`], the one part that knows the task's types, instantiated per argument and return
+/// type (not per task). What a task adds to its crate's build is its body and a few lines of
+/// glue, as a hand-written `async fn` would.
 #[must_use = "a task does nothing unless it is awaited: add `.await`, or pass it to `parallel!`"]
 pub struct TaskCall<M: TaskMeta> {
-    fut: BoxFuture<'static, M::Return>,
+    fut: Running<M::Return>,
     name: &'static str,
     _meta: PhantomData<fn() -> M>,
 }
+
+/// A task call's future: the body alone (outside a process), or the journaled step, whose
+/// output is the task's return value boxed.
+enum Running<R> {
+    Body(BoxFuture<'static, R>),
+    Step(BoxFuture<'static, Output>),
+}
+
+/// An attempt's or a step's output, the task's return value, boxed: what the step engine
+/// handles without knowing its type.
+type Output = Box<dyn std::any::Any + Send>;
 
 impl<M: TaskMeta> fmt::Debug for TaskCall<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -221,28 +242,140 @@ impl<M: TaskMeta> TaskCall<M> {
     /// Calls the task described by `def` with its arguments. Inside a process the step key is
     /// taken now, in program order, so it does not depend on when the future is first polled.
     pub fn new(args: M::Args, def: TaskDef, body: TaskBody<M>) -> Self {
-        let fut = match current_scope() {
-            None => body(args),
-            Some(scope) => {
-                // Counted per task path: same-named tasks of two modules never share a
-                // counter, and the path in the key keeps their keys apart.
-                let code = || format!("`{}` ({})", def.path(), def.location());
-                let step = scope.next_key_checked(&def.key_name(), Some((def.name, &code)));
-                Box::pin(run_step::<M>(scope, step, def, body, args))
-            }
-        };
         TaskCall {
-            fut,
+            fut: call(args, def, body),
             name: def.name,
             _meta: PhantomData,
         }
     }
 }
 
+/// [`TaskCall::new`], per argument and return type.
+fn call<A: Journaled, R: TaskReturn>(
+    args: A,
+    def: TaskDef,
+    body: fn(A) -> BoxFuture<'static, R>,
+) -> Running<R> {
+    match current_scope() {
+        None => Running::Body(body(args)),
+        Some(scope) => Running::Step(start_step(
+            scope,
+            def,
+            Box::new(Typed {
+                args: Some(args),
+                body,
+            }),
+        )),
+    }
+}
+
+/// Takes the step's key in `scope` and returns the step's future.
+fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture<'static, Output> {
+    // Counted per task path: same-named tasks of two modules never share a counter, and the
+    // path in the key keeps their keys apart.
+    let code = || format!("`{}` ({})", def.path(), def.location());
+    let step = scope.next_key_checked(&def.key_name(), Some((def.name, &code)));
+    Box::pin(run_step(scope, step, def, io))
+}
+
 impl<M: TaskMeta> Future for TaskCall<M> {
     type Output = M::Return;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Return> {
-        self.fut.as_mut().poll(cx)
+        poll_running(&mut self.fut, cx)
+    }
+}
+
+fn poll_running<R: 'static>(fut: &mut Running<R>, cx: &mut Context<'_>) -> Poll<R> {
+    match fut {
+        Running::Body(body) => body.as_mut().poll(cx),
+        Running::Step(step) => step.as_mut().poll(cx).map(|out| {
+            *out.downcast::<R>()
+                .expect("a step's output is its task's return type")
+        }),
+    }
+}
+
+/// What running a step needs of the task's types; the step engine itself ([`run_step`]) is
+/// not generic.
+trait StepIo: Send {
+    /// The call's arguments, journaled.
+    fn args(&self) -> Result<serde_json::Value, serde_json::Error>;
+    /// Starts one attempt of the body: with the call's arguments the first time, decoded from
+    /// the journaled `args` after that.
+    fn start(
+        &mut self,
+        args: &serde_json::Value,
+    ) -> Result<BoxFuture<'static, Output>, serde_json::Error>;
+    /// The journaled form of an attempt's output.
+    fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error>;
+    /// Whether an attempt's output is an error.
+    fn failed(&self, out: &Output) -> bool;
+    /// The output a journaled (or mocked) outcome stands for.
+    fn decode(&self, outcome: &Outcome) -> Result<Output, serde_json::Error>;
+    /// The output for minder's own error (a timeout, a panic), in the task's error type.
+    fn error(&self, error: TaskError) -> Output;
+}
+
+/// [`StepIo`] for arguments `A` and return type `R`.
+struct Typed<A, R> {
+    args: Option<A>,
+    body: fn(A) -> BoxFuture<'static, R>,
+}
+
+/// A body's future with its output boxed as an [`Output`].
+struct Erased<R>(BoxFuture<'static, R>);
+
+impl<R: Send + 'static> Future for Erased<R> {
+    type Output = Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output> {
+        self.0.as_mut().poll(cx).map(|r| Box::new(r) as Output)
+    }
+}
+
+impl<A: Journaled, R: TaskReturn> Typed<A, R> {
+    fn result(out: &Output) -> &R {
+        out.downcast_ref::<R>()
+            .expect("an attempt's output is its task's return type")
+    }
+}
+
+impl<A: Journaled, R: TaskReturn> StepIo for Typed<A, R> {
+    fn args(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self.args.as_ref())
+    }
+
+    fn start(
+        &mut self,
+        args: &serde_json::Value,
+    ) -> Result<BoxFuture<'static, Output>, serde_json::Error> {
+        let args = match self.args.take() {
+            Some(a) => a,
+            None => serde_json::from_value(args.clone())?,
+        };
+        Ok(Box::pin(Erased((self.body)(args))))
+    }
+
+    fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error> {
+        match Self::result(out).as_result() {
+            Ok(v) => serde_json::to_value(v).map(Outcome::Ok),
+            Err(e) => serde_json::to_value(e).map(Outcome::Err),
+        }
+    }
+
+    fn failed(&self, out: &Output) -> bool {
+        Self::result(out).as_result().is_err()
+    }
+
+    fn decode(&self, outcome: &Outcome) -> Result<Output, serde_json::Error> {
+        let r = match outcome {
+            Outcome::Ok(v) => serde_json::from_value(v.clone()).map(Ok),
+            Outcome::Err(v) => serde_json::from_value(v.clone()).map(Err),
+        }?;
+        Ok(Box::new(R::from_result(r)))
+    }
+
+    fn error(&self, error: TaskError) -> Output {
+        Box::new(R::from_result(Err(error.into())))
     }
 }
 
@@ -286,16 +419,15 @@ async fn stopped<T>() -> T {
     std::future::pending().await
 }
 
-async fn run_step<M: TaskMeta>(
+async fn run_step(
     scope: Arc<Scope>,
     mut step: StepKey,
     def: TaskDef,
-    body: TaskBody<M>,
-    args: M::Args,
-) -> M::Return {
+    mut io: Box<dyn StepIo>,
+) -> Output {
     let def = &def;
     let key = step.key.clone();
-    let args_value = match serde_json::to_value(&args) {
+    let args_value = match io.args() {
         Ok(v) => v,
         Err(e) => {
             let error = RunError::Decode(format!("cannot journal the arguments of `{key}`: {e}"));
@@ -316,12 +448,8 @@ async fn run_step<M: TaskMeta>(
             if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
             }
-            let decoded = match &outcome {
-                Outcome::Ok(v) => serde_json::from_value(v.clone()).map(Ok),
-                Outcome::Err(v) => serde_json::from_value(v.clone()).map(Err),
-            };
-            return match decoded {
-                Ok(r) => M::Return::from_result(r),
+            return match io.decode(&outcome) {
+                Ok(r) => r,
                 Err(e) => {
                     let detail = format!(
                         "the journal has the result {} of task `{task}` ({location}); it does \
@@ -375,7 +503,6 @@ async fn run_step<M: TaskMeta>(
         run: &run,
         key: Some(key.clone()),
     };
-    let mut args = Some(args);
     let mocked = run.hooks.mock(def.name, &args_value);
     let result = loop {
         if run.stopped() {
@@ -383,8 +510,7 @@ async fn run_step<M: TaskMeta>(
         }
         if let Some(mocked) = &mocked {
             let decoded = match mocked {
-                Ok(Outcome::Ok(v)) => serde_json::from_value(v.clone()).map(Ok),
-                Ok(Outcome::Err(v)) => serde_json::from_value(v.clone()).map(Err),
+                Ok(outcome) => io.decode(outcome),
                 Err(why) => return fatal(&scope, RunError::Decode(why.clone())).await,
             };
             match decoded {
@@ -398,16 +524,13 @@ async fn run_step<M: TaskMeta>(
                 }
             }
         }
-        let this_args = match args.take() {
-            Some(a) => a,
-            None => match serde_json::from_value(args_value.clone()) {
-                Ok(a) => a,
-                Err(e) => {
-                    let error =
-                        RunError::Decode(format!("cannot re-read the arguments of `{key}`: {e}"));
-                    return fatal(&scope, error).await;
-                }
-            },
+        let body = match io.start(&args_value) {
+            Ok(body) => body,
+            Err(e) => {
+                let error =
+                    RunError::Decode(format!("cannot re-read the arguments of `{key}`: {e}"));
+                return fatal(&scope, error).await;
+            }
         };
         let info = StepInfo {
             key: idempotency.clone(),
@@ -415,28 +538,30 @@ async fn run_step<M: TaskMeta>(
             step: key.clone(),
             run: Arc::downgrade(&run),
         };
-        let result = attempt_once::<M>(def, body, this_args, info).await;
-        match result {
-            Err(e) if attempt < def.retries => {
-                let delay = def.backoff.saturating_mul(1 << attempt.min(16));
-                tracing::debug!(step = %key, attempt, "task failed, retrying");
-                run.append(Event::AttemptFailed {
-                    key: key.clone(),
-                    attempt,
-                    error: serde_json::to_value(&e).unwrap_or(serde_json::Value::Null),
-                });
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            r => break r,
+        let result = match attempt_once(def, body, info).await {
+            Ok(out) => out,
+            Err(e) => io.error(e),
+        };
+        if attempt < def.retries && io.failed(&result) {
+            let delay = def.backoff.saturating_mul(1 << attempt.min(16));
+            tracing::debug!(step = %key, attempt, "task failed, retrying");
+            let error = match io.outcome(&result) {
+                Ok(Outcome::Err(v)) => v,
+                _ => serde_json::Value::Null,
+            };
+            run.append(Event::AttemptFailed {
+                key: key.clone(),
+                attempt,
+                error,
+            });
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        } else {
+            break result;
         }
     };
     cancelled.key = None;
-    let outcome = match &result {
-        Ok(v) => serde_json::to_value(v).map(Outcome::Ok),
-        Err(e) => serde_json::to_value(e).map(Outcome::Err),
-    };
-    match outcome {
+    match io.outcome(&result) {
         Ok(outcome) => run.append(Event::StepCompleted {
             key: key.clone(),
             outcome,
@@ -449,7 +574,7 @@ async fn run_step<M: TaskMeta>(
     if let Err(e) = run.flush().await {
         return fatal(&scope, RunError::Store(e)).await;
     }
-    M::Return::from_result(result)
+    result
 }
 
 /// Journals a step as cancelled when its future is dropped before it completed.
@@ -475,13 +600,13 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn attempt_once<M: TaskMeta>(
+/// One attempt: the body's output, or minder's error (a timeout, a panic).
+async fn attempt_once(
     def: &TaskDef,
-    body: TaskBody<M>,
-    args: M::Args,
+    body: BoxFuture<'static, Output>,
     info: StepInfo,
-) -> Result<<M::Return as TaskReturn>::Ok, <M::Return as TaskReturn>::Err> {
-    let body = STEP.scope(info, body(args));
+) -> Result<Output, TaskError> {
+    let body = STEP.scope(info, body);
     let mut handle = AbortOnDrop(tokio::spawn(body));
     let joined = match def.timeout {
         None => (&mut handle.0).await,
@@ -494,12 +619,12 @@ async fn attempt_once<M: TaskMeta>(
                 handle.0.abort();
                 let _ = (&mut handle.0).await;
                 let message = format!("task `{}` timed out after {limit:?}", def.name);
-                return Err(TaskError::with_kind(TaskErrorKind::Timeout, message).into());
+                return Err(TaskError::with_kind(TaskErrorKind::Timeout, message));
             }
         },
     };
     match joined {
-        Ok(r) => r.into_result(),
+        Ok(r) => Ok(r),
         Err(e) => {
             let message = match e.try_into_panic() {
                 Ok(payload) => payload
@@ -510,7 +635,7 @@ async fn attempt_once<M: TaskMeta>(
                 Err(e) => e.to_string(),
             };
             let message = format!("task `{}` panicked: {message}", def.name);
-            Err(TaskError::with_kind(TaskErrorKind::Panicked, message).into())
+            Err(TaskError::with_kind(TaskErrorKind::Panicked, message))
         }
     }
 }
