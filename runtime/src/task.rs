@@ -341,6 +341,8 @@ impl<A: Journaled, R: TaskReturn> Typed<A, R> {
 
 impl<A: Journaled, R: TaskReturn> StepIo for Typed<A, R> {
     fn args(&self) -> Result<serde_json::Value, serde_json::Error> {
+        // Called before the first `start`, while the arguments are still here (`Some(a)`
+        // serializes as `a`).
         serde_json::to_value(self.args.as_ref())
     }
 
