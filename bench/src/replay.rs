@@ -41,6 +41,7 @@ pub async fn journal_events(n: u64) -> Vec<Event> {
     let runner = Runner::new(store.clone());
     let run_id = runner
         .create::<replay_steps>(&n)
+        .await
         .expect("cannot create the replay run");
     tokio::select! {
         result = runner.resume::<replay_steps>(&run_id) => {
@@ -48,7 +49,7 @@ pub async fn journal_events(n: u64) -> Vec<Event> {
         }
         () = gate_reached() => {}
     }
-    let events = store.read(&run_id).expect("the run exists");
+    let events = store.read(&run_id).await.expect("the run exists");
     let completed = events
         .iter()
         .filter(|e| matches!(e, Event::StepCompleted { .. }))
@@ -68,6 +69,7 @@ pub async fn write_journal(store: &FileStore, run_id: &str, events: &[Event]) {
     }
     let log = store
         .create(run_id, first)
+        .await
         .expect("cannot create the journal copy");
     for event in &events[1..] {
         log.append(event.clone()).expect("cannot append");
@@ -99,7 +101,7 @@ pub async fn measure(events: &[Event], n: u64, reps: usize, store: &FileStore) -
         let path = store.journal_path(&run_id).expect("a valid run id");
         journal_bytes = std::fs::metadata(&path).expect("the journal exists").len();
         let start = Instant::now();
-        let read = store.read(&run_id).expect("the journal reads back");
+        let read = store.read(&run_id).await.expect("the journal reads back");
         decode.push(start.elapsed().as_secs_f64());
         assert_eq!(read.len(), events.len());
         drop(read);

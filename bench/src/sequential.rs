@@ -73,6 +73,7 @@ async fn run_once(runs: &Path, n: u64) -> (f64, f64, usize, usize) {
     let len = fs::metadata(&journal).expect("the journal exists").len() as usize;
     let events = store
         .read(&done.run_id)
+        .await
         .expect("the journal reads back")
         .len();
     (us, syncs, len, events)

@@ -6,7 +6,7 @@ use crate::error::{RunError, Waiting};
 use crate::graph::Graph;
 use crate::journal::{Event, Outcome};
 use crate::replay::ReplayMap;
-use crate::store::{MemoryStore, RunLog, Store, StoreError};
+use crate::store::{MemoryStore, OpenRun, RunLog, Store, StoreError};
 use crate::Journaled;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -156,33 +156,25 @@ impl Runner {
     }
 
     /// Creates a run without starting it; [`Runner::resume`] starts it.
-    pub fn create<P: Process>(&self, input: &P::Input) -> Result<String, RunError> {
-        let run_id = new_run_id();
-        let log = self.create_log::<P>(&run_id, input)?;
-        drop(log);
-        Ok(run_id)
-    }
-
-    fn create_log<P: Process>(
+    ///
+    /// The input is journaled when this is called; the future only writes it.
+    pub fn create<P: Process>(
         &self,
-        run_id: &str,
         input: &P::Input,
-    ) -> Result<Arc<dyn RunLog>, RunError> {
-        let input = serde_json::to_value(input)
-            .map_err(|e| RunError::Decode(format!("cannot journal the input: {e}")))?;
-        let first = Event::RunCreated {
-            run_id: run_id.to_string(),
-            process: P::NAME.to_string(),
-            input,
-            fingerprint: P::graph().fingerprint(),
-        };
-        Ok(self.store.create(run_id, first)?)
+    ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
+        let run_id = new_run_id();
+        let first = created::<P>(&run_id, input);
+        async move {
+            drop(self.store.create(&run_id, first?).await?);
+            Ok(run_id)
+        }
     }
 
     /// Runs a process to its end.
     pub async fn run<P: Process>(&self, input: P::Input) -> Result<Finished<P::Output>, RunError> {
         let run_id = new_run_id();
-        let log = self.create_log::<P>(&run_id, &input)?;
+        let first = created::<P>(&run_id, &input)?;
+        let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
         self.drive::<P>(run_id, log, ReplayMap::empty(), input, None)
             .await
@@ -199,7 +191,7 @@ impl Runner {
         run_id: &str,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
-        let (events, log) = self.store.open(run_id)?;
+        let OpenRun { events, log, .. } = self.store.open(run_id).await?;
         if posting.is_none() {
             // Programs a crashed runner left running go before anything runs again.
             crate::command::kill_orphans(&events).await;
@@ -266,7 +258,7 @@ impl Runner {
         effect: &str,
         result: Result<Value, Value>,
     ) -> Result<(), RunError> {
-        pending_effect(&self.store.read(run_id)?, run_id, effect, "external")?;
+        pending_effect(&self.store.read(run_id).await?, run_id, effect, "external")?;
         let posting = Arc::new(Posting {
             check: false,
             key: effect.to_string(),
@@ -294,7 +286,7 @@ impl Runner {
         breakpoint: &str,
         decision: crate::effects::Decision,
     ) -> Result<(), RunError> {
-        let (events, log) = self.store.open(run_id)?;
+        let OpenRun { events, log, .. } = self.store.open(run_id).await?;
         let due = pending_effect(&events, run_id, breakpoint, "breakpoint")?;
         let now = unix_millis(self.hooks.now());
         if let Some(due) = due.filter(|due| now >= *due) {
@@ -325,9 +317,9 @@ impl Runner {
         loop {
             // Whoever holds the run (now us) decides: journal the cancellation, or say how it
             // ended. A request left for another writer is spent either way.
-            let end = match self.store.open(run_id) {
-                Ok((events, log)) => {
-                    self.store.clear_cancel_request(run_id);
+            let end = match self.store.open(run_id).await {
+                Ok(OpenRun { events, log, .. }) => {
+                    self.store.clear_cancel_request(run_id).await;
                     match ended(&events) {
                         None => {
                             // Programs a crashed runner left running die with the run.
@@ -339,14 +331,14 @@ impl Runner {
                         end => end,
                     }
                 }
-                Err(StoreError::Locked(_)) => ended(&self.store.read(run_id)?),
+                Err(StoreError::Locked(_)) => ended(&self.store.read(run_id).await?),
                 Err(e) => return Err(e.into()),
             };
             match (end, asked) {
                 // The writer that was asked stopped the run itself.
                 (Some("cancelled"), Some(_)) => return Ok(()),
                 (Some(end), Some(_)) => {
-                    self.store.clear_cancel_request(run_id);
+                    self.store.clear_cancel_request(run_id).await;
                     return Err(RunError::Effect(format!(
                         "run `{run_id}` {end} before it could be cancelled"
                     )));
@@ -358,7 +350,7 @@ impl Runner {
                 }
                 (None, None) => {
                     // Another writer is driving it: ask it to stop.
-                    self.store.request_cancel(run_id, reason.clone())?;
+                    self.store.request_cancel(run_id, reason.clone()).await?;
                     asked = Some(tokio::time::Instant::now());
                 }
                 (None, Some(since)) if since.elapsed() > CANCEL_WAIT => {
@@ -413,19 +405,33 @@ impl Runner {
         let mut cancel_check = std::pin::pin!(tokio::time::sleep(CANCEL_CHECK));
         let mut cancelled: Option<Option<String>> = None;
         let stop = {
+            // A look for a request under way (the store answers asynchronously).
+            let mut looking: Option<BoxFuture<'_, Option<Option<String>>>> = None;
             let mut body = std::pin::pin!(in_scope(Some(root), P::run(&ctx, input)));
             std::future::poll_fn(|cx| {
                 state.waker.register(cx.waker());
                 if let Some(fatal) = state.take_fatal() {
                     return Poll::Ready(Err(fatal));
                 }
-                while watch_cancel && cancel_check.as_mut().poll(cx).is_ready() {
-                    if let Some(reason) = self.store.cancel_request(&run_id) {
-                        cancelled = Some(reason);
-                        return Poll::Ready(Ok(None));
+                if watch_cancel {
+                    loop {
+                        if let Some(look) = looking.as_mut() {
+                            let Poll::Ready(found) = look.as_mut().poll(cx) else {
+                                break;
+                            };
+                            looking = None;
+                            if let Some(reason) = found {
+                                cancelled = Some(reason);
+                                return Poll::Ready(Ok(None));
+                            }
+                            let next = tokio::time::Instant::now() + CANCEL_CHECK;
+                            cancel_check.as_mut().reset(next);
+                        }
+                        if cancel_check.as_mut().poll(cx).is_pending() {
+                            break;
+                        }
+                        looking = Some(self.store.cancel_request(&run_id));
                     }
-                    let next = tokio::time::Instant::now() + CANCEL_CHECK;
-                    cancel_check.as_mut().reset(next);
                 }
                 let polled = body.as_mut().poll(cx);
                 if let Some(fatal) = state.take_fatal() {
@@ -459,7 +465,7 @@ impl Runner {
             // The body is gone (its unfinished steps journaled as cancelled): say why it ended.
             state.append(Event::RunCancelled { reason });
             state.flush().await?;
-            self.store.clear_cancel_request(&run_id);
+            self.store.clear_cancel_request(&run_id).await;
             return Err(RunError::Cancelled(run_id));
         }
         if let Some(posting) = &state.posting {
@@ -514,6 +520,18 @@ impl Runner {
             }
         }
     }
+}
+
+/// The first event of a new run of `P`.
+fn created<P: Process>(run_id: &str, input: &P::Input) -> Result<Event, RunError> {
+    let input = serde_json::to_value(input)
+        .map_err(|e| RunError::Decode(format!("cannot journal the input: {e}")))?;
+    Ok(Event::RunCreated {
+        run_id: run_id.to_string(),
+        process: P::NAME.to_string(),
+        input,
+        fingerprint: P::graph().fingerprint(),
+    })
 }
 
 /// Checks that `key` is a pending effect of kind `kind` in a journal; returns its deadline

@@ -7,7 +7,7 @@
 
 use minder::journal::{Event, Outcome};
 use minder::prelude::*;
-use minder::store::{FileStore, Store, StoreError};
+use minder::store::{FileStore, OpenRun, Store, StoreError};
 use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ fn record_offsets(bytes: &[u8]) -> Vec<usize> {
 /// A run `r` with `n` events (the creation event included), flushed and closed.
 async fn journal_with(store: &FileStore, run_id: &str, n: usize) -> Vec<Event> {
     let mut expected = vec![created(run_id)];
-    let log = store.create(run_id, created(run_id)).unwrap();
+    let log = store.create(run_id, created(run_id)).await.unwrap();
     for i in 1..n {
         let e = event(i);
         log.append(e.clone()).unwrap();
@@ -141,7 +141,7 @@ async fn round_trip_of_many_events_in_the_documented_format() {
     let store = FileStore::new(dir.path().join("runs"));
     let expected = journal_with(&store, "r1", 1000).await;
 
-    assert_eq!(store.read("r1").unwrap(), expected);
+    assert_eq!(store.read("r1").await.unwrap(), expected);
     let bytes = fs::read(journal(&store, "r1")).unwrap();
     let offsets = record_offsets(&bytes);
     assert_eq!(offsets.len(), expected.len());
@@ -155,10 +155,10 @@ async fn round_trip_of_many_events_in_the_documented_format() {
     }
     assert!(dir.path().join("runs/r1/lock").is_file());
 
-    let (events, log) = store.open("r1").unwrap();
+    let OpenRun { events, log, .. } = store.open("r1").await.unwrap();
     assert_eq!(events, expected);
     drop(log);
-    assert_eq!(store.list().unwrap(), ["r1"]);
+    assert_eq!(store.list().await.unwrap(), ["r1"]);
 }
 
 #[tokio::test]
@@ -168,7 +168,7 @@ async fn reopening_appends_after_the_existing_events() {
     let mut expected = journal_with(&store, "again", 10).await;
 
     for round in 0..3 {
-        let (events, log) = store.open("again").unwrap();
+        let OpenRun { events, log, .. } = store.open("again").await.unwrap();
         assert_eq!(events, expected, "round {round}");
         for i in 0..7 {
             let e = event(100 * round + i);
@@ -178,24 +178,27 @@ async fn reopening_appends_after_the_existing_events() {
         log.flush().await.unwrap();
         drop(log);
     }
-    assert_eq!(store.read("again").unwrap(), expected);
+    assert_eq!(store.read("again").await.unwrap(), expected);
     // A fresh store on the same directory (another process) sees the same.
     let other = FileStore::new(dir.path().join("runs"));
-    assert_eq!(other.read("again").unwrap(), expected);
+    assert_eq!(other.read("again").await.unwrap(), expected);
 }
 
 #[tokio::test]
 async fn events_appended_without_a_flush_are_written_when_the_log_is_dropped() {
     let dir = scratch();
     let store = FileStore::new(dir.path().join("runs"));
-    let log = store.create("unflushed", created("unflushed")).unwrap();
+    let log = store
+        .create("unflushed", created("unflushed"))
+        .await
+        .unwrap();
     log.append(event(1)).unwrap();
     log.append(event(2)).unwrap();
     drop(log);
-    assert_eq!(
-        store.read("unflushed").unwrap(),
-        [created("unflushed"), event(1), event(2)]
-    );
+    // The writer thread writes them once the log is dropped, holding the run's lock until
+    // they are synced: an open waits for it.
+    let OpenRun { events, .. } = store.open("unflushed").await.unwrap();
+    assert_eq!(events, [created("unflushed"), event(1), event(2)]);
 }
 
 #[tokio::test]
@@ -211,7 +214,7 @@ async fn a_torn_tail_is_dropped_at_every_cut_inside_the_last_record() {
     for cut in last..whole.len() {
         fs::write(&path, &whole[..cut]).unwrap();
         assert_eq!(
-            store.read("torn").unwrap(),
+            store.read("torn").await.unwrap(),
             expected[..5],
             "read with the file cut at {cut}"
         );
@@ -221,7 +224,7 @@ async fn a_torn_tail_is_dropped_at_every_cut_inside_the_last_record() {
             "read does not modify"
         );
 
-        let (events, log) = store.open("torn").unwrap();
+        let OpenRun { events, log, .. } = store.open("torn").await.unwrap();
         assert_eq!(events, expected[..5], "open with the file cut at {cut}");
         assert_eq!(fs::metadata(&path).unwrap().len(), last as u64, "truncated");
         log.append(extra.clone()).unwrap();
@@ -230,7 +233,7 @@ async fn a_torn_tail_is_dropped_at_every_cut_inside_the_last_record() {
 
         let mut now = expected[..5].to_vec();
         now.push(extra.clone());
-        assert_eq!(store.read("torn").unwrap(), now, "cut at {cut}");
+        assert_eq!(store.read("torn").await.unwrap(), now, "cut at {cut}");
         assert_eq!(record_offsets(&fs::read(&path).unwrap()).len(), 6);
     }
 }
@@ -249,8 +252,8 @@ async fn a_bad_checksum_or_zeros_in_the_last_record_is_a_torn_tail() {
     let n = bad.len();
     bad[n - 2] ^= 0x01;
     fs::write(&path, &bad).unwrap();
-    assert_eq!(store.read("tail").unwrap(), expected[..3]);
-    let (events, log) = store.open("tail").unwrap();
+    assert_eq!(store.read("tail").await.unwrap(), expected[..3]);
+    let OpenRun { events, log, .. } = store.open("tail").await.unwrap();
     assert_eq!(events, expected[..3]);
     drop(log);
     assert_eq!(fs::metadata(&path).unwrap().len(), last as u64);
@@ -259,15 +262,15 @@ async fn a_bad_checksum_or_zeros_in_the_last_record_is_a_torn_tail() {
     let mut zeros = whole[..last].to_vec();
     zeros.extend([0u8; 300]);
     fs::write(&path, &zeros).unwrap();
-    assert_eq!(store.read("tail").unwrap(), expected[..3]);
-    let (events, log) = store.open("tail").unwrap();
+    assert_eq!(store.read("tail").await.unwrap(), expected[..3]);
+    let OpenRun { events, log, .. } = store.open("tail").await.unwrap();
     assert_eq!(events, expected[..3]);
     log.append(event(7)).unwrap();
     log.flush().await.unwrap();
     drop(log);
     let mut now = expected[..3].to_vec();
     now.push(event(7));
-    assert_eq!(store.read("tail").unwrap(), now);
+    assert_eq!(store.read("tail").await.unwrap(), now);
 }
 
 #[tokio::test]
@@ -284,8 +287,8 @@ async fn damage_in_the_middle_is_corrupt_at_its_offset_and_the_file_is_left_alon
         let mut bad = whole.clone();
         bad[at] ^= 0xFF;
         fs::write(&path, &bad).unwrap();
-        assert_corrupt(store.read("mid").unwrap_err(), &path, start);
-        assert_corrupt(store.open("mid").unwrap_err(), &path, start);
+        assert_corrupt(store.read("mid").await.unwrap_err(), &path, start);
+        assert_corrupt(store.open("mid").await.unwrap_err(), &path, start);
         assert_eq!(
             fs::read(&path).unwrap(),
             bad,
@@ -296,14 +299,14 @@ async fn damage_in_the_middle_is_corrupt_at_its_offset_and_the_file_is_left_alon
     let mut bad = whole.clone();
     bad[offsets[0] + 20] ^= 0x01;
     fs::write(&path, &bad).unwrap();
-    assert_corrupt(store.open("mid").unwrap_err(), &path, offsets[0]);
+    assert_corrupt(store.open("mid").await.unwrap_err(), &path, offsets[0]);
 
     // A length field damaged to point past the end looks like a torn record, but intact records
     // follow it: still corrupt.
     let mut bad = whole.clone();
     bad[offsets[2]..offsets[2] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     fs::write(&path, &bad).unwrap();
-    assert_corrupt(store.open("mid").unwrap_err(), &path, offsets[2]);
+    assert_corrupt(store.open("mid").await.unwrap_err(), &path, offsets[2]);
     assert_eq!(fs::read(&path).unwrap(), bad);
 
     // A record whose checksum matches but which is not an event.
@@ -314,7 +317,7 @@ async fn damage_in_the_middle_is_corrupt_at_its_offset_and_the_file_is_left_alon
     bad.extend(payload);
     bad.extend(&whole[offsets[5]..]);
     fs::write(&path, &bad).unwrap();
-    assert_corrupt(store.read("mid").unwrap_err(), &path, offsets[5]);
+    assert_corrupt(store.read("mid").await.unwrap_err(), &path, offsets[5]);
 }
 
 #[tokio::test]
@@ -329,13 +332,13 @@ async fn a_bad_header_is_corrupt() {
         let mut bad = whole.clone();
         bad[damage] ^= 0x20;
         fs::write(&path, &bad).unwrap();
-        let err = store.open("head").unwrap_err();
+        let err = store.open("head").await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         assert!(err.to_string().contains(&path.display().to_string()));
         assert_eq!(fs::read(&path).unwrap(), bad);
     }
     fs::write(&path, b"MINDER").unwrap();
-    let err = store.read("head").unwrap_err();
+    let err = store.read("head").await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
 
@@ -343,11 +346,11 @@ async fn a_bad_header_is_corrupt() {
 async fn one_writer_per_run() {
     let dir = scratch();
     let store = FileStore::new(dir.path().join("runs"));
-    let log = store.create("locked", created("locked")).unwrap();
+    let log = store.create("locked", created("locked")).await.unwrap();
     log.append(event(1)).unwrap();
     log.flush().await.unwrap();
 
-    let err = store.open("locked").unwrap_err();
+    let err = store.open("locked").await.unwrap_err();
     assert!(
         matches!(&err, StoreError::Locked(id) if id == "locked"),
         "{err:?}"
@@ -355,16 +358,22 @@ async fn one_writer_per_run() {
     assert!(err.to_string().contains("locked"), "{err}");
     // Another store on the same directory (as another process would) is refused too.
     let other = FileStore::new(dir.path().join("runs"));
-    assert!(matches!(other.open("locked"), Err(StoreError::Locked(_))));
+    assert!(matches!(
+        other.open("locked").await,
+        Err(StoreError::Locked(_))
+    ));
     // Reading does not need the lock.
-    assert_eq!(other.read("locked").unwrap().len(), 2);
+    assert_eq!(other.read("locked").await.unwrap().len(), 2);
 
     drop(log);
-    let (events, log) = other.open("locked").unwrap();
+    let OpenRun { events, log, .. } = other.open("locked").await.unwrap();
     assert_eq!(events.len(), 2);
-    assert!(matches!(store.open("locked"), Err(StoreError::Locked(_))));
+    assert!(matches!(
+        store.open("locked").await,
+        Err(StoreError::Locked(_))
+    ));
     drop(log);
-    store.open("locked").unwrap();
+    store.open("locked").await.unwrap();
 }
 
 #[tokio::test]
@@ -373,7 +382,7 @@ async fn creating_an_existing_run_is_refused_and_changes_nothing() {
     let store = FileStore::new(dir.path().join("runs"));
     journal_with(&store, "once", 3).await;
     let before = fs::read(journal(&store, "once")).unwrap();
-    let err = store.create("once", created("once")).unwrap_err();
+    let err = store.create("once", created("once")).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::RunExists(id) if id == "once"),
         "{err:?}"
@@ -393,13 +402,19 @@ async fn bad_run_ids_are_refused_before_touching_the_disk() {
     let runs = dir.path().join("runs");
     let store = FileStore::new(&runs);
     for id in ["../x", "a/b", "", "..", ".", "/tmp/x", "a\\b", "x\0y", "é"] {
-        let err = store.create(id, created(id)).unwrap_err();
+        let err = store.create(id, created(id)).await.unwrap_err();
         assert!(
             matches!(err, StoreError::InvalidRunId(_)),
             "{id:?}: {err:?}"
         );
-        assert!(matches!(store.open(id), Err(StoreError::InvalidRunId(_))));
-        assert!(matches!(store.read(id), Err(StoreError::InvalidRunId(_))));
+        assert!(matches!(
+            store.open(id).await,
+            Err(StoreError::InvalidRunId(_))
+        ));
+        assert!(matches!(
+            store.read(id).await,
+            Err(StoreError::InvalidRunId(_))
+        ));
         assert!(store.journal_path(id).is_err());
     }
     assert_eq!(
@@ -415,9 +430,12 @@ async fn unknown_runs_and_listing() {
     let dir = scratch();
     let runs = dir.path().join("runs");
     let store = FileStore::new(&runs);
-    assert_eq!(store.list().unwrap(), Vec::<String>::new());
-    assert!(matches!(store.open("nope"), Err(StoreError::UnknownRun(id)) if id == "nope"));
-    assert!(matches!(store.read("nope"), Err(StoreError::UnknownRun(_))));
+    assert_eq!(store.list().await.unwrap(), Vec::<String>::new());
+    assert!(matches!(store.open("nope").await, Err(StoreError::UnknownRun(id)) if id == "nope"));
+    assert!(matches!(
+        store.read("nope").await,
+        Err(StoreError::UnknownRun(_))
+    ));
 
     for id in ["b-2", "a_1", "c"] {
         journal_with(&store, id, 2).await;
@@ -430,17 +448,17 @@ async fn unknown_runs_and_listing() {
     fs::write(runs.join(".create-d-1-0/journal.log"), "x").unwrap();
     fs::create_dir(runs.join("has space")).unwrap();
     fs::write(runs.join("has space/journal.log"), "x").unwrap();
-    assert_eq!(store.list().unwrap(), ["a_1", "b-2", "c"]);
+    assert_eq!(store.list().await.unwrap(), ["a_1", "b-2", "c"]);
     assert!(matches!(
-        store.open("empty"),
+        store.open("empty").await,
         Err(StoreError::UnknownRun(_))
     ));
     assert!(matches!(
-        store.read("empty"),
+        store.read("empty").await,
         Err(StoreError::UnknownRun(_))
     ));
     assert!(matches!(
-        store.create("empty", created("empty")),
+        store.create("empty", created("empty")).await,
         Err(StoreError::RunExists(_))
     ));
 }
@@ -449,7 +467,7 @@ async fn unknown_runs_and_listing() {
 async fn concurrent_flushes_share_syncs() {
     let dir = scratch();
     let store = FileStore::new(dir.path().join("runs"));
-    let log = store.create("group", created("group")).unwrap();
+    let log = store.create("group", created("group")).await.unwrap();
     let before = store.sync_count();
     let started = std::time::Instant::now();
 
@@ -473,7 +491,7 @@ async fn concurrent_flushes_share_syncs() {
     let elapsed = started.elapsed();
     drop(log);
 
-    let events = store.read("group").unwrap();
+    let events = store.read("group").await.unwrap();
     assert_eq!(events.len(), 1001);
     let mut keys: Vec<_> = events[1..]
         .iter()
@@ -522,7 +540,7 @@ async fn a_run_on_the_file_store_resumes_from_disk_without_rerunning_tasks() {
 
     // A new runner and store on the same directory, as after a restart.
     let store = FileStore::new(&runs);
-    let events = store.read(&done.run_id).unwrap();
+    let events = store.read(&done.run_id).await.unwrap();
     let completed = events
         .iter()
         .filter(|e| matches!(e, Event::StepCompleted { .. }))
@@ -535,18 +553,18 @@ async fn a_run_on_the_file_store_resumes_from_disk_without_rerunning_tasks() {
     assert_eq!(again, done);
     assert_eq!(SQUARES.load(Ordering::SeqCst), 5, "no task ran again");
     assert_eq!(
-        store.read(&done.run_id).unwrap(),
+        store.read(&done.run_id).await.unwrap(),
         events,
         "nothing appended"
     );
-    assert_eq!(store.list().unwrap(), [done.run_id.as_str()]);
+    assert_eq!(store.list().await.unwrap(), [done.run_id.as_str()]);
 
     // A created-but-not-started run runs on resume, and its lock is free afterwards.
-    let run_id = runner.create::<sum_of_squares>(&1).unwrap();
+    let run_id = runner.create::<sum_of_squares>(&1).await.unwrap();
     let done = runner.resume::<sum_of_squares>(&run_id).await.unwrap();
     assert_eq!(done.output, 1 + 4);
     assert_eq!(SQUARES.load(Ordering::SeqCst), 5 + 3);
-    let (_, log) = store.open(&run_id).unwrap();
+    let OpenRun { log, .. } = store.open(&run_id).await.unwrap();
     drop(log);
 }
 
@@ -663,7 +681,11 @@ fn a_failed_write_poisons_the_log_and_the_next_open_trusts_only_what_was_synced(
     let durable_events: usize = reported(&stdout, "durable events");
     let durable: usize = reported(&stdout, "durable offset");
 
-    let store = FileStore::new(&runs);
+    futures::executor::block_on(check_cut_back(&runs, durable, durable_events));
+}
+
+async fn check_cut_back(runs: &Path, durable: usize, durable_events: usize) {
+    let store = FileStore::new(runs);
     let path = journal(&store, "limited");
     let bytes = fs::read(&path).unwrap();
     assert!(bytes.len() > durable, "the failed batch was partly written");
@@ -676,20 +698,23 @@ fn a_failed_write_poisons_the_log_and_the_next_open_trusts_only_what_was_synced(
         format!("minder durable offset {durable}\n")
     );
     // Readers stop at the durable offset, and change nothing.
-    let read = store.read("limited").unwrap();
+    let read = store.read("limited").await.unwrap();
     assert_eq!(read.len(), durable_events);
     assert_eq!(fs::read(&path).unwrap(), bytes);
     // The next open cuts the journal back to it and forgets the record.
-    let notice = store.recover("limited").unwrap().expect("a notice");
+    let notice = store.recover("limited").await.unwrap().expect("a notice");
     assert!(notice.contains(&format!("offset {durable}")), "{notice}");
     assert!(notice.contains("nothing acknowledged was lost"), "{notice}");
     assert_eq!(fs::metadata(&path).unwrap().len(), durable as u64);
     assert_eq!(durable_record(&runs.join("limited")), None);
-    let (events, log) = store.open("limited").unwrap();
+    let OpenRun { events, log, .. } = store.open("limited").await.unwrap();
     assert_eq!(events, read);
     log.append(event(1)).unwrap();
     drop(log);
-    assert_eq!(store.read("limited").unwrap().len(), durable_events + 1);
+    assert_eq!(
+        store.read("limited").await.unwrap().len(),
+        durable_events + 1
+    );
 }
 
 /// The child role of the test above: appends batches until the file size limit fails a write.
@@ -700,7 +725,7 @@ fn write_failure_child(runs: PathBuf) {
     rt.block_on(async {
         let store = FileStore::new(runs);
         let path = journal(&store, "limited");
-        let log = store.create("limited", created("limited")).unwrap();
+        let log = store.create("limited", created("limited")).await.unwrap();
         let mut durable = 1;
         let mut synced_len = fs::metadata(&path).unwrap().len();
         let error = loop {
@@ -745,7 +770,7 @@ async fn a_failed_sync_poisons_the_log_and_the_next_open_cuts_the_journal_back()
         let store = FileStore::new(dir.path().join("runs"));
         let id = "fsync";
         let path = journal(&store, id);
-        let log = store.create(id, created(id)).unwrap();
+        let log = store.create(id, created(id)).await.unwrap();
         if writer_thread {
             log.append(Event::StepStarted {
                 key: "open".to_string(),
@@ -761,7 +786,7 @@ async fn a_failed_sync_poisons_the_log_and_the_next_open_cuts_the_journal_back()
         }
         log.flush().await.unwrap();
         let durable = fs::metadata(&path).unwrap().len();
-        let acknowledged = store.read(id).unwrap();
+        let acknowledged = store.read(id).await.unwrap();
 
         // The disk fails the next sync after the write went into the page cache.
         store.fail_next_sync();
@@ -786,11 +811,11 @@ async fn a_failed_sync_poisons_the_log_and_the_next_open_cuts_the_journal_back()
         assert_eq!(fs::read(&path).unwrap(), bytes);
 
         // Readers trust only the synced prefix, and change nothing.
-        assert_eq!(store.read(id).unwrap(), acknowledged);
+        assert_eq!(store.read(id).await.unwrap(), acknowledged);
         assert_eq!(fs::read(&path).unwrap(), bytes);
 
         // The next open cuts the journal back to the durable offset, then writes on.
-        let (events, log) = store.open(id).unwrap();
+        let OpenRun { events, log, .. } = store.open(id).await.unwrap();
         assert_eq!(events, acknowledged);
         assert_eq!(fs::metadata(&path).unwrap().len(), durable);
         assert_eq!(durable_record(&dir.path().join("runs").join(id)), None);
@@ -799,9 +824,9 @@ async fn a_failed_sync_poisons_the_log_and_the_next_open_cuts_the_journal_back()
         drop(log);
         let mut now = acknowledged.clone();
         now.push(event(8));
-        assert_eq!(store.read(id).unwrap(), now);
+        assert_eq!(store.read(id).await.unwrap(), now);
         // Nothing left to recover.
-        assert_eq!(store.recover(id).unwrap(), None);
+        assert_eq!(store.recover(id).await.unwrap(), None);
     }
 }
 
@@ -810,11 +835,14 @@ async fn a_failed_sync_whose_offset_cannot_be_recorded_cuts_the_journal_back_at_
     let dir = scratch();
     let store = FileStore::new(dir.path().join("runs"));
     let path = journal(&store, "unrecorded");
-    let log = store.create("unrecorded", created("unrecorded")).unwrap();
+    let log = store
+        .create("unrecorded", created("unrecorded"))
+        .await
+        .unwrap();
     log.append(event(1)).unwrap();
     log.flush().await.unwrap();
     let durable = fs::metadata(&path).unwrap().len();
-    let acknowledged = store.read("unrecorded").unwrap();
+    let acknowledged = store.read("unrecorded").await.unwrap();
     // A directory where the record's temporary file goes: recording it fails (even as root).
     let run = dir.path().join("runs/unrecorded");
     fs::create_dir(run.join("durable-offset.tmp")).unwrap();
@@ -832,7 +860,7 @@ async fn a_failed_sync_whose_offset_cannot_be_recorded_cuts_the_journal_back_at_
     drop(log);
     assert_eq!(fs::metadata(&path).unwrap().len(), durable);
     assert_eq!(durable_record(&run), None);
-    let (events, log) = store.open("unrecorded").unwrap();
+    let OpenRun { events, log, .. } = store.open("unrecorded").await.unwrap();
     assert_eq!(events, acknowledged);
     drop(log);
 }
@@ -853,8 +881,8 @@ async fn a_durable_offset_past_the_end_or_unreadable_is_corrupt() {
     ] {
         fs::write(&record, &text).unwrap();
         for err in [
-            store.read("rec").unwrap_err(),
-            store.open("rec").map(|_| ()).unwrap_err(),
+            store.read("rec").await.unwrap_err(),
+            store.open("rec").await.map(|_| ()).unwrap_err(),
         ] {
             assert!(matches!(err, StoreError::Corrupt(_)), "{text:?}: {err:?}");
             assert!(err.to_string().contains("durable offset"), "{err}");
@@ -882,8 +910,8 @@ async fn a_journal_without_a_complete_first_record_is_corrupt() {
         fs::write(&path, &bad).unwrap();
         let len = bad.len();
         for err in [
-            store.read("first").unwrap_err(),
-            store.open("first").map(|_| ()).unwrap_err(),
+            store.read("first").await.unwrap_err(),
+            store.open("first").await.map(|_| ()).unwrap_err(),
         ] {
             assert_corrupt(err, &path, 12);
         }
@@ -931,15 +959,18 @@ async fn symbolic_links_inside_the_runs_directory_are_refused() {
     fs::write(elsewhere.join("cancel-request"), r#"{"reason":"x"}"#).unwrap();
     let linked = runs.join("linked-dir");
     symlink(&elsewhere, &linked).unwrap();
-    assert_symlink(store.read("linked-dir").unwrap_err(), &linked);
-    assert_symlink(store.open("linked-dir").map(|_| ()).unwrap_err(), &linked);
-    assert_symlink(store.recover("linked-dir").unwrap_err(), &linked);
+    assert_symlink(store.read("linked-dir").await.unwrap_err(), &linked);
     assert_symlink(
-        store.request_cancel("linked-dir", None).unwrap_err(),
+        store.open("linked-dir").await.map(|_| ()).unwrap_err(),
         &linked,
     );
-    assert_eq!(store.cancel_request("linked-dir"), None);
-    store.clear_cancel_request("linked-dir");
+    assert_symlink(store.recover("linked-dir").await.unwrap_err(), &linked);
+    assert_symlink(
+        store.request_cancel("linked-dir", None).await.unwrap_err(),
+        &linked,
+    );
+    assert_eq!(store.cancel_request("linked-dir").await, None);
+    store.clear_cancel_request("linked-dir").await;
     assert_eq!(entries(&elsewhere), ["cancel-request", "journal.log"]);
 
     // A journal that is a link.
@@ -947,11 +978,11 @@ async fn symbolic_links_inside_the_runs_directory_are_refused() {
     fs::create_dir(&run).unwrap();
     symlink(&real, run.join("journal.log")).unwrap();
     assert_symlink(
-        store.read("linked-journal").unwrap_err(),
+        store.read("linked-journal").await.unwrap_err(),
         &run.join("journal.log"),
     );
     assert_symlink(
-        store.open("linked-journal").map(|_| ()).unwrap_err(),
+        store.open("linked-journal").await.map(|_| ()).unwrap_err(),
         &run.join("journal.log"),
     );
     assert_eq!(entries(&run), ["journal.log"], "no lock file made");
@@ -963,7 +994,7 @@ async fn symbolic_links_inside_the_runs_directory_are_refused() {
     let target = outside.join("made-by-the-lock");
     symlink(&target, run.join("lock")).unwrap();
     assert_symlink(
-        store.open("linked-lock").map(|_| ()).unwrap_err(),
+        store.open("linked-lock").await.map(|_| ()).unwrap_err(),
         &run.join("lock"),
     );
     assert!(
@@ -971,22 +1002,28 @@ async fn symbolic_links_inside_the_runs_directory_are_refused() {
         "the lock's target was created"
     );
     // Reading needs no lock.
-    assert_eq!(store.read("linked-lock").unwrap().len(), 3);
+    assert_eq!(store.read("linked-lock").await.unwrap().len(), 3);
 
     // A cancel request that is a link: not read, and a new request replaces the link instead
     // of writing through it.
     let planted = outside.join("planted");
     fs::write(&planted, r#"{"reason":"planted"}"#).unwrap();
     symlink(&planted, runs.join("real/cancel-request")).unwrap();
-    assert_eq!(store.cancel_request("real"), None);
-    store.request_cancel("real", Some("mine".into())).unwrap();
-    assert_eq!(store.cancel_request("real"), Some(Some("mine".into())));
+    assert_eq!(store.cancel_request("real").await, None);
+    store
+        .request_cancel("real", Some("mine".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel_request("real").await,
+        Some(Some("mine".into()))
+    );
     assert_eq!(
         fs::read_to_string(&planted).unwrap(),
         r#"{"reason":"planted"}"#
     );
     assert_eq!(entries(&outside), ["planted", "run"]);
-    assert_eq!(store.read("real").unwrap().len(), 3);
+    assert_eq!(store.read("real").await.unwrap().len(), 3);
 }
 
 /// Set in the child process of `files_and_directories_are_private_whatever_the_umask`.
@@ -1045,12 +1082,12 @@ fn umask_child(runs: PathBuf) {
         .unwrap();
     rt.block_on(async {
         let store = FileStore::new(runs);
-        let log = store.create("private", created("private")).unwrap();
+        let log = store.create("private", created("private")).await.unwrap();
         store.fail_next_sync();
         log.append(event(1)).unwrap();
         assert!(log.flush().await.is_err());
         drop(log);
-        store.request_cancel("private", None).unwrap();
+        store.request_cancel("private", None).await.unwrap();
     });
 }
 
@@ -1060,12 +1097,12 @@ const LOCK_CHILD: &str = "MINDER_FILE_STORE_LOCK_CHILD";
 #[tokio::test]
 async fn another_process_is_locked_out() {
     if let Some(arg) = std::env::var_os(LOCK_CHILD) {
-        return lock_child(arg.to_str().unwrap());
+        return lock_child(arg.to_str().unwrap()).await;
     }
     let dir = scratch();
     let runs = dir.path().join("runs");
     let store = FileStore::new(&runs);
-    let log = store.create("shared", created("shared")).unwrap();
+    let log = store.create("shared", created("shared")).await.unwrap();
     let in_child = |expect: &str| {
         rerun_as_child(
             "another_process_is_locked_out",
@@ -1082,12 +1119,12 @@ async fn another_process_is_locked_out() {
 }
 
 /// The child role of the test above: opens the run, expecting `<runs dir>|<expected>`.
-fn lock_child(arg: &str) {
+async fn lock_child(arg: &str) {
     let (runs, expect) = arg.split_once('|').unwrap();
     let store = FileStore::new(runs);
-    match (store.open("shared"), expect) {
+    match (store.open("shared").await, expect) {
         (Err(e @ StoreError::Locked(_)), "locked") => println!("child: locked: {e}"),
-        (Ok((events, _log)), "open") => println!("child: opened {} events", events.len()),
-        (other, _) => panic!("expected {expect}, got {:?}", other.map(|(e, _)| e.len())),
+        (Ok(OpenRun { events, .. }), "open") => println!("child: opened {} events", events.len()),
+        (other, _) => panic!("expected {expect}, got {:?}", other.map(|o| o.events.len())),
     }
 }

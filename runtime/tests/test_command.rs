@@ -322,7 +322,7 @@ async fn crashed_run(cmd: Cmd, dir: &std::path::Path) -> (Vec<Event>, Vec<i32>) 
         r = &mut run => panic!("the run ended: {r:?}"),
         pids = pids_in(&pid_file, 2) => pids,
     };
-    let id = store.list().unwrap().pop().unwrap();
+    let id = store.list().await.unwrap().pop().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let events = loop {
         let events = store.events(&id).unwrap();

@@ -519,7 +519,7 @@ async fn flaky_once(_ctx: &Ctx, x: u32) -> Result<u32, ProcessError> {
 async fn the_retry_budget_is_counted_from_the_journal_across_crashes() {
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<flaky_once>(&5).unwrap();
+    let id = runner.create::<flaky_once>(&5).await.unwrap();
     // The journal of a run that crashed after two failed attempts (of three allowed) while its
     // third was in flight.
     let mut events = store.events(&id).unwrap();

@@ -28,7 +28,7 @@ async fn concurrent_completions_share_fsyncs() {
     let done = runner.run::<squares>(n).await.unwrap();
     assert_eq!(done.output, (0..n).map(|x| x * x).sum::<u64>());
     let syncs = store.sync_count() - before;
-    let events = store.read(&done.run_id).unwrap();
+    let events = store.read(&done.run_id).await.unwrap();
     let completed = events
         .iter()
         .filter(|e| matches!(e, Event::StepCompleted { .. }))
@@ -55,6 +55,7 @@ async fn square_noting_syncs(x: u64) -> Result<u64, TaskError> {
     let run_id = key.split('/').next().unwrap();
     let completed = store
         .read(run_id)
+        .await
         .unwrap()
         .iter()
         .filter(|e| matches!(e, Event::StepCompleted { .. }))

@@ -39,7 +39,7 @@ async fn breakpoint_suspends_and_an_approval_resumes() {
     let tag = "bp-approve";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<deploy>(&tag.to_string()).unwrap();
+    let id = runner.create::<deploy>(&tag.to_string()).await.unwrap();
     let err = runner.resume::<deploy>(&id).await.unwrap_err();
     assert_eq!(waiting_keys(&err), ["approve-production#0"]);
     assert!(
@@ -76,7 +76,7 @@ async fn breakpoint_suspends_and_an_approval_resumes() {
 async fn a_rejection_takes_the_other_branch() {
     let tag = "bp-reject";
     let runner = Runner::in_memory();
-    let id = runner.create::<deploy>(&tag.to_string()).unwrap();
+    let id = runner.create::<deploy>(&tag.to_string()).await.unwrap();
     runner.resume::<deploy>(&id).await.unwrap_err();
     let reject = Decision::Rejected {
         feedback: Some("tests are flaky".into()),
@@ -116,7 +116,7 @@ async fn external_task_result_is_type_checked_then_resumed() {
     let tag = "external";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<reviewed>(&tag.to_string()).unwrap();
+    let id = runner.create::<reviewed>(&tag.to_string()).await.unwrap();
     let err = runner.resume::<reviewed>(&id).await.unwrap_err();
     let key = "par(step+external)#0/b1/review#0";
     assert_eq!(waiting_keys(&err), [key]);
@@ -192,7 +192,7 @@ async fn external_task_result_is_type_checked_then_resumed() {
 async fn a_posted_error_reaches_the_process() {
     let tag = "external-error";
     let runner = Runner::in_memory();
-    let id = runner.create::<reviewed>(&tag.to_string()).unwrap();
+    let id = runner.create::<reviewed>(&tag.to_string()).await.unwrap();
     runner.resume::<reviewed>(&id).await.unwrap_err();
     let key = "par(step+external)#0/b1/review#0";
     let error = json!({ "kind": "failed", "message": "reviewer unavailable" });
@@ -209,7 +209,7 @@ async fn a_cancelled_run_never_runs_again() {
     let tag = "cancel";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<deploy>(&tag.to_string()).unwrap();
+    let id = runner.create::<deploy>(&tag.to_string()).await.unwrap();
     runner.resume::<deploy>(&id).await.unwrap_err();
     runner
         .cancel(&id, Some("not this week".into()))
@@ -243,7 +243,7 @@ async fn a_run_driven_by_another_writer_is_cancelled_on_request() {
     let tag = "cancel-running";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<held>(&tag.to_string()).unwrap();
+    let id = runner.create::<held>(&tag.to_string()).await.unwrap();
     // One writer drives the run (its task never finishes); another asks to cancel it.
     let (driven, cancelled) = tokio::join!(runner.resume::<held>(&id), async {
         wait_for(tag, "gate", 1).await;
@@ -303,7 +303,7 @@ async fn released(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
 async fn cancelling_a_run_that_finishes_first_says_so() {
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<released>(&()).unwrap();
+    let id = runner.create::<released>(&()).await.unwrap();
     let (driven, cancelled) = tokio::join!(runner.resume::<released>(&id), async {
         // The run is open in the other writer, its task running.
         STARTED.notified().await;
@@ -313,7 +313,11 @@ async fn cancelling_a_run_that_finishes_first_says_so() {
             futures::poll!(cancel.as_mut()).is_pending(),
             "the cancel did not wait for the writer"
         );
-        assert_eq!(store.cancel_request(&id), Some(None), "the request is left");
+        assert_eq!(
+            store.cancel_request(&id).await,
+            Some(None),
+            "the request is left"
+        );
         RELEASE.notify_one();
         cancel.await
     });
@@ -324,7 +328,7 @@ async fn cancelling_a_run_that_finishes_first_says_so() {
         "{err}"
     );
     assert_eq!(
-        store.cancel_request(&id),
+        store.cancel_request(&id).await,
         None,
         "the spent request is cleared"
     );
@@ -373,7 +377,7 @@ async fn an_undecided_breakpoint_times_out() {
     let tag = "bp-timeout";
     let store = MemoryStore::new();
     let (runner, clock) = on_tokio_time(store.clone());
-    let id = runner.create::<guarded>(&tag.to_string()).unwrap();
+    let id = runner.create::<guarded>(&tag.to_string()).await.unwrap();
     // Before the deadline: waiting, and the suspension says when it resolves by itself.
     let err = runner.resume::<guarded>(&id).await.unwrap_err();
     let RunError::Suspended { waiting, .. } = &err else {
@@ -407,7 +411,7 @@ async fn an_undecided_breakpoint_times_out() {
 async fn a_decision_before_the_deadline_wins() {
     let tag = "bp-in-time";
     let (runner, clock) = on_tokio_time(MemoryStore::new());
-    let id = runner.create::<guarded>(&tag.to_string()).unwrap();
+    let id = runner.create::<guarded>(&tag.to_string()).await.unwrap();
     let err = runner.resume::<guarded>(&id).await.unwrap_err();
     let RunError::Suspended { waiting, .. } = &err else {
         panic!("{err}")

@@ -32,7 +32,7 @@ async fn create_and_drop_at<P: minder::Process>(
     what: &str,
     n: usize,
 ) -> String {
-    let id = runner.create::<P>(&input).unwrap();
+    let id = runner.create::<P>(&input).await.unwrap();
     drop_run_at::<P>(runner, &id, wait_for(tag, what, n)).await;
     id
 }
@@ -104,7 +104,10 @@ async fn in_flight_step_runs_again_with_same_idempotency_key() {
     let tag = "inflight";
     let store = MemoryStore::new();
     let runner = Runner::new(store.clone());
-    let id = runner.create::<branch_in_flight>(&tag.to_string()).unwrap();
+    let id = runner
+        .create::<branch_in_flight>(&tag.to_string())
+        .await
+        .unwrap();
     // Stopped once `a` and the sibling `c` are journaled as completed and the gate is running.
     let a_and_c_done = || completed(&store.events(&id).unwrap()).len() == 2;
     drop_run_at::<branch_in_flight>(&runner, &id, async {
@@ -180,7 +183,7 @@ async fn a_resumed_sleep_waits_only_for_what_is_left() {
         Runner::new(store.clone()).virtual_clock(UNIX_EPOCH + Duration::from_millis(epoch_ms));
     // The runner's clock, in milliseconds since the epoch.
     let now_ms = || epoch_ms + start.elapsed().as_millis() as u64;
-    let id = runner.create::<sleeper>(&tag.to_string()).unwrap();
+    let id = runner.create::<sleeper>(&tag.to_string()).await.unwrap();
     let deadline = || {
         store.events(&id).unwrap().iter().find_map(|e| match e {
             Event::Recorded { key, value, .. } if key == "sleep#0" => value.as_u64(),
@@ -553,7 +556,7 @@ async fn failed_run_stays_failed() {
         panic!("{err}")
     };
     assert_eq!(message, "task failed: fatal-failed");
-    let id = runner.store().list().unwrap()[0].clone();
+    let id = runner.store().list().await.unwrap()[0].clone();
     let again = runner.resume::<fails>(&id).await.unwrap_err();
     assert_eq!(again.to_string(), err.to_string());
     assert_eq!(count("failed-run", "fatal"), 1);

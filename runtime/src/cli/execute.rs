@@ -34,7 +34,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             let entry = registry.find(process)?;
             let input = read_input(input)?;
             let runner = runner(store, cli);
-            let run_id = (entry.create)(&runner, input)?;
+            let run_id = (entry.create)(&runner, input).await?;
             if !cli.json {
                 note!(
                     "run {run_id} of `{}` started in {}",
@@ -49,8 +49,8 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             wait,
             allow_version_change,
         } => {
-            recover(&store, run_id)?;
-            let events = store.read(run_id)?;
+            recover(&store, run_id).await?;
+            let events = store.read(run_id).await?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
             let runner = runner(store.clone(), cli).allow_version_change(*allow_version_change);
@@ -66,7 +66,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
         }
         Command::Status { run_id: Some(id) } => {
-            let summary = summarize(&store.read(id)?);
+            let summary = summarize(&store.read(id).await?);
             if cli.json {
                 print_json(&summary);
             } else {
@@ -76,8 +76,8 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
         }
         Command::Status { run_id: None } | Command::List => {
             let mut runs = Vec::new();
-            for id in store.list()? {
-                match store.read(&id) {
+            for id in store.list().await? {
+                match store.read(&id).await {
                     Ok(events) => runs.push(summarize(&events)),
                     Err(e) => note!("warning: run `{id}`: {e}"),
                 }
@@ -90,7 +90,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             Ok(())
         }
         Command::Events { run_id } => {
-            let events = store.read(run_id)?;
+            let events = store.read(run_id).await?;
             if cli.json {
                 print_json(&events);
             } else {
@@ -101,7 +101,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             Ok(())
         }
         Command::Tasks { run_id, pending } => {
-            let summary = summarize(&store.read(run_id)?);
+            let summary = summarize(&store.read(run_id).await?);
             let effects: Vec<_> = summary
                 .effects
                 .iter()
@@ -131,7 +131,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             value,
             error,
         } => {
-            let summary = summarize(&store.read(run_id)?);
+            let summary = summarize(&store.read(run_id).await?);
             let entry = registry.find(&summary.process)?;
             let result = match (value, error) {
                 (Some(v), _) => Ok(serde_json::from_str(v).map_err(|e| {
@@ -140,7 +140,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
                 (None, Some(message)) => Err(json!({ "kind": "failed", "message": message })),
                 (None, None) => return Err(CliError::Input("give --value or --error".into())),
             };
-            recover(&store, run_id)?;
+            recover(&store, run_id).await?;
             let runner = Runner::new(store);
             (entry.post)(&runner, run_id, effect, result).await?;
             report(cli, run_id, effect, "posted");
@@ -166,7 +166,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
                     feedback: feedback.clone(),
                 }
             };
-            recover(&store, run_id)?;
+            recover(&store, run_id).await?;
             Runner::new(store)
                 .decide(run_id, breakpoint, decision)
                 .await?;
@@ -179,7 +179,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             Ok(())
         }
         Command::Cancel { run_id, reason } => {
-            recover(&store, run_id)?;
+            recover(&store, run_id).await?;
             Runner::new(store).cancel(run_id, reason.clone()).await?;
             if cli.json {
                 print_json(&json!({ "run_id": run_id, "state": "cancelled" }));
@@ -203,8 +203,8 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
 /// Before a command writes to run `run_id`: if its last writer was poisoned by a failed write or
 /// sync, cuts the journal back to the last durable offset ([`FileStore::recover`]) and tells
 /// the user on standard error. A run held by a writer is left to the command, which reports it.
-fn recover(store: &FileStore, run_id: &str) -> Result<(), CliError> {
-    match store.recover(run_id) {
+async fn recover(store: &FileStore, run_id: &str) -> Result<(), CliError> {
+    match store.recover(run_id).await {
         Ok(Some(notice)) => {
             note!("warning: {notice}");
             Ok(())

@@ -64,7 +64,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 type RunFn = for<'a> fn(&'a Runner, &'a str) -> BoxFuture<'a, Result<Value, RunError>>;
-type CreateFn = fn(&Runner, Value) -> Result<String, CliError>;
+type CreateFn = for<'a> fn(&'a Runner, Value) -> BoxFuture<'a, Result<String, CliError>>;
 type PostFn = for<'a> fn(
     &'a Runner,
     &'a str,
@@ -110,9 +110,11 @@ fn decode_input<P: Process>(name: &str, input: Value) -> Result<P::Input, CliErr
     })
 }
 
-fn create<P: Process>(runner: &Runner, input: Value) -> Result<String, CliError> {
-    let input = decode_input::<P>(P::NAME, input)?;
-    Ok(runner.create::<P>(&input)?)
+fn create<P: Process>(runner: &Runner, input: Value) -> BoxFuture<'_, Result<String, CliError>> {
+    Box::pin(async move {
+        let input = decode_input::<P>(P::NAME, input)?;
+        Ok(runner.create::<P>(&input).await?)
+    })
 }
 
 fn resume<'a, P: Process>(

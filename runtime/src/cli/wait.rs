@@ -76,7 +76,7 @@ pub(super) async fn drive(
 /// Waits while a run is suspended: returns once its journal grew (a result posted, a
 /// breakpoint decided) or its earliest due time (a sleep, a breakpoint's timeout) passed.
 pub(super) async fn until_news(store: &FileStore, run_id: &str) -> Result<(), CliError> {
-    let events = store.read(run_id)?;
+    let events = store.read(run_id).await?;
     let seen = events.len();
     let due = events.iter().rev().find_map(|e| match e {
         Event::Suspended { due_ms, .. } => Some(*due_ms),
@@ -86,7 +86,7 @@ pub(super) async fn until_news(store: &FileStore, run_id: &str) -> Result<(), Cl
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let now = crate::engine::unix_millis(std::time::SystemTime::now());
-        if store.read(run_id)?.len() != seen || due.is_some_and(|d| now >= d) {
+        if store.read(run_id).await?.len() != seen || due.is_some_and(|d| now >= d) {
             break;
         }
     }

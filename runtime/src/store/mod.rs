@@ -58,6 +58,12 @@ pub enum StoreError {
         /// The error of the failed call.
         source: std::io::Error,
     },
+    /// Another writer took the run over (its lease was given to another worker, with a newer
+    /// epoch), so this writer's events are refused: it must stop driving the run and write
+    /// nothing more. Stores whose writers hold leases return it from [`RunLog::flush`]; the
+    /// file store, whose lock cannot be taken from a live holder, never does.
+    #[error("run `{0}` was taken over by another writer; this writer's events are refused")]
+    Fenced(String),
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {
@@ -69,43 +75,98 @@ pub enum StoreError {
 }
 
 /// An open, exclusively held journal of one run.
+///
+/// `append` only buffers (it never blocks on I/O); `flush` makes what was appended durable.
 pub trait RunLog: Send + Sync + fmt::Debug {
     /// Appends an event. It is durable once a later [`RunLog::flush`] resolves.
     fn append(&self, event: Event) -> Result<(), StoreError>;
     /// Resolves once every event appended so far is durable. Concurrent flushes may share one
-    /// sync (group commit).
+    /// sync (group commit). A store whose writers hold leases fails it with
+    /// [`StoreError::Fenced`] once another writer took the run over: nothing of this writer's
+    /// lands after that.
     fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>>;
 }
 
+/// A run opened for writing by [`Store::open`]: its journal so far and the log to append to.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OpenRun {
+    /// The run's events so far, in journal order.
+    pub events: Vec<Event>,
+    /// The run's log, held exclusively until it is dropped.
+    pub log: Arc<dyn RunLog>,
+}
+
+impl OpenRun {
+    /// An opened run (for [`Store`] implementations).
+    pub fn new(events: Vec<Event>, log: Arc<dyn RunLog>) -> Self {
+        OpenRun { events, log }
+    }
+}
+
 /// A place that keeps run journals.
+///
+/// Every call returns a future, so a store reached over the network fits without blocking
+/// tokio's worker threads; the [`FileStore`] does its file work on tokio's blocking threads.
+/// Holding a run is exclusive: [`Store::create`] and [`Store::open`] hand out the run's one
+/// [`RunLog`], and a second open while it lives fails with [`StoreError::Locked`]. (A store
+/// whose writers are workers on several machines makes that hold a lease with an epoch that
+/// fences every flush; see [`StoreError::Fenced`].)
+///
+/// Methods take `&self` and return a boxed future borrowing it, so a store is used as
+/// `Arc<dyn Store>`:
+///
+/// ```
+/// use minder::store::{MemoryStore, Store};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = MemoryStore::new();
+/// assert!(store.list().await.unwrap().is_empty());
+/// # }
+/// ```
 pub trait Store: Send + Sync + fmt::Debug + 'static {
-    /// Creates a new run whose journal starts with `first`, and opens it for writing.
-    fn create(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError>;
+    /// Creates a new run whose journal starts with `first` (durable when this resolves), and
+    /// opens it for writing.
+    fn create<'a>(
+        &'a self,
+        run_id: &'a str,
+        first: Event,
+    ) -> BoxFuture<'a, Result<Arc<dyn RunLog>, StoreError>>;
     /// Opens an existing run for writing; returns its journal so far.
-    fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError>;
+    fn open<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<OpenRun, StoreError>>;
     /// Reads a run's journal without opening it for writing.
-    fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError>;
-    /// The ids of all runs.
-    fn list(&self) -> Result<Vec<String>, StoreError>;
+    fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
+    /// The ids of all runs, sorted.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// Deletes a run and everything kept for it. A run held open for writing is not deleted
+    /// ([`StoreError::Locked`]); an unknown run is [`StoreError::UnknownRun`].
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Leaves a request to cancel `run_id` for the writer that holds it open (see
     /// [`Runner::cancel`](crate::Runner::cancel)), which checks for one while it drives the
     /// run. A store that cannot pass requests keeps the default: the run is reported locked.
-    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
+    fn request_cancel<'a>(
+        &'a self,
+        run_id: &'a str,
+        reason: Option<String>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         let _ = reason;
-        Err(StoreError::Locked(run_id.to_string()))
+        Box::pin(std::future::ready(Err(StoreError::Locked(
+            run_id.to_string(),
+        ))))
     }
 
     /// The pending cancel request of `run_id`, with its reason: `Some(reason)` when there is
     /// one. The default: never.
-    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
+    fn cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Option<Option<String>>> {
         let _ = run_id;
-        None
+        Box::pin(std::future::ready(None))
     }
 
     /// Forgets the cancel request of `run_id` once it was acted on.
-    fn clear_cancel_request(&self, run_id: &str) {
+    fn clear_cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
         let _ = run_id;
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -193,8 +254,22 @@ fn hold(run_id: &str, log: &Arc<MemoryLog>) -> Result<Arc<dyn RunLog>, StoreErro
     Ok(Arc::new(MemoryWriter { log: log.clone() }))
 }
 
-impl Store for MemoryStore {
-    fn create(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError> {
+impl MemoryStore {
+    fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
+        validate_run_id(run_id)?;
+        let log = self
+            .runs
+            .lock()
+            .unwrap()
+            .get(run_id)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
+        let writer = hold(run_id, &log)?;
+        let events = log.events.lock().unwrap().clone();
+        Ok(OpenRun::new(events, writer))
+    }
+
+    fn create_now(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError> {
         validate_run_id(run_id)?;
         let mut runs = self.runs.lock().unwrap();
         if runs.contains_key(run_id) {
@@ -208,48 +283,76 @@ impl Store for MemoryStore {
         hold(run_id, &log)
     }
 
-    fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError> {
+    fn delete_now(&self, run_id: &str) -> Result<(), StoreError> {
         validate_run_id(run_id)?;
-        let log = self
-            .runs
-            .lock()
-            .unwrap()
+        let mut runs = self.runs.lock().unwrap();
+        let log = runs
             .get(run_id)
-            .cloned()
             .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))?;
-        let writer = hold(run_id, &log)?;
-        let events = log.events.lock().unwrap().clone();
-        Ok((events, writer))
-    }
-
-    fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
-        validate_run_id(run_id)?;
-        self.events(run_id)
-            .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))
-    }
-
-    fn list(&self) -> Result<Vec<String>, StoreError> {
-        let mut ids: Vec<String> = self.runs.lock().unwrap().keys().cloned().collect();
-        ids.sort();
-        Ok(ids)
-    }
-
-    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
-        if !self.runs.lock().unwrap().contains_key(run_id) {
-            return Err(StoreError::UnknownRun(run_id.to_string()));
+        if *log.held.lock().unwrap() {
+            return Err(StoreError::Locked(run_id.to_string()));
         }
-        self.cancels
-            .lock()
-            .unwrap()
-            .insert(run_id.to_string(), reason);
+        runs.remove(run_id);
+        self.cancels.lock().unwrap().remove(run_id);
         Ok(())
     }
+}
 
-    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
-        self.cancels.lock().unwrap().get(run_id).cloned()
+impl Store for MemoryStore {
+    fn create<'a>(
+        &'a self,
+        run_id: &'a str,
+        first: Event,
+    ) -> BoxFuture<'a, Result<Arc<dyn RunLog>, StoreError>> {
+        Box::pin(std::future::ready(self.create_now(run_id, first)))
     }
 
-    fn clear_cancel_request(&self, run_id: &str) {
+    fn open<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<OpenRun, StoreError>> {
+        Box::pin(std::future::ready(self.open_now(run_id)))
+    }
+
+    fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
+        let read = validate_run_id(run_id).and_then(|()| {
+            self.events(run_id)
+                .ok_or_else(|| StoreError::UnknownRun(run_id.to_string()))
+        });
+        Box::pin(std::future::ready(read))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let mut ids: Vec<String> = self.runs.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        Box::pin(std::future::ready(Ok(ids)))
+    }
+
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.delete_now(run_id)))
+    }
+
+    fn request_cancel<'a>(
+        &'a self,
+        run_id: &'a str,
+        reason: Option<String>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let requested = if self.runs.lock().unwrap().contains_key(run_id) {
+            self.cancels
+                .lock()
+                .unwrap()
+                .insert(run_id.to_string(), reason);
+            Ok(())
+        } else {
+            Err(StoreError::UnknownRun(run_id.to_string()))
+        };
+        Box::pin(std::future::ready(requested))
+    }
+
+    fn cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Option<Option<String>>> {
+        let request = self.cancels.lock().unwrap().get(run_id).cloned();
+        Box::pin(std::future::ready(request))
+    }
+
+    fn clear_cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
         self.cancels.lock().unwrap().remove(run_id);
+        Box::pin(std::future::ready(()))
     }
 }

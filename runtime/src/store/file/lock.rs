@@ -88,28 +88,13 @@ pub(super) fn lock_run(run_id: &str, dir: &Path) -> Result<File, StoreError> {
             .map_err(|e| open_error(&path, "open", e))?,
         Err(e) => return Err(open_error(&path, "create", e)),
     };
-    // A lock just released can still be held for a moment by a child process that another
-    // thread is starting (between fork and exec the child shares the lock's file description),
-    // so a busy lock is asked again for a short while before the run is reported as locked.
-    let mut tries = 0;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(TryLockError::WouldBlock) if tries < LOCK_TRIES => {
-                tries += 1;
-                std::thread::sleep(LOCK_RETRY);
-            }
-            Err(TryLockError::WouldBlock) => return Err(StoreError::Locked(run_id.to_string())),
-            Err(TryLockError::Error(e)) => {
-                return Err(io_error(format!("cannot lock {}", path.display()), e))
-            }
-        }
+    // Not waited for here: the store's async calls ask a busy lock again, on a timer.
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked(run_id.to_string())),
+        Err(TryLockError::Error(e)) => Err(io_error(format!("cannot lock {}", path.display()), e)),
     }
 }
-
-/// How often, and how far apart, a busy run lock is asked again before it counts as held.
-const LOCK_TRIES: u32 = 10;
-const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Makes a directory's entries durable (a no-op where directories cannot be synced).
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -111,10 +111,11 @@ mod durable;
 mod lock;
 mod writer;
 
-use super::{validate_run_id, RunLog, Store, StoreError};
+use super::{validate_run_id, OpenRun, RunLog, Store, StoreError};
 use crate::journal::Event;
 use codec::{decode, encode_record, Decoded, MAGIC, VERSION};
 use durable::{read_durable, trusted_len, DURABLE, DURABLE_TMP};
+use futures::future::BoxFuture;
 use lock::{create_private_dir, lock_run, open_error, run_file_options, set_file_mode, sync_dir};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -200,7 +201,13 @@ impl FileStore {
     /// [`Store::open`] would) and returns a notice saying what happened, for the user. `None`
     /// when there was nothing to do. Fails like [`Store::open`] (e.g. [`StoreError::Locked`]
     /// while a writer holds the run).
-    pub fn recover(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn recover(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        retry_busy(move || store.recover_now(&run_id)).await
+    }
+
+    fn recover_now(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let dir = self.existing_run(run_id)?;
         match dir.join(DURABLE).symlink_metadata() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -376,13 +383,13 @@ struct Opened {
     notice: Option<String>,
 }
 
-impl Store for FileStore {
-    fn create(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError> {
+impl FileStore {
+    fn create_now(&self, run_id: &str, first: &Event) -> Result<Arc<dyn RunLog>, StoreError> {
         validate_run_id(run_id)?;
         let mut bytes = Vec::with_capacity(256);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&VERSION.to_le_bytes());
-        encode_record(&first, &mut bytes)?;
+        encode_record(first, &mut bytes)?;
 
         self.ensure_runs_dir()?;
         let dir = self.run_dir(run_id);
@@ -439,7 +446,7 @@ impl Store for FileStore {
         Ok(Arc::new(log))
     }
 
-    fn open(&self, run_id: &str) -> Result<(Vec<Event>, Arc<dyn RunLog>), StoreError> {
+    fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
         let Opened {
             events,
             path,
@@ -456,10 +463,10 @@ impl Store for FileStore {
             self.syncs.clone(),
             self.fail_sync.clone(),
         )?;
-        Ok((events, Arc::new(log)))
+        Ok(OpenRun::new(events, Arc::new(log)))
     }
 
-    fn read(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
+    fn read_now(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
         let dir = self.existing_run(run_id)?;
         let path = dir.join(JOURNAL);
         let mut file = match run_file_options().read(true).open(&path) {
@@ -476,7 +483,7 @@ impl Store for FileStore {
         Ok(decode(&path, &bytes[..trusted])?.events)
     }
 
-    fn list(&self) -> Result<Vec<String>, StoreError> {
+    fn list_now(&self) -> Result<Vec<String>, StoreError> {
         let entries = match fs::read_dir(&self.runs_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -504,7 +511,7 @@ impl Store for FileStore {
         Ok(ids)
     }
 
-    fn request_cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
+    fn request_cancel_now(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
         let dir = self.existing_run(run_id)?;
         // Written whole, then renamed into place: the writer never reads half a request.
         let staged = dir.join(format!("{CANCEL}.{}", std::process::id()));
@@ -525,7 +532,7 @@ impl Store for FileStore {
             .map_err(|e| io_error(context(), e))
     }
 
-    fn cancel_request(&self, run_id: &str) -> Option<Option<String>> {
+    fn cancel_request_now(&self, run_id: &str) -> Option<Option<String>> {
         let dir = self.real_run_dir(run_id)?;
         let mut file = run_file_options().read(true).open(dir.join(CANCEL)).ok()?;
         let mut text = Vec::new();
@@ -534,9 +541,126 @@ impl Store for FileStore {
         Some(value["reason"].as_str().map(str::to_string))
     }
 
-    fn clear_cancel_request(&self, run_id: &str) {
+    fn clear_cancel_request_now(&self, run_id: &str) {
         if let Some(dir) = self.real_run_dir(run_id) {
             let _ = fs::remove_file(dir.join(CANCEL));
+        }
+    }
+
+    fn delete_now(&self, run_id: &str) -> Result<(), StoreError> {
+        let dir = self.existing_run(run_id)?;
+        // Held while the run is moved out of sight: nobody is writing it.
+        let lock = lock_run(run_id, &dir)?;
+        static DOOMED: AtomicU64 = AtomicU64::new(0);
+        let doomed = self.runs_dir.join(format!(
+            ".delete-{run_id}-{}-{}",
+            std::process::id(),
+            DOOMED.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::rename(&dir, &doomed)
+            .map_err(|e| io_error(format!("cannot delete {}", dir.display()), e))?;
+        // Gone for good once the rename is durable; the files go after.
+        sync_dir(&self.runs_dir)?;
+        drop(lock);
+        fs::remove_dir_all(&doomed)
+            .map_err(|e| io_error(format!("cannot remove {}", doomed.display()), e))
+    }
+}
+
+impl Store for FileStore {
+    fn create<'a>(
+        &'a self,
+        run_id: &'a str,
+        first: Event,
+    ) -> BoxFuture<'a, Result<Arc<dyn RunLog>, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || store.create_now(&run_id, &first)))
+    }
+
+    fn open<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<OpenRun, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(retry_busy(move || store.open_now(&run_id)))
+    }
+
+    fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || store.read_now(&run_id)))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || store.list_now()))
+    }
+
+    fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(retry_busy(move || store.delete_now(&run_id)))
+    }
+
+    fn request_cancel<'a>(
+        &'a self,
+        run_id: &'a str,
+        reason: Option<String>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || {
+            store.request_cancel_now(&run_id, reason)
+        }))
+    }
+
+    fn cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Option<Option<String>>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || store.cancel_request_now(&run_id)))
+    }
+
+    fn clear_cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || store.clear_cancel_request_now(&run_id)))
+    }
+}
+
+/// How often, and how far apart, a busy run lock is asked again before it counts as held.
+const LOCK_TRIES: u32 = 10;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Runs `f` (file work: reads, writes, syncs) on tokio's blocking threads when called inside a
+/// tokio runtime, so no worker thread waits for the disk; outside one, on the caller's thread.
+/// A panic in `f` is the caller's panic.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => match handle.spawn_blocking(f).await {
+            Ok(value) => value,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        },
+        Err(_) => f(),
+    }
+}
+
+/// Runs `f` off the runtime (see [`off_runtime`]); while it finds the run's lock busy, asks
+/// again a few times, a timer apart (never a thread sleep). A lock just released can still be
+/// held for a moment by a child process that another thread is starting (between fork and
+/// exec the child shares the lock's file description), or by the writer thread of a log just
+/// dropped while it writes what was left.
+async fn retry_busy<T: Send + 'static>(
+    f: impl Fn() -> Result<T, StoreError> + Send + Sync + 'static,
+) -> Result<T, StoreError> {
+    let f = Arc::new(f);
+    let mut tries = 0;
+    loop {
+        let attempt = f.clone();
+        match off_runtime(move || attempt()).await {
+            Err(StoreError::Locked(_)) if tries < LOCK_TRIES => {
+                tries += 1;
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            done => return done,
         }
     }
 }

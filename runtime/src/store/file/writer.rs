@@ -11,7 +11,6 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::codec::encode_record;
@@ -90,6 +89,8 @@ struct State {
     failure: Option<Failure>,
     /// The log was dropped: write what is pending and stop.
     closing: bool,
+    /// The writer thread has ended (its [`StopGuard`] ran).
+    stopped: bool,
 }
 
 impl State {
@@ -170,12 +171,17 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer thread: a flush queued a waiter, a write ended, or the log closes.
     wake: Condvar,
+    /// Signalled when the writer thread ends, for a drop that waits for it.
+    stopped: Condvar,
     /// The journal, positioned at its end. Locked only by the holder of `State::busy`.
     file: Mutex<File>,
     path: PathBuf,
     syncs: Arc<AtomicU64>,
     /// Fault injection: the next sync fails (see [`FileStore::fail_next_sync`](super::FileStore::fail_next_sync)).
     fail_sync: Arc<AtomicBool>,
+    /// The locked `lock` file: released when the log is dropped with nothing left to write,
+    /// else by the writer thread once it wrote and synced what was left.
+    run_lock: Mutex<Option<File>>,
 }
 
 impl Shared {
@@ -236,12 +242,10 @@ impl Shared {
     }
 }
 
-/// An open run journal: appends go to a writer thread; holds the run's lock while it lives.
+/// An open run journal: appends go to a writer thread; holds the run's lock while it lives
+/// (and, when it is dropped with records still to write, until its thread wrote them).
 pub(super) struct FileLog {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-    /// The locked `lock` file; released when the log is dropped (after the thread stopped).
-    _lock: File,
 }
 
 impl fmt::Debug for FileLog {
@@ -269,24 +273,22 @@ impl FileLog {
                 ..State::default()
             }),
             wake: Condvar::new(),
+            stopped: Condvar::new(),
             file: Mutex::new(file),
             path,
             syncs,
             fail_sync,
+            run_lock: Mutex::new(Some(lock)),
         });
-        let thread = {
+        {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("minder-journal".to_string())
                 .spawn(move || write_loop(&shared))
-                .map_err(|e| io_error("cannot start the journal writer".to_string(), e))?
-        };
+                .map_err(|e| io_error("cannot start the journal writer".to_string(), e))?;
+        }
         OPEN_LOGS.fetch_add(1, Ordering::SeqCst);
-        Ok(FileLog {
-            shared,
-            thread: Some(thread),
-            _lock: lock,
-        })
+        Ok(FileLog { shared })
     }
 
     /// The lone flush: writes and syncs everything pending on the caller's thread. Called with
@@ -344,12 +346,25 @@ impl RunLog for FileLog {
         // run open. Nothing could share this sync, and handing it to the writer thread and
         // back costs two thread wake-ups (100-130 µs a step on the benchmark machine, where
         // the sync itself takes 200-300 µs), so the caller syncs in place.
+        //
+        // Never on a tokio worker thread, though, where the sync would hold up every other
+        // task of that thread: on a multi-thread runtime the worker first hands its other tasks
+        // to another thread (`block_in_place`, which costs no wait here); on a current-thread
+        // runtime the sync goes to the writer thread as below. Off any runtime it is done here.
         if !state.busy
             && state.waiters.is_empty()
             && state.open_steps == 0
             && OPEN_LOGS.load(Ordering::SeqCst) == 1
         {
-            return Box::pin(std::future::ready(self.flush_in_place(state)));
+            use tokio::runtime::{Handle, RuntimeFlavor};
+            match Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(RuntimeFlavor::MultiThread) => {
+                    let done = tokio::task::block_in_place(|| self.flush_in_place(state));
+                    return Box::pin(std::future::ready(done));
+                }
+                Err(_) => return Box::pin(std::future::ready(self.flush_in_place(state))),
+                Ok(_) => {}
+            }
         }
         let (tx, rx) = oneshot::channel();
         state.waiters.push_back((target, tx));
@@ -367,12 +382,48 @@ impl RunLog for FileLog {
 }
 
 impl Drop for FileLog {
+    /// Closes the log. With nothing left to write the run's lock is released here; else the
+    /// writer thread writes and syncs what is left, then releases it. Off any runtime the drop
+    /// waits for that (and on a multi-thread runtime, after handing the worker's other tasks
+    /// to another thread with `block_in_place`), so what was appended is on disk when the drop
+    /// returns. On a current-thread runtime it does not wait (its one thread runs every task):
+    /// the run stays locked a moment longer, and [`Store::open`](crate::store::Store::open)
+    /// waits a moment for a busy lock.
     fn drop(&mut self) {
-        self.shared.lock().closing = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let idle = {
+            let mut state = self.shared.lock();
+            state.closing = true;
+            !state.busy && state.pending.is_empty()
+        };
+        if !idle {
+            use tokio::runtime::{Handle, RuntimeFlavor};
+            let wait = || {
+                self.shared.wake.notify_one();
+                let mut state = self.shared.lock();
+                while !state.stopped {
+                    state = self
+                        .shared
+                        .stopped
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            match Handle::try_current().map(|h| h.runtime_flavor()) {
+                Err(_) => wait(),
+                Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+                Ok(_) => {}
+            }
         }
+        if idle {
+            drop(
+                self.shared
+                    .run_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
+        }
+        self.shared.wake.notify_one();
         OPEN_LOGS.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -382,11 +433,24 @@ struct StopGuard<'a>(&'a Shared);
 
 impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
+        // The log was dropped and what was left is written: the run is free. (A thread that
+        // stops on a failure leaves the lock to the log, which releases it when dropped.)
+        if self.0.lock().closing {
+            drop(
+                self.0
+                    .run_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
+        }
         let (waiters, failure): (Vec<_>, _) = {
             let mut state = self.0.lock();
             let failure = state.failure.get_or_insert(Failure::Stopped).clone();
+            state.stopped = true;
             (state.waiters.drain(..).collect(), failure)
         };
+        self.0.stopped.notify_all();
         complete(waiters, Some(&failure));
     }
 }
@@ -430,8 +494,10 @@ mod tests {
     use crate::store::{FileStore, Store};
 
     // The only test of this crate's unit tests that opens a journal for writing: the in-place
-    // path needs this to be the one open log of the process.
-    #[tokio::test]
+    // path needs this to be the one open log of the process. On a multi-thread runtime the
+    // lone flush syncs in place (the worker's other tasks handed away first); on a
+    // current-thread runtime it goes to the writer thread, which is checked at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_flush_syncs_in_place_and_an_open_step_leaves_it_to_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
@@ -441,7 +507,7 @@ mod tests {
             seq: None,
             location: None,
         };
-        let log = store.create("lone", created).unwrap();
+        let log = store.create("lone", created.clone()).await.unwrap();
         let started = |key: &str| Event::StepStarted {
             key: key.to_string(),
             task: "t".to_string(),
@@ -476,6 +542,31 @@ mod tests {
         assert_eq!(store.sync_count(), before + 3, "synced before being polled");
         flush.await.unwrap();
         drop(log);
-        assert_eq!(store.read("lone").unwrap().len(), 7);
+        assert_eq!(store.read("lone").await.unwrap().len(), 7);
+
+        // On a current-thread runtime (its one thread runs every task) a lone flush never
+        // syncs on the caller's thread: the writer thread does it once the flush is awaited.
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let log = store.open("lone").await.unwrap().log;
+                let before = store.sync_count();
+                log.append(created).unwrap();
+                let flush = log.flush();
+                assert_eq!(
+                    store.sync_count(),
+                    before,
+                    "not synced on the runtime's thread"
+                );
+                flush.await.unwrap();
+                assert_eq!(store.sync_count(), before + 1);
+            });
+        })
+        .join()
+        .unwrap();
     }
 }
