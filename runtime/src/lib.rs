@@ -1,7 +1,7 @@
 // The rooms of this crate, and which way the arrows run (a module uses only those to its
 // left; `../shared/tools/module-cycles` checks that there is no cycle):
 //
-//   journal -> store -> error -> replay -> engine -> ctx -> steps -> command -> run -> testing -> cli
+//   journal -> store -> error -> replay -> engine -> ctx -> steps -> command -> run -> worker -> testing -> cli
 //
 // - journal: the events a run records (data only).
 // - store: where journals live: the `Store` trait, the file store, the memory store.
@@ -14,6 +14,7 @@
 //   effects (breakpoints, external tasks), select (journaled races).
 // - command: command tasks (programs in their own process group).
 // - run: the runner: create, drive, resume, post, decide, cancel.
+// - worker: workers that claim ready runs from a store and drive them.
 // - testing: mocks, a virtual clock, automatic answers, journal replay checks (through the
 //   engine's hooks seam only).
 // - cli: the command line. Beside them: graph (the static graph), inspect (journal summaries),
@@ -83,6 +84,7 @@ mod select;
 pub mod store;
 mod task;
 pub mod testing;
+pub mod worker;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -94,7 +96,7 @@ pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind, Waiting
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{
-    Finished, Process, Runner, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
+    Finished, Process, Runner, Submit, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
 };
 pub use crate::select::Either;
 pub use crate::store::{FileStore, MemoryStore, Store};

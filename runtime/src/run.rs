@@ -32,10 +32,37 @@ pub trait Process: Send + Sync + 'static {
     type Output: Journaled;
     /// The error the process body returns.
     type Error: fmt::Display + Send + 'static;
+    /// The queue workers take its runs from unless [`Submit::queue`] names another
+    /// (`#[process(queue = "..")]`; [`DEFAULT_QUEUE`](crate::store::DEFAULT_QUEUE) if not set).
+    const QUEUE: &'static str = crate::store::DEFAULT_QUEUE;
     /// The static graph of the process body.
     fn graph() -> &'static Graph;
     /// Runs the process body.
     fn run(ctx: &Ctx, input: Self::Input) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
+}
+
+/// Where a submitted run goes: its queue and priority (see [`Runner::submit_with`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Submit {
+    /// The queue (default: the process's, [`Process::QUEUE`]).
+    pub queue: Option<String>,
+    /// Lower runs first among the ready runs of a queue (default 0).
+    pub priority: Option<i32>,
+}
+
+impl Submit {
+    /// Puts the run on `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Sets the run's priority: lower runs first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
 }
 
 /// A finished run.
@@ -155,15 +182,35 @@ impl Runner {
         &self.store
     }
 
-    /// Creates a run without starting it; [`Runner::resume`] starts it.
+    /// Creates a run without starting it; [`Runner::resume`] starts it, or a
+    /// worker (`minder::worker`) on the same store picks it up.
     ///
     /// The input is journaled when this is called; the future only writes it.
     pub fn create<P: Process>(
         &self,
         input: &P::Input,
     ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
+        self.submit_with::<P>(input, Submit::default())
+    }
+
+    /// Submits a run for workers (`minder::worker`): creates it, ready to be driven,
+    /// and returns its id. (The same as [`Runner::create`]: a created run is ready; a worker
+    /// on the same store takes it.)
+    pub fn submit<P: Process>(
+        &self,
+        input: &P::Input,
+    ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
+        self.submit_with::<P>(input, Submit::default())
+    }
+
+    /// [`Runner::submit`] with a queue or priority of its own.
+    pub fn submit_with<P: Process>(
+        &self,
+        input: &P::Input,
+        options: Submit,
+    ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
         let run_id = new_run_id();
-        let first = created::<P>(&run_id, input);
+        let first = created::<P>(&run_id, input, &options);
         async move {
             drop(self.store.create(&run_id, first?).await?);
             Ok(run_id)
@@ -173,7 +220,7 @@ impl Runner {
     /// Runs a process to its end.
     pub async fn run<P: Process>(&self, input: P::Input) -> Result<Finished<P::Output>, RunError> {
         let run_id = new_run_id();
-        let first = created::<P>(&run_id, &input)?;
+        let first = created::<P>(&run_id, &input, &Submit::default())?;
         let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
         self.drive::<P>(run_id, log, ReplayMap::empty(), input, None)
@@ -191,7 +238,26 @@ impl Runner {
         run_id: &str,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
-        let OpenRun { events, log, .. } = self.store.open(run_id).await?;
+        let open = self.store.open(run_id).await?;
+        self.resume_open::<P>(run_id, open, posting).await
+    }
+
+    /// Drives a run a worker claimed (see [`Store::claim`]).
+    pub(crate) async fn resume_claimed<P: Process>(
+        &self,
+        claimed: crate::store::Claimed,
+    ) -> Result<Finished<P::Output>, RunError> {
+        self.resume_open::<P>(&claimed.run_id, claimed.open, None)
+            .await
+    }
+
+    async fn resume_open<P: Process>(
+        &self,
+        run_id: &str,
+        open: OpenRun,
+        posting: Option<Arc<Posting>>,
+    ) -> Result<Finished<P::Output>, RunError> {
+        let OpenRun { events, log, .. } = open;
         if posting.is_none() {
             // Programs a crashed runner left running go before anything runs again.
             crate::command::kill_orphans(&events).await;
@@ -523,14 +589,24 @@ impl Runner {
 }
 
 /// The first event of a new run of `P`.
-fn created<P: Process>(run_id: &str, input: &P::Input) -> Result<Event, RunError> {
+fn created<P: Process>(
+    run_id: &str,
+    input: &P::Input,
+    options: &Submit,
+) -> Result<Event, RunError> {
     let input = serde_json::to_value(input)
         .map_err(|e| RunError::Decode(format!("cannot journal the input: {e}")))?;
+    let queue = options
+        .queue
+        .clone()
+        .or_else(|| (P::QUEUE != crate::store::DEFAULT_QUEUE).then(|| P::QUEUE.to_string()));
     Ok(Event::RunCreated {
         run_id: run_id.to_string(),
         process: P::NAME.to_string(),
         input,
         fingerprint: P::graph().fingerprint(),
+        queue,
+        priority: options.priority.filter(|p| *p != 0),
     })
 }
 

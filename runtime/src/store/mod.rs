@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+mod claim;
 mod file;
+pub use claim::{ClaimRequest, Claimed, Readiness, DEFAULT_QUEUE};
 pub use file::FileStore;
 
 /// A failure of the journal store.
@@ -142,6 +144,62 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// ([`StoreError::Locked`]); an unknown run is [`StoreError::UnknownRun`].
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Claims up to `request.max` runs that a worker can drive now ([`Readiness`]: ready, or
+    /// due), of the processes and structures it has, from its queues, lowest priority value
+    /// first, then oldest; each is opened for writing as by [`Store::open`] and held until
+    /// dropped (a store with leases holds it for `request.lease` past the last flush or
+    /// heartbeat). Runs another writer holds are skipped.
+    ///
+    /// The default reads every run's journal, which suits small stores (the [`MemoryStore`]);
+    /// the [`FileStore`] keeps an index of the runs that are not ended or parked, so a claim
+    /// reads only those.
+    fn claim<'a>(
+        &'a self,
+        request: &'a ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<Claimed>, StoreError>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let mut candidates = Vec::new();
+            for id in self.list().await? {
+                let Ok(events) = self.read(&id).await else {
+                    continue;
+                };
+                let Some((process, fingerprint, queue, priority)) =
+                    events.first().and_then(claim::created_facts)
+                else {
+                    continue;
+                };
+                if request.wants(process, fingerprint, queue)
+                    && Readiness::of(&events).claimable_at(now)
+                {
+                    candidates.push((priority, id, process.to_string()));
+                }
+            }
+            candidates.sort();
+            let mut claimed = Vec::new();
+            for (_, id, process) in candidates {
+                if claimed.len() >= request.max {
+                    break;
+                }
+                match self.open(&id).await {
+                    // Looked at again once held: another writer may have moved it meanwhile.
+                    Ok(open) if Readiness::of(&open.events).claimable_at(now) => {
+                        claimed.push(Claimed::new(id, process, open))
+                    }
+                    Ok(_) | Err(StoreError::Locked(_) | StoreError::UnknownRun(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// Waits until there may be new work for workers (a run created, resolved or due), or
+    /// until `timeout` passes. The default waits out the timeout: workers then poll.
+    fn wait_for_work(&self, timeout: std::time::Duration) -> BoxFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(timeout))
+    }
+
     /// Leaves a request to cancel `run_id` for the writer that holds it open (see
     /// [`Runner::cancel`](crate::Runner::cancel)), which checks for one while it drives the
     /// run. A store that cannot pass requests keeps the default: the run is reported locked.
@@ -168,6 +226,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = run_id;
         Box::pin(std::future::ready(()))
     }
+}
+
+/// The wall clock in milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Checks that a run id is a plain name (no path separators, no `..`).

@@ -109,6 +109,7 @@
 mod codec;
 mod durable;
 mod lock;
+mod ready;
 mod writer;
 
 use super::{validate_run_id, OpenRun, RunLog, Store, StoreError};
@@ -443,7 +444,18 @@ impl FileStore {
             self.syncs.clone(),
             self.fail_sync.clone(),
         )?;
-        Ok(Arc::new(log))
+        // Ready for workers once this returns (a crash before it: the caller never got the id).
+        ready::write_entry(
+            &self.runs_dir,
+            run_id,
+            ready::Entry::of(first, super::Readiness::Ready).as_ref(),
+        )?;
+        Ok(Arc::new(ready::IndexedLog::created(
+            Arc::new(log),
+            &self.runs_dir,
+            run_id,
+            first,
+        )))
     }
 
     fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
@@ -463,7 +475,11 @@ impl FileStore {
             self.syncs.clone(),
             self.fail_sync.clone(),
         )?;
-        Ok(OpenRun::new(events, Arc::new(log)))
+        Ok(ready::indexed(
+            self,
+            run_id,
+            OpenRun::new(events, Arc::new(log)),
+        ))
     }
 
     fn read_now(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
@@ -562,6 +578,7 @@ impl FileStore {
         // Gone for good once the rename is durable; the files go after.
         sync_dir(&self.runs_dir)?;
         drop(lock);
+        ready::write_entry(&self.runs_dir, run_id, None)?;
         fs::remove_dir_all(&doomed)
             .map_err(|e| io_error(format!("cannot remove {}", doomed.display()), e))
     }
@@ -599,6 +616,15 @@ impl Store for FileStore {
         let store = self.clone();
         let run_id = run_id.to_string();
         Box::pin(retry_busy(move || store.delete_now(&run_id)))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        request: &'a super::ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<super::Claimed>, StoreError>> {
+        let store = self.clone();
+        let request = request.clone();
+        Box::pin(off_runtime(move || ready::claim(&store, &request)))
     }
 
     fn request_cancel<'a>(
