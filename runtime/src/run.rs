@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
-use std::time::SystemTime;
 
 /// A process: what `#[process]` generates for an `async fn(&Ctx, Input) -> Result<Output, E>`.
 ///
@@ -686,11 +685,7 @@ pub(crate) fn pending_effect(
     }
 }
 
-/// A new run id: a ULID (48 bits of milliseconds since the epoch and 80 random bits, in
-/// Crockford's base 32), so ids sort by creation time and two runs created in the same
-/// millisecond still do not collide.
+/// A new run id: a ULID (see `store::new_id`), so ids sort by creation time.
 pub(crate) fn new_run_id() -> String {
-    let random =
-        (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..))) & ((1u128 << 80) - 1);
-    ulid::Ulid::from_parts(unix_millis(SystemTime::now()), random).to_string()
+    crate::store::new_id()
 }

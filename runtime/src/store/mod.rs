@@ -9,8 +9,12 @@ use std::sync::{Arc, Mutex};
 
 mod claim;
 mod file;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub use claim::{ClaimRequest, Claimed, Readiness, DEFAULT_QUEUE};
 pub use file::FileStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 
 /// A failure of the journal store.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,15 @@ pub enum StoreError {
     /// file store, whose lock cannot be taken from a live holder, never does.
     #[error("run `{0}` was taken over by another writer; this writer's events are refused")]
     Fenced(String),
+    /// The database could not be used: it cannot be reached, refused the credentials, holds
+    /// the schema of a newer minder, or a statement failed. `url` has its password masked.
+    #[error("PostgreSQL at {url}: {message}")]
+    Database {
+        /// The database URL, its password masked.
+        url: String,
+        /// What failed, and the database's or the connection's message.
+        message: String,
+    },
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {
@@ -226,6 +239,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = run_id;
         Box::pin(std::future::ready(()))
     }
+}
+
+/// A new id: a ULID (48 bits of milliseconds since the epoch and 80 random bits, in
+/// Crockford's base 32), so ids sort by creation time and two made in the same millisecond
+/// still do not collide.
+pub(crate) fn new_id() -> String {
+    let random =
+        (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..))) & ((1u128 << 80) - 1);
+    ulid::Ulid::from_parts(now_ms(), random).to_string()
 }
 
 /// The wall clock in milliseconds since the epoch.
