@@ -144,7 +144,8 @@ pub use minder_macros::task;
 ///
 /// The function stays callable; a type of the same name (in the type namespace) implements
 /// [`Process`], so `runner.run::<name>(input)` runs it. Option `name = "..."` sets the process
-/// name (default: the function name with `-` for `_`); `crate = "path"` renames minder.
+/// name (default: the function name with `-` for `_`); `queue = "..."` the queue workers take
+/// its runs from (default `default`; see [`worker`]); `crate = "path"` renames minder.
 ///
 /// The body is checked at compile time: no wall clock, randomness, spawning, environment,
 /// direct I/O or plain sleeps outside tasks (use the [`Ctx`] equivalents), no task future left

@@ -69,6 +69,11 @@ async fn ask(ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
     }
 }
 
+#[process(queue = "deploys")]
+async fn deploy(_ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
+    Ok(mark(job.log, job.tag, 1).await?)
+}
+
 fn processes() -> Processes {
     Processes::new()
         .process::<three_steps>()
@@ -363,8 +368,16 @@ async fn runs_of_other_processes_or_queues_are_left_alone() {
         .submit::<nap>(&job(dir.path(), "z", true))
         .await
         .unwrap();
+    // `#[process(queue = "deploys")]`: its runs go to that queue unless told otherwise.
+    let deploy_run = submitter
+        .submit::<deploy>(&job(dir.path(), "d", true))
+        .await
+        .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(runner(&runs), Processes::new().process::<three_steps>())
+    let worker = Worker::new(
+        runner(&runs),
+        Processes::new().process::<three_steps>().process::<deploy>(),
+    )
         .queues(vec!["default".to_string()])
         .poll(Duration::from_millis(20));
     let handle = tokio::spawn(worker.run_until(async {
@@ -375,7 +388,27 @@ async fn runs_of_other_processes_or_queues_are_left_alone() {
     stop.send(()).unwrap();
     let report = handle.await.unwrap().unwrap();
     assert_eq!(report.completed, 1, "{report:?}");
-    for untouched in [&other_queue, &nap_run] {
+    for untouched in [&other_queue, &nap_run, &deploy_run] {
         assert_eq!(store.read(untouched).await.unwrap().len(), 1, "{untouched}");
     }
+    let first = store.read(&deploy_run).await.unwrap().remove(0);
+    assert!(
+        matches!(&first, Event::RunCreated { queue: Some(q), .. } if q == "deploys"),
+        "{first:?}"
+    );
+    // A worker on that queue takes both runs there.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(
+        runner(&runs),
+        Processes::new().process::<three_steps>().process::<deploy>(),
+    )
+    .queues(vec!["deploys".to_string()])
+    .poll(Duration::from_millis(20));
+    let handle = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    wait_ended(&store, &[other_queue.clone(), deploy_run.clone()]).await;
+    stop.send(()).unwrap();
+    assert_eq!(handle.await.unwrap().unwrap().completed, 2);
+    assert_eq!(store.read(&nap_run).await.unwrap().len(), 1);
 }
