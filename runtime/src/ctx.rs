@@ -401,7 +401,7 @@ impl Ctx {
             // (the driver drops this future); if something can, the sleep ends here.
             let _waiting = run.wait_for(Waiting {
                 key,
-                kind: "sleep".to_string(),
+                kind: crate::inspect::WaitKind::Sleep,
                 name: "sleep".to_string(),
                 input: serde_json::json!({ "until_ms": deadline }),
                 due_ms: Some(deadline),

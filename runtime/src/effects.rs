@@ -7,8 +7,8 @@
 
 use crate::ctx::{caller, Ctx};
 use crate::engine::Stopped;
-use crate::error::Waiting;
-use crate::error::{RunError, TaskError};
+use crate::error::{DecodeProblem, EffectProblem, RunError, TaskError, Waiting};
+use crate::inspect::WaitKind;
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -78,19 +78,17 @@ fn decode_outcome<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The result of a resolved effect, or a fatal error for the run when it does not fit.
+/// The result of a resolved effect, or a fatal error for the run when it does not fit
+/// (`problem` says whose result it was).
 async fn resolve<T: Journaled>(
     run: &crate::engine::RunState,
-    key: &str,
+    problem: DecodeProblem,
     outcome: &Outcome,
-    what: &str,
 ) -> Result<T, TaskError> {
     match decode_outcome::<T>(outcome) {
         Ok(r) => r,
-        Err(why) => {
-            run.fail(RunError::Decode(format!(
-                "{what} of `{key}` does not fit {why}"
-            )));
+        Err(message) => {
+            run.fail(RunError::Decode { problem, message });
             std::future::pending().await
         }
     }
@@ -135,7 +133,7 @@ impl Ctx {
         location: String,
     ) -> Decision {
         let outcome = self
-            .effect::<Decision>("breakpoint", name, input, deadline, location)
+            .effect::<Decision>(WaitKind::Breakpoint, name, input, deadline, location)
             .await;
         match outcome {
             Ok(d) => d,
@@ -156,14 +154,14 @@ impl Ctx {
     ) -> impl Future<Output = Result<T, TaskError>> + Send + '_ {
         let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
         async move {
-            self.effect::<T>("external", name, input, None, location)
+            self.effect::<T>(WaitKind::External, name, input, None, location)
                 .await
         }
     }
 
     async fn effect<T: Journaled>(
         &self,
-        kind: &str,
+        kind: WaitKind,
         name: String,
         input: serde_json::Result<Value>,
         deadline: Option<u64>,
@@ -176,9 +174,10 @@ impl Ctx {
         let input = match input {
             Ok(v) => v,
             Err(e) => {
-                run.fail(RunError::Decode(format!(
-                    "cannot journal the input of `{key}`: {e}"
-                )));
+                run.fail(RunError::Decode {
+                    problem: DecodeProblem::EffectInput { key },
+                    message: e.to_string(),
+                });
                 return std::future::pending().await;
             }
         };
@@ -192,7 +191,7 @@ impl Ctx {
                 resolved,
                 location: was,
             })) => {
-                if k != kind || n != name || journaled != input {
+                if k != kind.as_str() || n != name || journaled != input {
                     let journal = Replayed::Effect {
                         kind: k,
                         name: n,
@@ -204,7 +203,8 @@ impl Ctx {
                     return std::future::pending().await;
                 }
                 if let Some(outcome) = resolved {
-                    return resolve(&run, &key, &outcome, "the journaled result").await;
+                    let problem = DecodeProblem::EffectResult { key };
+                    return resolve(&run, problem, &outcome).await;
                 }
             }
             Ok(Some(other)) => {
@@ -213,7 +213,7 @@ impl Ctx {
             }
             Ok(None) => run.append(Event::EffectRequested {
                 key: key.clone(),
-                kind: kind.to_string(),
+                kind: kind.as_str().to_string(),
                 name: name.to_string(),
                 input: input.clone(),
                 due_ms: deadline,
@@ -236,14 +236,16 @@ impl Ctx {
                     run.fail(RunError::Store(e));
                     return std::future::pending().await;
                 }
-                return resolve(&run, &key, &outcome, "the test's answer").await;
+                return resolve(&run, DecodeProblem::TestAnswer { key }, &outcome).await;
             }
         }
         if let Some(posting) = run.posting.as_ref().filter(|p| p.key == key) {
             let checked = decode_outcome::<T>(&posting.outcome)
                 .map(drop)
-                .map_err(|why| {
-                    format!("the value posted for `{key}` does not fit {why}; nothing was written")
+                .map_err(|detail| RunError::Effect {
+                    run_id: run.run_id.clone(),
+                    key: key.clone(),
+                    problem: EffectProblem::InvalidValue { detail },
                 });
             // Counted as progressing while the result is written, so the run is not taken
             // for idle in the meantime.
@@ -255,19 +257,24 @@ impl Ctx {
                         outcome: posting.outcome.clone(),
                     };
                     match run.log().append(event) {
-                        Ok(()) => run.log().flush().await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(()) => run.log().flush().await.map_err(RunError::Store),
+                        Err(e) => Err(RunError::Store(e)),
                     }
                 }
                 Err(why) => Err(why),
             };
             *posting.result.lock().unwrap() = Some(written);
-            run.fail(RunError::Effect(String::new()));
+            // Stops the replay: the runner reads the result from the posting.
+            run.fail(RunError::Effect {
+                run_id: run.run_id.clone(),
+                key: key.clone(),
+                problem: EffectProblem::NotReached,
+            });
             return std::future::pending().await;
         }
         let _waiting = run.wait_for(Waiting {
             key,
-            kind: kind.to_string(),
+            kind,
             name: name.to_string(),
             input,
             due_ms: deadline,

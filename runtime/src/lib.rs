@@ -1,10 +1,13 @@
 // The rooms of this crate, and which way the arrows run (a module uses only those to its
 // left; `../shared/tools/module-cycles` checks that there is no cycle):
 //
-//   journal -> store -> error -> replay -> engine -> ctx -> steps -> command -> run -> testing -> cli
+//   journal -> store -> inspect -> error -> replay -> engine -> ctx -> steps -> command -> run
+//     -> testing -> cli
 //
 // - journal: the events a run records (data only).
 // - store: where journals live: the `Store` trait, the file store, the memory store.
+// - inspect: a journal read back as a summary (what `status` and `list` show), and the states
+//   it names (a run's, a step's, what a run waits for).
 // - error: what tasks, processes and runs fail with (and what a suspended run waits for).
 // - replay: a run's journal by step key, checked for consistency and step order.
 // - engine: the state of one running run (append, flush, fail, wait, notices) and the hooks
@@ -16,8 +19,8 @@
 // - run: the runner: create, drive, resume, post, decide, cancel.
 // - testing: mocks, a virtual clock, automatic answers, journal replay checks (through the
 //   engine's hooks seam only).
-// - cli: the command line. Beside them: graph (the static graph), inspect (journal summaries),
-//   both used by the runner and the command line and using only the journal.
+// - cli: the command line. Beside them: graph (the static graph), used by the runner and the
+//   command line and using only the journal.
 //! # minder
 //!
 //! Type-checked, durable workflows in async Rust. A workflow is an ordinary `async fn` marked
@@ -90,7 +93,10 @@ pub mod cli;
 pub use crate::ctx::Ctx;
 pub use crate::effects::Decision;
 pub use crate::engine::Notice;
-pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind, Waiting};
+pub use crate::error::{
+    CancelProblem, DecodeProblem, EffectProblem, ProcessError, RunError, TaskError, TaskErrorKind,
+    VersionMismatch, Waiting,
+};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{

@@ -3,7 +3,7 @@
 use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
-use crate::error::{RunError, TaskError, TaskErrorKind};
+use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -432,7 +432,10 @@ async fn run_step(
     let args_value = match io.args() {
         Ok(v) => v,
         Err(e) => {
-            let error = RunError::Decode(format!("cannot journal the arguments of `{key}`: {e}"));
+            let error = RunError::Decode {
+                problem: DecodeProblem::Arguments { key },
+                message: e.to_string(),
+            };
             return fatal(&scope, error).await;
         }
     };
@@ -505,32 +508,35 @@ async fn run_step(
         run: &run,
         key: Some(key.clone()),
     };
-    let mocked = run.hooks.mock(def.name, &args_value);
+    let mut mocked = run.hooks.mock(def.name, &args_value);
     let result = loop {
         if run.stopped() {
             return stopped().await;
         }
-        if let Some(mocked) = &mocked {
-            let decoded = match mocked {
-                Ok(outcome) => io.decode(outcome),
-                Err(why) => return fatal(&scope, RunError::Decode(why.clone())).await,
-            };
-            match decoded {
+        // A mock's answer ends the loop either way.
+        match mocked.take() {
+            Some(Err(error)) => return fatal(&scope, error).await,
+            Some(Ok(outcome)) => match io.decode(&outcome) {
                 Ok(r) => break r,
                 Err(e) => {
-                    let why = format!(
-                        "the mock of `{}` returned a value of another type: {e}",
-                        def.name
-                    );
-                    return fatal(&scope, RunError::Decode(why)).await;
+                    let error = RunError::Decode {
+                        problem: DecodeProblem::MockOutput {
+                            task: def.name.to_string(),
+                        },
+                        message: e.to_string(),
+                    };
+                    return fatal(&scope, error).await;
                 }
-            }
+            },
+            None => {}
         }
         let body = match io.start(&args_value) {
             Ok(body) => body,
             Err(e) => {
-                let error =
-                    RunError::Decode(format!("cannot re-read the arguments of `{key}`: {e}"));
+                let error = RunError::Decode {
+                    problem: DecodeProblem::RecordedArguments { key },
+                    message: e.to_string(),
+                };
                 return fatal(&scope, error).await;
             }
         };
@@ -569,7 +575,10 @@ async fn run_step(
             outcome,
         }),
         Err(e) => {
-            let error = RunError::Decode(format!("cannot journal the result of `{key}`: {e}"));
+            let error = RunError::Decode {
+                problem: DecodeProblem::Result { key },
+                message: e.to_string(),
+            };
             return fatal(&scope, error).await;
         }
     }

@@ -123,8 +123,10 @@ fn resume<'a, P: Process>(
 ) -> BoxFuture<'a, Result<Value, RunError>> {
     Box::pin(async move {
         let done = runner.resume::<P>(id).await?;
-        serde_json::to_value(done.output)
-            .map_err(|e| RunError::Decode(format!("cannot encode the output: {e}")))
+        serde_json::to_value(done.output).map_err(|e| RunError::Decode {
+            problem: crate::error::DecodeProblem::Output,
+            message: e.to_string(),
+        })
     })
 }
 
@@ -195,14 +197,14 @@ impl CliError {
             CliError::Input(_) => 2,
             CliError::Waiting => 5,
             CliError::Interrupted(_, signal) => 128 + signal,
-            CliError::Run(RunError::Effect(_)) => 2,
-            CliError::Run(RunError::Cancelled(_)) => 6,
+            CliError::Run(RunError::Effect { .. } | RunError::NotCancelled { .. }) => 2,
+            CliError::Run(RunError::Cancelled { .. }) => 6,
             CliError::Run(RunError::Failed { .. }) => 1,
             CliError::Run(RunError::Store(
                 StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
             )) => 2,
             CliError::Run(RunError::Store(_)) => 3,
-            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version(_)) => 4,
+            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version { .. }) => 4,
             CliError::Run(_) => 3,
         }
     }
