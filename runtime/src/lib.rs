@@ -72,10 +72,10 @@
 
 pub mod command;
 mod ctx;
-pub mod effects;
+mod effects;
 mod engine;
 mod error;
-pub mod graph;
+mod graph;
 pub mod inspect;
 mod join;
 pub mod journal;
@@ -103,6 +103,8 @@ pub use crate::run::{
     Finished, Process, Runner, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
 };
 pub use crate::select::Either;
+// The stores a `Runner` is built on, at the root for convenience; their pages are in `store`.
+#[doc(no_inline)]
 pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{artifact_dir, idempotency_key};
 
@@ -208,13 +210,13 @@ pub mod __private {
         access_of, check_call, conflict, conflict_with_earlier, probe, HasAccess, NotATask,
         Parallel, ProbeOther, ProbeTask, ProbedCall,
     };
-    pub use crate::task::{AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn};
+    pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
-    pub use core::future::{poll_fn, Future, IntoFuture};
+    use core::future::IntoFuture;
+    pub use core::future::{poll_fn, Future};
     pub use core::marker::PhantomData;
     pub use core::pin::pin;
     pub use core::task::Poll;
-    pub use core::time::Duration;
     pub use futures::future::BoxFuture;
     pub use minder_macros::parallel_impl;
     pub use serde;
@@ -283,12 +285,6 @@ pub mod __private {
 
     /// Fails to compile, under the user's type, unless `T` can be journaled.
     pub fn assert_journaled<T: Journaled>() {}
-
-    /// Fails to compile, under the user's return type, unless it is a journaled `Result`.
-    pub fn assert_task_return<T: TaskReturn>() {}
-
-    /// Fails to compile, under the user's return type, unless it is `Result<Output, Error>`.
-    pub fn assert_process_return<T: ProcessReturn>() {}
 
     /// What a process returns: a journaled output or an error that can be displayed.
     #[diagnostic::on_unimplemented(

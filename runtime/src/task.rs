@@ -203,13 +203,14 @@ pub trait TaskMeta: Send + 'static {
 
 /// A task's body: the user's function, taking its arguments as a tuple. Called once per
 /// attempt.
-pub type TaskBody<M> = fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
+pub(crate) type TaskBody<M> =
+    fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
 ///
 /// Everything that runs a step is compiled once, in this crate: the step is driven through
-/// [`StepIo`], the one part that knows the task's types, instantiated per argument and return
+/// `StepIo`, the one part that knows the task's types, instantiated per argument and return
 /// type (not per task). What a task adds to its crate's build is its body and a few lines of
 /// glue, as a hand-written `async fn` would.
 #[must_use = "a task does nothing unless it is awaited: add `.await`, or pass it to `parallel!`"]
