@@ -58,9 +58,11 @@ pub(crate) trait Hooks: Send + Sync + fmt::Debug + 'static {
     }
 
     /// For the implementation to find itself again.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     fn as_any(&self) -> &dyn Any;
 
     /// For the implementation to change itself (while its runner holds it alone).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 

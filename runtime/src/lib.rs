@@ -63,6 +63,7 @@
 //! ```
 //!
 //! What the macros reject at compile time, and why, is in the README.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -85,9 +86,12 @@ mod run;
 mod select;
 pub mod store;
 mod task;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 
 pub use crate::ctx::Ctx;

@@ -138,8 +138,8 @@ impl Runner {
     /// [`Runner::run`] / [`Runner::resume`] return [`RunError::Suspended`] listing the sleep with
     /// its due time, a later resume continues once it is due, and `resume --wait` wakes up for
     /// it. Shorter sleeps, and long ones while other steps of the run still progress, are
-    /// waited out in the program. `Duration::MAX` waits every sleep out; with a
-    /// [virtual clock](Runner::virtual_clock) sleeps never suspend.
+    /// waited out in the program. `Duration::MAX` waits every sleep out; with a virtual clock
+    /// (`Runner::virtual_clock`, feature `testing`) sleeps never suspend.
     pub fn suspend_sleeps_longer_than(mut self, limit: Duration) -> Self {
         self.suspend_sleeps_over = limit;
         self

@@ -2,6 +2,10 @@
 //! and external tasks answered by the test, and a virtual clock; and replay a saved journal
 //! against the current code to catch incompatible changes in CI.
 //!
+//! Behind the `testing` feature, so a service's build does not compile it: enable it where
+//! the tests are, `minder = { version = "..", features = ["testing"] }` under
+//! `[dev-dependencies]`.
+//!
 //! ```
 //! use minder::prelude::*;
 //! use minder::testing::replay_journal;
