@@ -97,6 +97,36 @@ async fn resolve<T: Journaled>(
 impl Ctx {
     /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
     /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
+    ///
+    /// ```
+    /// use minder::inspect::WaitKind;
+    /// use minder::prelude::*;
+    /// use minder::RunError;
+    ///
+    /// #[process]
+    /// async fn release(ctx: &Ctx, version: String) -> Result<String, ProcessError> {
+    ///     let decision = ctx.breakpoint("approve", format!("release {version}?")).await;
+    ///     if !decision.is_approved() {
+    ///         return Err(ProcessError::msg("not approved"));
+    ///     }
+    ///     Ok(format!("released {version}"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = Runner::in_memory();
+    /// // The run stops at the breakpoint, saved as waiting.
+    /// let Err(RunError::Suspended { run_id, waiting }) = runner.run::<release>("1.2".into()).await
+    /// else {
+    ///     panic!("the run did not wait")
+    /// };
+    /// assert_eq!((waiting[0].kind, waiting[0].key.as_str()), (WaitKind::Breakpoint, "approve#0"));
+    /// // A person decides (`approve <run> approve#0` on the command line); the run goes on.
+    /// let yes = Decision::Approved { feedback: None };
+    /// runner.decide(&run_id, "approve#0", yes).await.unwrap();
+    /// let done = runner.resume::<release>(&run_id).await.unwrap();
+    /// assert_eq!(done.output, "released 1.2");
+    /// # }
+    /// ```
     #[track_caller]
     pub fn breakpoint(
         &self,
@@ -146,6 +176,34 @@ impl Ctx {
     /// Waits for the result of a task done outside the program (an agent, a person, another
     /// system), typed `T`. The run stops as waiting until `post` and a resume; `post` checks the
     /// value against `T`.
+    ///
+    /// ```
+    /// use minder::prelude::*;
+    /// use minder::RunError;
+    ///
+    /// #[data]
+    /// struct Review {
+    ///     score: u32,
+    /// }
+    ///
+    /// #[process]
+    /// async fn reviewed(ctx: &Ctx, draft: String) -> Result<u32, ProcessError> {
+    ///     let review: Review = ctx.external("review", &draft).await?;
+    ///     Ok(review.score)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = Runner::in_memory();
+    /// let Err(RunError::Suspended { run_id, waiting }) = runner.run::<reviewed>("v1".into()).await
+    /// else {
+    ///     panic!("the run did not wait")
+    /// };
+    /// // Whoever did the review posts its result (`post <run> review#0 --value '{..}'`).
+    /// let result = serde_json::json!({ "score": 9 });
+    /// runner.post::<reviewed>(&run_id, &waiting[0].key, Ok(result)).await.unwrap();
+    /// assert_eq!(runner.resume::<reviewed>(&run_id).await.unwrap().output, 9);
+    /// # }
+    /// ```
     #[track_caller]
     pub fn external<T: Journaled>(
         &self,

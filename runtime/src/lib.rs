@@ -174,6 +174,40 @@ pub use minder_macros::process;
 /// Branches whose tasks declare conflicting `reads`/`writes` of one resource are rejected by
 /// `cargo check` (inside a `#[process]`; other shapes at `cargo build`).
 ///
+/// ```
+/// use minder::prelude::*;
+///
+/// #[task]
+/// async fn double(x: u32) -> Result<u32, TaskError> {
+///     Ok(x * 2)
+/// }
+///
+/// #[task]
+/// async fn half(x: u32) -> Result<u32, TaskError> {
+///     if x % 2 == 1 {
+///         return Err(TaskError::new(format!("{x} is odd")));
+///     }
+///     Ok(x / 2)
+/// }
+///
+/// #[process]
+/// async fn arithmetic(_ctx: &Ctx, x: u32) -> Result<(u32, u32, bool), ProcessError> {
+///     // Fail-fast: a tuple of outputs, or the first error.
+///     let (a, b) = parallel!(double(x), async {
+///         let y = double(x).await?;
+///         half(y).await
+///     })?;
+///     // Settle: each branch's own `Result`.
+///     let (even, odd) = parallel!(settle: half(a), half(b));
+///     Ok((a, even?, odd.is_err()))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let done = Runner::in_memory().run::<arithmetic>(5).await.unwrap();
+/// assert_eq!(done.output, (10, 5, true));
+/// # }
+/// ```
+///
 /// Without the macro, a fail-fast block is roughly:
 ///
 /// ```text
