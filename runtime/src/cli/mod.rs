@@ -1,5 +1,16 @@
-//! The command line: `run`, `resume`, `status`, `list`, `events`, `graph`, for any binary that
-//! registers its processes. Behind the `cli` feature.
+//! The command line for any binary that registers its processes ([`Registry`]) and calls
+//! [`main`]. Behind the `cli` feature.
+//!
+//! - `run <process> --input FILE|-`, `resume <run> [--wait] [--allow-version-change]`: start or
+//!   continue a run and drive it until it ends or stops to wait.
+//! - `status [<run>]`, `list`, `events <run>`, `tasks <run> [--pending]`: read the journals.
+//! - `post <run> <effect> --value JSON|--error MSG`, `approve|reject <run> <breakpoint>
+//!   [--feedback ..]`, `cancel <run> [--reason ..]`: resolve what a run waits for, or end it.
+//! - `graph <process> [--format mermaid|dot|tree]`: the process's static graph.
+//!
+//! Every command takes `--runs-dir DIR` (default `.minder/runs`), `--json` (one JSON document
+//! on standard output; an error is `{"error": .., "exit": ..}`) and `--suspend-sleeps-over
+//! DURATION` (default `60s`).
 //!
 //! ```no_run
 //! use minder::prelude::*;
