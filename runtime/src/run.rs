@@ -2,8 +2,11 @@
 
 use crate::ctx::{in_scope, Ctx, Scope};
 use crate::engine::{unix_millis, Notice, Observer, Posting, RunState};
-use crate::error::{RunError, Waiting};
+use crate::error::{
+    CancelProblem, DecodeProblem, EffectProblem, RunError, VersionMismatch, Waiting,
+};
 use crate::graph::Graph;
+use crate::inspect::{RunState as End, WaitKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::ReplayMap;
 use crate::store::{MemoryStore, OpenRun, RunLog, Store, StoreError};
@@ -161,8 +164,8 @@ impl Runner {
     /// [`Runner::run`] / [`Runner::resume`] return [`RunError::Suspended`] listing the sleep with
     /// its due time, a later resume continues once it is due, and `resume --wait` wakes up for
     /// it. Shorter sleeps, and long ones while other steps of the run still progress, are
-    /// waited out in the program. `Duration::MAX` waits every sleep out; with a
-    /// [virtual clock](Runner::virtual_clock) sleeps never suspend.
+    /// waited out in the program. `Duration::MAX` waits every sleep out; with a virtual clock
+    /// (`Runner::virtual_clock`, feature `testing`) sleeps never suspend.
     pub fn suspend_sleeps_longer_than(mut self, limit: Duration) -> Self {
         self.suspend_sleeps_over = limit;
         self
@@ -268,29 +271,37 @@ impl Runner {
                 "run `{run_id}` has no creation event"
             ))));
         };
+        let mismatch = |mismatch| RunError::Version {
+            run_id: run_id.to_string(),
+            mismatch,
+        };
         if process != P::NAME {
-            return Err(RunError::Version(format!(
-                "run `{run_id}` belongs to process `{process}`, not `{}`",
-                P::NAME
-            )));
+            return Err(mismatch(VersionMismatch::Process {
+                recorded: process,
+                expected: P::NAME.to_string(),
+            }));
         }
-        let now = P::graph().fingerprint();
-        if fingerprint != now && !self.allow_version_change {
-            return Err(RunError::Version(format!(
-                "run `{run_id}` was recorded with structure {fingerprint} of process \
-                 `{process}`, the code now has {now}: finish it with the old build, \
-                 or allow the version change if the edit is safe"
-            )));
+        let current = P::graph().fingerprint();
+        if fingerprint != current && !self.allow_version_change {
+            return Err(mismatch(VersionMismatch::Structure {
+                process,
+                recorded: fingerprint,
+                current,
+            }));
         }
         // A run that ended returns its end again (unless a saved journal is being checked).
         match journal.end {
-            Some(Event::RunCancelled { .. }) => {
-                return Err(RunError::Cancelled(run_id.to_string()))
+            Some(Event::RunCancelled { reason }) => {
+                return Err(RunError::Cancelled {
+                    run_id: run_id.to_string(),
+                    reason,
+                })
             }
             Some(_) if checking => {}
             Some(Event::RunCompleted { output }) => {
-                let output = serde_json::from_value(output).map_err(|e| {
-                    RunError::Decode(format!("the recorded output does not fit: {e}"))
+                let output = serde_json::from_value(output).map_err(|e| RunError::Decode {
+                    problem: DecodeProblem::RecordedOutput,
+                    message: e.to_string(),
                 })?;
                 return Ok(Finished {
                     run_id: run_id.to_string(),
@@ -303,12 +314,19 @@ impl Runner {
                     message: error,
                 });
             }
-            Some(_) => return Err(RunError::Cancelled(run_id.to_string())),
+            Some(_) => {
+                return Err(RunError::Cancelled {
+                    run_id: run_id.to_string(),
+                    reason: None,
+                })
+            }
             None => {}
         }
         let replay = journal.map;
-        let input: P::Input = serde_json::from_value(input)
-            .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
+        let input: P::Input = serde_json::from_value(input).map_err(|e| RunError::Decode {
+            problem: DecodeProblem::RecordedInput,
+            message: e.to_string(),
+        })?;
         self.drive::<P>(run_id.to_string(), log, replay, input, posting)
             .await
     }
@@ -323,7 +341,12 @@ impl Runner {
         effect: &str,
         result: Result<Value, Value>,
     ) -> Result<(), RunError> {
-        pending_effect(&self.store.read(run_id).await?, run_id, effect, "external")?;
+        pending_effect(
+            &self.store.read(run_id).await?,
+            run_id,
+            effect,
+            WaitKind::External,
+        )?;
         let posting = Arc::new(Posting {
             check: false,
             key: effect.to_string(),
@@ -336,11 +359,12 @@ impl Runner {
         let replayed = self.resume_with::<P>(run_id, Some(posting.clone())).await;
         let checked = posting.result.lock().unwrap().take();
         match checked {
-            Some(Ok(())) => Ok(()),
-            Some(Err(why)) => Err(RunError::Effect(why)),
-            None => Err(replayed
-                .err()
-                .unwrap_or_else(|| RunError::Effect(format!("effect `{effect}` was not reached")))),
+            Some(checked) => checked,
+            None => Err(replayed.err().unwrap_or_else(|| RunError::Effect {
+                run_id: run_id.to_string(),
+                key: effect.to_string(),
+                problem: EffectProblem::NotReached,
+            })),
         }
     }
 
@@ -352,14 +376,14 @@ impl Runner {
         decision: crate::effects::Decision,
     ) -> Result<(), RunError> {
         let OpenRun { events, log, .. } = self.store.open(run_id).await?;
-        let due = pending_effect(&events, run_id, breakpoint, "breakpoint")?;
+        let due = pending_effect(&events, run_id, breakpoint, WaitKind::Breakpoint)?;
         let now = unix_millis(self.hooks.now());
-        if let Some(due) = due.filter(|due| now >= *due) {
-            return Err(RunError::Effect(format!(
-                "breakpoint `{breakpoint}` of run `{run_id}` timed out at {}; a decision \
-                 after its deadline is refused (resume the run: it goes on as timed out)",
-                crate::inspect::utc_time(due)
-            )));
+        if let Some(due_ms) = due.filter(|due| now >= *due) {
+            return Err(RunError::Effect {
+                run_id: run_id.to_string(),
+                key: breakpoint.to_string(),
+                problem: EffectProblem::TimedOut { due_ms },
+            });
         }
         let value = serde_json::to_value(&decision).expect("a decision is plain data");
         log.append(Event::EffectResolved {
@@ -377,6 +401,15 @@ impl Runner {
     /// waits for that, up to [`CANCEL_WAIT`].
     pub async fn cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
         let ended = |events: &[Event]| events.iter().rev().find_map(Event::run_end);
+        let refused = |problem| RunError::NotCancelled {
+            run_id: run_id.to_string(),
+            problem,
+        };
+        let end_of = |end: &str| match end {
+            "completed" => End::Completed,
+            "failed" => End::Failed,
+            _ => End::Cancelled,
+        };
         // `Some(since)` once the writer holding the run was asked to cancel it.
         let mut asked: Option<tokio::time::Instant> = None;
         loop {
@@ -402,16 +435,14 @@ impl Runner {
             match (end, asked) {
                 // The writer that was asked stopped the run itself.
                 (Some("cancelled"), Some(_)) => return Ok(()),
-                (Some(end), Some(_)) => {
+                (Some(ended), Some(_)) => {
                     self.store.clear_cancel_request(run_id).await;
-                    return Err(RunError::Effect(format!(
-                        "run `{run_id}` {end} before it could be cancelled"
-                    )));
+                    let end = end_of(ended);
+                    return Err(refused(CancelProblem::EndedFirst { end }));
                 }
-                (Some(end), None) => {
-                    return Err(RunError::Effect(format!(
-                        "run `{run_id}` has already ended ({end}); nothing to cancel"
-                    )))
+                (Some(ended), None) => {
+                    let end = end_of(ended);
+                    return Err(refused(CancelProblem::AlreadyEnded { end }));
                 }
                 (None, None) => {
                     // Another writer is driving it: ask it to stop.
@@ -419,12 +450,8 @@ impl Runner {
                     asked = Some(tokio::time::Instant::now());
                 }
                 (None, Some(since)) if since.elapsed() > CANCEL_WAIT => {
-                    return Err(RunError::Effect(format!(
-                        "asked the writer of run `{run_id}` to cancel it, but it has not \
-                         stopped within {} s; it stops when it next checks, unless it is \
-                         blocked",
-                        CANCEL_WAIT.as_secs()
-                    )));
+                    let waited = CANCEL_WAIT;
+                    return Err(refused(CancelProblem::NotStopped { waited }));
                 }
                 (None, Some(_)) => {}
             }
@@ -528,10 +555,12 @@ impl Runner {
         };
         if let Some(reason) = cancelled {
             // The body is gone (its unfinished steps journaled as cancelled): say why it ended.
-            state.append(Event::RunCancelled { reason });
+            state.append(Event::RunCancelled {
+                reason: reason.clone(),
+            });
             state.flush().await?;
             self.store.clear_cancel_request(&run_id).await;
-            return Err(RunError::Cancelled(run_id));
+            return Err(RunError::Cancelled { run_id, reason });
         }
         if let Some(posting) = &state.posting {
             if posting.check {
@@ -542,15 +571,19 @@ impl Runner {
                         process: P::NAME.to_string(),
                         message: e.to_string(),
                     }),
-                    None => Err(RunError::Effect(String::new())),
+                    None => Err(RunError::Effect {
+                        run_id,
+                        key: String::new(),
+                        problem: EffectProblem::NotReached,
+                    }),
                 };
             }
             let _ = state.flush().await;
-            return Err(RunError::Effect(format!(
-                "effect `{}` of run `{run_id}` is not reached when the run is replayed: it may \
-                 wait behind another effect; resolve that first",
-                posting.key
-            )));
+            return Err(RunError::Effect {
+                run_id,
+                key: posting.key.clone(),
+                problem: EffectProblem::NotReached,
+            });
         }
         let result = match stop {
             Some(result) => result,
@@ -566,8 +599,10 @@ impl Runner {
         };
         match result {
             Ok(output) => {
-                let value = serde_json::to_value(&output)
-                    .map_err(|e| RunError::Decode(format!("cannot journal the output: {e}")))?;
+                let value = serde_json::to_value(&output).map_err(|e| RunError::Decode {
+                    problem: DecodeProblem::Output,
+                    message: e.to_string(),
+                })?;
                 state.append(Event::RunCompleted { output: value });
                 state.flush().await?;
                 Ok(Finished { run_id, output })
@@ -593,8 +628,10 @@ fn created<P: Process>(
     input: &P::Input,
     options: &Submit,
 ) -> Result<Event, RunError> {
-    let input = serde_json::to_value(input)
-        .map_err(|e| RunError::Decode(format!("cannot journal the input: {e}")))?;
+    let input = serde_json::to_value(input).map_err(|e| RunError::Decode {
+        problem: DecodeProblem::Input,
+        message: e.to_string(),
+    })?;
     let queue = options
         .queue
         .clone()
@@ -619,7 +656,7 @@ pub(crate) fn pending_effect(
     events: &[Event],
     run_id: &str,
     key: &str,
-    kind: &str,
+    kind: WaitKind,
 ) -> Result<Option<u64>, RunError> {
     let mut found = None;
     let mut resolved = false;
@@ -658,29 +695,23 @@ pub(crate) fn pending_effect(
             _ => {}
         }
     }
-    let listed = if pending.is_empty() {
-        "it has no pending effects".to_string()
-    } else {
-        format!("pending: {}", pending.join(", "))
+    let pending = || pending.iter().map(|p| p.to_string()).collect();
+    let err = |problem| {
+        Err(RunError::Effect {
+            run_id: run_id.to_string(),
+            key: key.to_string(),
+            problem,
+        })
     };
-    let err = |m: String| Err(RunError::Effect(m));
     match found {
-        None if is_step => err(format!(
-            "`{key}` is a task step of run `{run_id}`, not an effect; {listed}"
-        )),
-        None => err(format!("run `{run_id}` has no effect `{key}`; {listed}")),
-        Some(_) if resolved => err(format!(
-            "effect `{key}` of run `{run_id}` is already resolved"
-        )),
-        Some(_) if ended => err(format!("run `{run_id}` has already ended")),
-        Some((k, _)) if k != kind => err(match k {
-            "breakpoint" => format!("`{key}` is a breakpoint: approve or reject it"),
-            _ => format!("`{key}` is an external task: post its result"),
+        None if is_step => err(EffectProblem::NotAnEffect { pending: pending() }),
+        None => err(EffectProblem::Unknown { pending: pending() }),
+        Some(_) if resolved => err(EffectProblem::AlreadyResolved),
+        Some(_) if ended => err(EffectProblem::RunEnded),
+        Some((k, _)) if WaitKind::of_effect(k) != kind => err(EffectProblem::WrongKind {
+            actual: WaitKind::of_effect(k),
         }),
-        Some(_) if abandoned => err(format!(
-            "the run no longer waits for effect `{key}` (another branch went on without it); \
-             {listed}"
-        )),
+        Some(_) if abandoned => err(EffectProblem::Abandoned { pending: pending() }),
         Some((_, due)) => Ok(due),
     }
 }

@@ -3,7 +3,7 @@
 use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
-use crate::error::{RunError, TaskError, TaskErrorKind};
+use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -203,13 +203,14 @@ pub trait TaskMeta: Send + 'static {
 
 /// A task's body: the user's function, taking its arguments as a tuple. Called once per
 /// attempt.
-pub type TaskBody<M> = fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
+pub(crate) type TaskBody<M> =
+    fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
 ///
 /// Everything that runs a step is compiled once, in this crate: the step is driven through
-/// [`StepIo`], the one part that knows the task's types, instantiated per argument and return
+/// `StepIo`, the one part that knows the task's types, instantiated per argument and return
 /// type (not per task). What a task adds to its crate's build is its body and a few lines of
 /// glue, as a hand-written `async fn` would.
 #[must_use = "a task does nothing unless it is awaited: add `.await`, or pass it to `parallel!`"]
@@ -432,7 +433,10 @@ async fn run_step(
     let args_value = match io.args() {
         Ok(v) => v,
         Err(e) => {
-            let error = RunError::Decode(format!("cannot journal the arguments of `{key}`: {e}"));
+            let error = RunError::Decode {
+                problem: DecodeProblem::Arguments { key },
+                message: e.to_string(),
+            };
             return fatal(&scope, error).await;
         }
     };
@@ -505,32 +509,35 @@ async fn run_step(
         run: &run,
         key: Some(key.clone()),
     };
-    let mocked = run.hooks.mock(def.name, &args_value);
+    let mut mocked = run.hooks.mock(def.name, &args_value);
     let result = loop {
         if run.stopped() {
             return stopped().await;
         }
-        if let Some(mocked) = &mocked {
-            let decoded = match mocked {
-                Ok(outcome) => io.decode(outcome),
-                Err(why) => return fatal(&scope, RunError::Decode(why.clone())).await,
-            };
-            match decoded {
+        // A mock's answer ends the loop either way.
+        match mocked.take() {
+            Some(Err(error)) => return fatal(&scope, error).await,
+            Some(Ok(outcome)) => match io.decode(&outcome) {
                 Ok(r) => break r,
                 Err(e) => {
-                    let why = format!(
-                        "the mock of `{}` returned a value of another type: {e}",
-                        def.name
-                    );
-                    return fatal(&scope, RunError::Decode(why)).await;
+                    let error = RunError::Decode {
+                        problem: DecodeProblem::MockOutput {
+                            task: def.name.to_string(),
+                        },
+                        message: e.to_string(),
+                    };
+                    return fatal(&scope, error).await;
                 }
-            }
+            },
+            None => {}
         }
         let body = match io.start(&args_value) {
             Ok(body) => body,
             Err(e) => {
-                let error =
-                    RunError::Decode(format!("cannot re-read the arguments of `{key}`: {e}"));
+                let error = RunError::Decode {
+                    problem: DecodeProblem::RecordedArguments { key },
+                    message: e.to_string(),
+                };
                 return fatal(&scope, error).await;
             }
         };
@@ -569,7 +576,10 @@ async fn run_step(
             outcome,
         }),
         Err(e) => {
-            let error = RunError::Decode(format!("cannot journal the result of `{key}`: {e}"));
+            let error = RunError::Decode {
+                problem: DecodeProblem::Result { key },
+                message: e.to_string(),
+            };
             return fatal(&scope, error).await;
         }
     }

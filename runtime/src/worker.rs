@@ -292,7 +292,7 @@ impl Worker {
             Ok(()) => report.completed += 1,
             Err(RunError::Failed { .. }) => report.failed += 1,
             Err(RunError::Suspended { .. }) => report.suspended += 1,
-            Err(RunError::Cancelled(_)) => report.cancelled += 1,
+            Err(RunError::Cancelled { .. }) => report.cancelled += 1,
             Err(RunError::Store(StoreError::Fenced(_))) => {
                 tracing::warn!(worker = %self.id, %run_id, "run taken over by another worker; stopped driving it");
                 report.lost += 1;

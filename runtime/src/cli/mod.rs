@@ -1,5 +1,16 @@
-//! The command line: `run`, `resume`, `status`, `list`, `events`, `graph`, for any binary that
-//! registers its processes. Behind the `cli` feature.
+//! The command line for any binary that registers its processes ([`Registry`]) and calls
+//! [`main`]. Behind the `cli` feature.
+//!
+//! - `run <process> --input FILE|-`, `resume <run> [--wait] [--allow-version-change]`: start or
+//!   continue a run and drive it until it ends or stops to wait.
+//! - `status [<run>]`, `list`, `events <run>`, `tasks <run> [--pending]`: read the journals.
+//! - `post <run> <effect> --value JSON|--error MSG`, `approve|reject <run> <breakpoint>
+//!   [--feedback ..]`, `cancel <run> [--reason ..]`: resolve what a run waits for, or end it.
+//! - `graph <process> [--format mermaid|dot|tree]`: the process's static graph.
+//!
+//! Every command takes `--runs-dir DIR` (default `.minder/runs`), `--json` (one JSON document
+//! on standard output; an error is `{"error": .., "exit": ..}`) and `--suspend-sleeps-over
+//! DURATION` (default `60s`).
 //!
 //! ```no_run
 //! use minder::prelude::*;
@@ -123,8 +134,10 @@ fn resume<'a, P: Process>(
 ) -> BoxFuture<'a, Result<Value, RunError>> {
     Box::pin(async move {
         let done = runner.resume::<P>(id).await?;
-        serde_json::to_value(done.output)
-            .map_err(|e| RunError::Decode(format!("cannot encode the output: {e}")))
+        serde_json::to_value(done.output).map_err(|e| RunError::Decode {
+            problem: crate::error::DecodeProblem::Output,
+            message: e.to_string(),
+        })
     })
 }
 
@@ -195,14 +208,14 @@ impl CliError {
             CliError::Input(_) => 2,
             CliError::Waiting => 5,
             CliError::Interrupted(_, signal) => 128 + signal,
-            CliError::Run(RunError::Effect(_)) => 2,
-            CliError::Run(RunError::Cancelled(_)) => 6,
+            CliError::Run(RunError::Effect { .. } | RunError::NotCancelled { .. }) => 2,
+            CliError::Run(RunError::Cancelled { .. }) => 6,
             CliError::Run(RunError::Failed { .. }) => 1,
             CliError::Run(RunError::Store(
                 StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
             )) => 2,
             CliError::Run(RunError::Store(_)) => 3,
-            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version(_)) => 4,
+            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version { .. }) => 4,
             CliError::Run(_) => 3,
         }
     }

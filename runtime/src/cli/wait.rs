@@ -3,6 +3,7 @@
 use super::args::Cli;
 use super::format::{print_json, short};
 use super::{CliError, Entry};
+use crate::inspect::WaitKind;
 use crate::journal::Event;
 use crate::run::Runner;
 use crate::store::{FileStore, Store};
@@ -40,7 +41,7 @@ pub(super) async fn drive(
                 out!("run {run_id} is waiting for:");
                 for w in &waiting {
                     match w.due_ms {
-                        Some(due) if w.kind == "sleep" => out!(
+                        Some(due) if w.kind == WaitKind::Sleep => out!(
                             "  {:<11} {}  until {}",
                             w.kind,
                             w.key,
@@ -49,7 +50,7 @@ pub(super) async fn drive(
                         _ => out!("  {:<11} {}  {}", w.kind, w.key, short(&w.input)),
                     }
                 }
-                if waiting.iter().any(|w| w.kind != "sleep") {
+                if waiting.iter().any(|w| w.kind != WaitKind::Sleep) {
                     out!(
                         "resolve with: approve|reject {run_id} <breakpoint>, post {run_id} <effect> --value JSON; then: resume {run_id}"
                     );
