@@ -6,7 +6,7 @@ use crate::error::{RunError, Waiting};
 use crate::graph::Graph;
 use crate::journal::{Event, Outcome};
 use crate::replay::ReplayMap;
-use crate::store::{MemoryStore, OpenRun, RunLog, Store, StoreError};
+use crate::store::{MemoryStore, OpenRun, Opening, RunLog, Store, StoreError};
 use crate::Journaled;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -191,7 +191,30 @@ impl Runner {
         run_id: &str,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
-        let OpenRun { events, log, .. } = self.store.open(run_id).await?;
+        // A run that ended returns its end again: the store finds it without reading the
+        // whole journal where it can (not when a posted result or a saved journal is checked,
+        // which replays it).
+        let opening = match posting {
+            None => self.store.open_unless_ended(run_id).await?,
+            Some(_) => Opening::Open(self.store.open(run_id).await?),
+        };
+        let OpenRun { events, log, .. } = match opening {
+            Opening::Open(run) => run,
+            Opening::Ended { first, end } => {
+                let Event::RunCreated {
+                    process,
+                    fingerprint,
+                    ..
+                } = first
+                else {
+                    return Err(RunError::Store(StoreError::Corrupt(format!(
+                        "run `{run_id}` has no creation event"
+                    ))));
+                };
+                self.check_version::<P>(run_id, &process, &fingerprint)?;
+                return ended::<P>(run_id, end);
+            }
+        };
         if posting.is_none() {
             // Programs a crashed runner left running go before anything runs again.
             crate::command::kill_orphans(&events).await;
@@ -203,6 +226,31 @@ impl Runner {
                 "run `{run_id}` has no creation event"
             ))));
         };
+        self.check_version::<P>(run_id, &process, &fingerprint)?;
+        // A run that ended returns its end again (unless a saved journal is being checked).
+        match journal.end {
+            Some(Event::RunCancelled { .. }) => {
+                return Err(RunError::Cancelled(run_id.to_string()))
+            }
+            Some(_) if checking => {}
+            Some(end) => return ended::<P>(run_id, end),
+            None => {}
+        }
+        let replay = journal.map;
+        let input: P::Input = serde_json::from_value(input)
+            .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
+        self.drive::<P>(run_id.to_string(), log, replay, input, posting)
+            .await
+    }
+
+    /// Checks that run `run_id`, recorded as a run of `process` with structure `fingerprint`,
+    /// can be resumed by `P`.
+    fn check_version<P: Process>(
+        &self,
+        run_id: &str,
+        process: &str,
+        fingerprint: &str,
+    ) -> Result<(), RunError> {
         if process != P::NAME {
             return Err(RunError::Version(format!(
                 "run `{run_id}` belongs to process `{process}`, not `{}`",
@@ -217,35 +265,7 @@ impl Runner {
                  or allow the version change if the edit is safe"
             )));
         }
-        // A run that ended returns its end again (unless a saved journal is being checked).
-        match journal.end {
-            Some(Event::RunCancelled { .. }) => {
-                return Err(RunError::Cancelled(run_id.to_string()))
-            }
-            Some(_) if checking => {}
-            Some(Event::RunCompleted { output }) => {
-                let output = serde_json::from_value(output).map_err(|e| {
-                    RunError::Decode(format!("the recorded output does not fit: {e}"))
-                })?;
-                return Ok(Finished {
-                    run_id: run_id.to_string(),
-                    output,
-                });
-            }
-            Some(Event::RunFailed { error }) => {
-                return Err(RunError::Failed {
-                    process: P::NAME.to_string(),
-                    message: error,
-                });
-            }
-            Some(_) => return Err(RunError::Cancelled(run_id.to_string())),
-            None => {}
-        }
-        let replay = journal.map;
-        let input: P::Input = serde_json::from_value(input)
-            .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
-        self.drive::<P>(run_id.to_string(), log, replay, input, posting)
-            .await
+        Ok(())
     }
 
     /// Posts the result of a pending external task. The run is replayed (nothing runs, nothing
@@ -519,6 +539,25 @@ impl Runner {
                 })
             }
         }
+    }
+}
+
+/// What resuming a run that ended with `end` returns: its recorded output or failure again.
+fn ended<P: Process>(run_id: &str, end: Event) -> Result<Finished<P::Output>, RunError> {
+    match end {
+        Event::RunCompleted { output } => {
+            let output = serde_json::from_value(output)
+                .map_err(|e| RunError::Decode(format!("the recorded output does not fit: {e}")))?;
+            Ok(Finished {
+                run_id: run_id.to_string(),
+                output,
+            })
+        }
+        Event::RunFailed { error } => Err(RunError::Failed {
+            process: P::NAME.to_string(),
+            message: error,
+        }),
+        _ => Err(RunError::Cancelled(run_id.to_string())),
     }
 }
 

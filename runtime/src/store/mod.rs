@@ -104,6 +104,22 @@ impl OpenRun {
     }
 }
 
+/// What [`Store::open_unless_ended`] found: a run open for writing, or the two events of a
+/// run that has ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Opening {
+    /// The run has not ended: it is open for writing, as [`Store::open`] opens it.
+    Open(OpenRun),
+    /// The journal's last event ends the run; the run was not opened for writing.
+    Ended {
+        /// The journal's first event (`run_created`).
+        first: Event,
+        /// Its last event: `run_completed`, `run_failed` or `run_cancelled`.
+        end: Event,
+    },
+}
+
 /// A place that keeps run journals.
 ///
 /// Every call returns a future, so a store reached over the network fits without blocking
@@ -134,6 +150,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Arc<dyn RunLog>, StoreError>>;
     /// Opens an existing run for writing; returns its journal so far.
     fn open<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<OpenRun, StoreError>>;
+    /// Opens an existing run for writing, as [`Store::open`] does, unless its journal ends
+    /// with the run's end and the store can find that end without reading the rest: then
+    /// returns that event and the first one ([`Opening::Ended`]). The [`FileStore`] can (it
+    /// keeps a note of where a run's end record is), which makes resuming an ended run cost
+    /// what its two events do, however long its journal; the journal between them is not
+    /// checked then. It may return [`Opening::Open`] for an ended run too (the
+    /// caller then reads the end from the events, checking the whole journal). Fails as
+    /// [`Store::open`] does (e.g. [`StoreError::Locked`] while another writer holds the run).
+    /// The default is [`Store::open`].
+    fn open_unless_ended<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Opening, StoreError>> {
+        Box::pin(async move { self.open(run_id).await.map(Opening::Open) })
+    }
     /// Reads a run's journal without opening it for writing.
     fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
     /// The ids of all runs, sorted.

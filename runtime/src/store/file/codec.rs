@@ -155,6 +155,29 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, StoreError> {
     })
 }
 
+/// The event of the one intact record `bytes` holds exactly (header and payload, nothing
+/// after), and its CRC; `None` if it is not one.
+pub(super) fn decode_one(bytes: &[u8]) -> Option<(Event, u32)> {
+    let header = bytes.get(..RECORD_HEADER_LEN)?;
+    let len = le_u32(header) as usize;
+    let crc = le_u32(&header[4..]);
+    let payload = &bytes[RECORD_HEADER_LEN..];
+    if len == 0 || payload.len() != len || crc32(payload) != crc {
+        return None;
+    }
+    let event = serde_json::from_slice(payload).ok()?;
+    Some((event, crc))
+}
+
+/// The length of a record whose header starts `bytes` (`None` if fewer than 8 bytes).
+pub(super) fn record_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..RECORD_HEADER_LEN)?;
+    Some(RECORD_HEADER_LEN + le_u32(header) as usize)
+}
+
+/// The length of the journal header, where the first record starts.
+pub(super) const FIRST_RECORD: usize = HEADER_LEN;
+
 /// How many records the length fields of a journal chain through, without checking them: the
 /// capacity to decode into, so a long journal is not decoded into a vector that doubles (and
 /// briefly holds twice its size) as it grows.

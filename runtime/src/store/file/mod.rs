@@ -11,6 +11,8 @@
 //!     cancel-request              a request to cancel, left for the writer (while pending)
 //!     durable-offset              after a failed write or sync only: `minder durable offset
 //!                                 <n>\n`, the end of the last successful sync (see below)
+//!     end                         once the run has ended: where its end record is, so that
+//!                                 resuming it reads two records (see `ended.rs`)
 //! ```
 //!
 //! # Links and modes
@@ -59,6 +61,19 @@
 //!   header, or cut inside the first record): a run is created with its first event synced, so
 //!   such a file was cut short or damaged.
 //!
+//! # Ended runs
+//!
+//! Once the sync that made a run's end record (`run_completed`, `run_failed`,
+//! `run_cancelled`) durable succeeded, the writer leaves an `end` note beside the journal: the
+//! journal's length and where the end record starts, with a CRC (written to `end.tmp` and
+//! renamed; not synced). [`Store::open_unless_ended`] (what resuming a run uses) reads the
+//! journal's first record and the noted end record, and nothing else, when the note is intact,
+//! the journal is exactly as long as noted, no `durable-offset` record waits, and both records
+//! are intact (the end one ending the file). Otherwise — no note (a crash before it was
+//! written, or a journal that ended before notes existed), a torn, stale or foreign note, a
+//! journal cut or grown since — it opens and reads the journal whole, as [`Store::open`] does.
+//! The journal between the two records is not checked on that path (a full read still is).
+//!
 //! # Durability
 //!
 //! * **Creation** is atomic and durable: the run is assembled in a staging directory
@@ -101,20 +116,23 @@
 //! # Code
 //!
 //! [`FileStore`] (here) opens, creates, reads and lists runs; `codec` holds the bytes of a
-//! journal (format, CRC-32, records, the torn-tail rule); `lock` the files of a run directory
+//! journal (format, CRC-32, records, the torn-tail rule); `ended` the end note of an ended run;
+//! `lock` the files of a run directory
 //! (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last durable offset
 //! of a poisoned journal; `writer` the writer thread of an open journal (group commit, the
 //! lone flush, poisoning).
 
 mod codec;
 mod durable;
+mod ended;
 mod lock;
 mod writer;
 
-use super::{validate_run_id, OpenRun, RunLog, Store, StoreError};
+use super::{validate_run_id, OpenRun, Opening, RunLog, Store, StoreError};
 use crate::journal::Event;
 use codec::{decode, encode_record, Decoded, MAGIC, VERSION};
 use durable::{read_durable, trusted_len, DURABLE, DURABLE_TMP};
+use ended::{read_ends, read_note};
 use futures::future::BoxFuture;
 use lock::{create_private_dir, lock_run, open_error, run_file_options, set_file_mode, sync_dir};
 use std::fs::{self, File};
@@ -466,6 +484,32 @@ impl FileStore {
         Ok(OpenRun::new(events, Arc::new(log)))
     }
 
+    /// [`Store::open_unless_ended`]: an ended run from its end note when the note matches the
+    /// journal, else [`Store::open`].
+    fn open_unless_ended_now(&self, run_id: &str) -> Result<Opening, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        if let Some(note) = read_note(&dir) {
+            // Held while the two records are read, as an open holds it: a writer holding the
+            // run is reported as for an open.
+            let lock = lock_run(run_id, &dir)?;
+            let poisoned = dir.join(DURABLE).symlink_metadata().is_ok();
+            let ends = if poisoned {
+                None
+            } else {
+                run_file_options()
+                    .read(true)
+                    .open(dir.join(JOURNAL))
+                    .ok()
+                    .and_then(|journal| read_ends(&journal, note))
+            };
+            drop(lock);
+            if let Some((first, end)) = ends {
+                return Ok(Opening::Ended { first, end });
+            }
+        }
+        self.open_now(run_id).map(Opening::Open)
+    }
+
     fn read_now(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
         let dir = self.existing_run(run_id)?;
         let path = dir.join(JOURNAL);
@@ -582,6 +626,15 @@ impl Store for FileStore {
         let store = self.clone();
         let run_id = run_id.to_string();
         Box::pin(retry_busy(move || store.open_now(&run_id)))
+    }
+
+    fn open_unless_ended<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Opening, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(retry_busy(move || store.open_unless_ended_now(&run_id)))
     }
 
     fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
