@@ -108,6 +108,8 @@ impl OpenRun {
 /// run that has ended.
 #[derive(Debug)]
 #[non_exhaustive]
+// Made once per resume and taken apart at once: the two events stay unboxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Opening {
     /// The run has not ended: it is open for writing, as [`Store::open`] opens it.
     Open(OpenRun),
