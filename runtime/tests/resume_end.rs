@@ -44,14 +44,20 @@ fn run_file(store: &FileStore, run_id: &str, name: &str) -> PathBuf {
     store.runs_dir().join(run_id).join(name)
 }
 
-/// Whether the store finds `run_id` ended without opening it.
+/// Whether the store finds `run_id` ended without opening it (else the run is opened, its
+/// journal read whole, and closed).
 async fn ended_by_note(store: &FileStore, run_id: &str) -> Option<Event> {
     match store.open_unless_ended(run_id).await.unwrap() {
         Opening::Ended { first, end } => {
             assert!(matches!(first, Event::RunCreated { .. }), "{first:?}");
             Some(end)
         }
-        _ => None,
+        Opening::Open(stream) => {
+            let run = stream.collect().await.unwrap();
+            assert!(matches!(run.events.first(), Some(Event::RunCreated { .. })));
+            None
+        }
+        _ => unreachable!(),
     }
 }
 
