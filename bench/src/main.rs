@@ -8,8 +8,9 @@
 //! 1. fan-out of 1,000 / 10,000 / 100,000 no-op tasks through `ctx.map(..).limit(256)`, against
 //!    plain `futures` + `tokio`, on the in-memory and on the file journal;
 //! 2. 1,000 sequential durable tasks against appends + `sync_data` of the same size;
-//! 3. replay of 10,000 and 100,000 journaled steps;
-//! 4. peak resident memory of the 100,000-task fan-out and the 100,000-step replay;
+//! 3. replay of 10,000, 100,000 and 1,000,000 journaled steps, and the resume of the same runs
+//!    once completed;
+//! 4. peak resident memory of the 100,000-task fan-out and the 1,000,000-step replay;
 //! 5. `cargo check` and `cargo build` of 50 processes × 10 tasks with the macros, against the
 //!    same by hand.
 //!
@@ -150,13 +151,15 @@ fn run(options: &Options) -> Results {
     let dir = temp.path().to_path_buf();
     let machine = machine::describe(&dir);
 
-    let (sizes, replay_sizes, big): (&[(u64, usize)], &[u64], u64) = if options.quick {
-        (&[(1_000, 2), (10_000, 1)], &[10_000], 10_000)
+    // `big`: the fan-out whose memory is measured; `huge`: the replay whose memory is.
+    let (sizes, replay_sizes, big, huge): (&[(u64, usize)], &[u64], u64, u64) = if options.quick {
+        (&[(1_000, 2), (10_000, 1)], &[10_000], 10_000, 10_000)
     } else {
         (
             &[(1_000, 7), (10_000, 5), (100_000, 2)],
-            &[10_000, 100_000],
+            &[10_000, 100_000, 1_000_000],
             100_000,
+            1_000_000,
         )
     };
 
@@ -177,7 +180,7 @@ fn run(options: &Options) -> Results {
         let mut sequential = None;
         if options.runs("sequential") {
             progress("1,000 sequential durable tasks");
-            let reps = if options.quick { 1 } else { 7 };
+            let reps = if options.quick { 1 } else { 5 };
             sequential = Some(sequential::measure(1_000, reps, &dir).await);
         }
 
@@ -186,21 +189,25 @@ fn run(options: &Options) -> Results {
         let mut journals = Vec::new();
         if options.runs("replay") || options.runs("memory") {
             for &n in replay_sizes {
-                if n == big || options.runs("replay") {
+                if n == huge || options.runs("replay") {
                     progress(&format!("building a journal of {n} completed steps"));
                     journals.push((n, replay::journal_events(n).await));
                 }
             }
         }
         if options.runs("replay") {
-            for (n, events) in &journals {
+            for (n, events) in &mut journals {
                 progress(&format!("replaying {n} steps"));
                 let reps = if options.quick { 1 } else { 3 };
                 replay.push(replay::measure(events, *n, reps, &replay_store).await);
+                if *n != huge || !options.runs("memory") {
+                    // Not needed any more: a journal of a million steps takes gigabytes.
+                    *events = Vec::new();
+                }
             }
         }
         if options.runs("memory") {
-            if let Some((_, events)) = journals.iter().find(|(n, _)| *n == big) {
+            if let Some((_, events)) = journals.iter().find(|(n, _)| *n == huge) {
                 replay::write_journal(&replay_store, "memory-replay", events).await;
             }
         }
@@ -210,9 +217,9 @@ fn run(options: &Options) -> Results {
 
     let memory = options.runs("memory").then(|| {
         progress(&format!(
-            "peak memory of {big} tasks and {big} replayed steps"
+            "peak memory of {big} tasks and {huge} replayed steps"
         ));
-        memory::measure(big, &dir, &dir.join("replay"), "memory-replay")
+        memory::measure(big, huge, &dir, &dir.join("replay"), "memory-replay")
     });
 
     let compile = options.runs("compile").then(|| {

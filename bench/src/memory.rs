@@ -1,5 +1,5 @@
 //! Benchmark 4: peak resident memory (`VmHWM`) of the 100,000-task fan-out and of the
-//! 100,000-step replay, each in a fresh child process (this binary re-executed with `--child`),
+//! 1,000,000-step replay, each in a fresh child process (this binary re-executed with `--child`),
 //! minus the peak of an idle child.
 
 use crate::workflows::{fan_out, open_gate, replay_steps};
@@ -10,8 +10,10 @@ use std::process::Command;
 /// The figures of the memory benchmark, in KiB of peak resident memory.
 #[derive(Debug, Clone)]
 pub struct Memory {
-    /// Tasks or steps in each measured run.
+    /// Tasks in the fan-out.
     pub n: u64,
+    /// Steps in the replay.
+    pub replay_n: u64,
     /// An idle child: the runtime started, nothing run.
     pub idle_kib: u64,
     /// The fan-out child (file journal).
@@ -28,7 +30,7 @@ impl Memory {
 
     /// Bytes above the idle baseline per replayed step.
     pub fn replay_bytes_per_step(&self) -> f64 {
-        self.replay_kib.saturating_sub(self.idle_kib) as f64 * 1024.0 / self.n as f64
+        self.replay_kib.saturating_sub(self.idle_kib) as f64 * 1024.0 / self.replay_n as f64
     }
 }
 
@@ -65,16 +67,18 @@ fn child(args: &[&str]) -> u64 {
 }
 
 /// Measures the three children: idle, the fan-out of `n` tasks in a new runs directory under
-/// `dir`, and the resume of the prepared run `replay_run` (a journal of `n` completed steps)
-/// in `replay_runs`.
-pub fn measure(n: u64, dir: &Path, replay_runs: &Path, replay_run: &str) -> Memory {
+/// `dir`, and the resume of the prepared run `replay_run` (a journal of `replay_n` completed
+/// steps) in `replay_runs`.
+pub fn measure(n: u64, replay_n: u64, dir: &Path, replay_runs: &Path, replay_run: &str) -> Memory {
     let fan_out_dir = dir.join("memory-fan-out");
     let n_arg = n.to_string();
+    let replay_n_arg = replay_n.to_string();
     Memory {
         n,
+        replay_n,
         idle_kib: child(&["idle"]),
         fan_out_kib: child(&["fan-out", path_arg(&fan_out_dir), &n_arg]),
-        replay_kib: child(&["replay", path_arg(replay_runs), replay_run, &n_arg]),
+        replay_kib: child(&["replay", path_arg(replay_runs), replay_run, &replay_n_arg]),
     }
 }
 

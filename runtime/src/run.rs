@@ -9,7 +9,7 @@ use crate::graph::Graph;
 use crate::inspect::{RunState as End, WaitKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::ReplayMap;
-use crate::store::{MemoryStore, OpenRun, RunLog, Store, StoreError};
+use crate::store::{MemoryStore, OpenRun, Opening, RunLog, Store, StoreError};
 use crate::Journaled;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -240,8 +240,31 @@ impl Runner {
         run_id: &str,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
-        let open = self.store.open(run_id).await?;
-        self.resume_open::<P>(run_id, open, posting).await
+        // A run that ended returns its end again: the store finds it without reading the
+        // whole journal where it can (not when a posted result or a saved journal is checked,
+        // which replays it).
+        let opening = match posting {
+            None => self.store.open_unless_ended(run_id).await?,
+            Some(_) => Opening::Open(self.store.open_stream(run_id).await?),
+        };
+        let stream = match opening {
+            Opening::Open(stream) => stream,
+            Opening::Ended { first, end } => {
+                let Event::RunCreated {
+                    process,
+                    fingerprint,
+                    ..
+                } = first
+                else {
+                    return Err(RunError::Store(StoreError::Corrupt(format!(
+                        "run `{run_id}` has no creation event"
+                    ))));
+                };
+                self.check_version::<P>(run_id, &process, &fingerprint)?;
+                return ended::<P>(run_id, end);
+            }
+        };
+        self.resume_stream::<P>(run_id, stream, posting).await
     }
 
     /// Drives a run a worker claimed (see [`Store::claim`]).
@@ -249,77 +272,54 @@ impl Runner {
         &self,
         claimed: crate::store::Claimed,
     ) -> Result<Finished<P::Output>, RunError> {
-        self.resume_open::<P>(&claimed.run_id, claimed.open, None)
-            .await
+        let stream = crate::store::JournalStream::from_open(claimed.open);
+        self.resume_stream::<P>(&claimed.run_id, stream, None).await
     }
 
-    async fn resume_open<P: Process>(
+    /// Replays a run's journal as it streams in, then drives the run.
+    async fn resume_stream<P: Process>(
         &self,
         run_id: &str,
-        open: OpenRun,
+        mut stream: crate::store::JournalStream,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
-        let OpenRun { events, log, .. } = open;
+        // The journal is read as it streams in, into the replay map; what the orphan check
+        // needs is kept aside. A journal that is not consistent is reported after the orphans
+        // were dealt with, as when it was read whole.
+        let mut builder = crate::replay::Builder::new(run_id);
+        let mut inconsistent = None;
+        let mut orphans = OrphanEvents::default();
+        while let Some(batch) = stream.next_batch().await {
+            for event in batch? {
+                orphans.see(&event);
+                if inconsistent.is_none() {
+                    if let Err(e) = builder.push(event) {
+                        inconsistent = Some(e);
+                    }
+                }
+            }
+        }
+        let log = stream.finish().await?;
         if posting.is_none() {
             // Programs a crashed runner left running go before anything runs again.
-            crate::command::kill_orphans(&events).await;
+            crate::command::kill_orphans(&orphans.events).await;
+        }
+        if let Some(e) = inconsistent {
+            return Err(e);
         }
         let checking = posting.as_ref().is_some_and(|p| p.check);
-        let journal = ReplayMap::build(run_id, events)?;
+        let journal = builder.finish();
         let Some((process, input, fingerprint)) = journal.created else {
             return Err(RunError::Store(StoreError::Corrupt(format!(
                 "run `{run_id}` has no creation event"
             ))));
         };
-        let mismatch = |mismatch| RunError::Version {
-            run_id: run_id.to_string(),
-            mismatch,
-        };
-        if process != P::NAME {
-            return Err(mismatch(VersionMismatch::Process {
-                recorded: process,
-                expected: P::NAME.to_string(),
-            }));
-        }
-        let current = P::graph().fingerprint();
-        if fingerprint != current && !self.allow_version_change {
-            return Err(mismatch(VersionMismatch::Structure {
-                process,
-                recorded: fingerprint,
-                current,
-            }));
-        }
+        self.check_version::<P>(run_id, &process, &fingerprint)?;
         // A run that ended returns its end again (unless a saved journal is being checked).
         match journal.end {
-            Some(Event::RunCancelled { reason }) => {
-                return Err(RunError::Cancelled {
-                    run_id: run_id.to_string(),
-                    reason,
-                })
-            }
+            Some(end @ Event::RunCancelled { .. }) => return ended::<P>(run_id, end),
             Some(_) if checking => {}
-            Some(Event::RunCompleted { output }) => {
-                let output = serde_json::from_value(output).map_err(|e| RunError::Decode {
-                    problem: DecodeProblem::RecordedOutput,
-                    message: e.to_string(),
-                })?;
-                return Ok(Finished {
-                    run_id: run_id.to_string(),
-                    output,
-                });
-            }
-            Some(Event::RunFailed { error }) => {
-                return Err(RunError::Failed {
-                    process: P::NAME.to_string(),
-                    message: error,
-                });
-            }
-            Some(_) => {
-                return Err(RunError::Cancelled {
-                    run_id: run_id.to_string(),
-                    reason: None,
-                })
-            }
+            Some(end) => return ended::<P>(run_id, end),
             None => {}
         }
         let replay = journal.map;
@@ -329,6 +329,35 @@ impl Runner {
         })?;
         self.drive::<P>(run_id.to_string(), log, replay, input, posting)
             .await
+    }
+
+    /// Checks that run `run_id`, recorded as a run of `process` with structure `fingerprint`,
+    /// can be resumed by `P`.
+    fn check_version<P: Process>(
+        &self,
+        run_id: &str,
+        process: &str,
+        fingerprint: &str,
+    ) -> Result<(), RunError> {
+        let mismatch = |mismatch| RunError::Version {
+            run_id: run_id.to_string(),
+            mismatch,
+        };
+        if process != P::NAME {
+            return Err(mismatch(VersionMismatch::Process {
+                recorded: process.to_string(),
+                expected: P::NAME.to_string(),
+            }));
+        }
+        let current = P::graph().fingerprint();
+        if fingerprint != current && !self.allow_version_change {
+            return Err(mismatch(VersionMismatch::Structure {
+                process: process.to_string(),
+                recorded: fingerprint.to_string(),
+                current,
+            }));
+        }
+        Ok(())
     }
 
     /// Posts the result of a pending external task. The run is replayed (nothing runs, nothing
@@ -619,6 +648,59 @@ impl Runner {
                 })
             }
         }
+    }
+}
+
+/// The events of a journal the orphan check ([`crate::command::kill_orphans`]) looks at, in
+/// journal order: programs started, the completions of their steps, the run's end.
+#[derive(Default)]
+struct OrphanEvents {
+    events: Vec<Event>,
+    /// Keys of steps that started a program.
+    keys: std::collections::HashSet<String>,
+}
+
+impl OrphanEvents {
+    fn see(&mut self, event: &Event) {
+        match event {
+            Event::ChildStarted { key, .. } => {
+                self.keys.insert(key.clone());
+                self.events.push(event.clone());
+            }
+            Event::StepCompleted { key, .. } if self.keys.contains(key) => {
+                self.events.push(event.clone());
+            }
+            e if e.run_end().is_some() => self.events.push(event.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// What resuming a run that ended with `end` returns: its recorded output or failure again.
+fn ended<P: Process>(run_id: &str, end: Event) -> Result<Finished<P::Output>, RunError> {
+    match end {
+        Event::RunCompleted { output } => {
+            let output = serde_json::from_value(output).map_err(|e| RunError::Decode {
+                problem: DecodeProblem::RecordedOutput,
+                message: e.to_string(),
+            })?;
+            Ok(Finished {
+                run_id: run_id.to_string(),
+                output,
+            })
+        }
+        Event::RunFailed { error } => Err(RunError::Failed {
+            process: P::NAME.to_string(),
+            message: error,
+        }),
+        Event::RunCancelled { reason } => Err(RunError::Cancelled {
+            run_id: run_id.to_string(),
+            reason,
+        }),
+        _ => Err(RunError::Cancelled {
+            run_id: run_id.to_string(),
+            reason: None,
+        }),
     }
 }
 

@@ -376,10 +376,12 @@ async fn runs_of_other_processes_or_queues_are_left_alone() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::new(
         runner(&runs),
-        Processes::new().process::<three_steps>().process::<deploy>(),
+        Processes::new()
+            .process::<three_steps>()
+            .process::<deploy>(),
     )
-        .queues(vec!["default".to_string()])
-        .poll(Duration::from_millis(20));
+    .queues(vec!["default".to_string()])
+    .poll(Duration::from_millis(20));
     let handle = tokio::spawn(worker.run_until(async {
         let _ = stopped.await;
     }));
@@ -400,7 +402,9 @@ async fn runs_of_other_processes_or_queues_are_left_alone() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::new(
         runner(&runs),
-        Processes::new().process::<three_steps>().process::<deploy>(),
+        Processes::new()
+            .process::<three_steps>()
+            .process::<deploy>(),
     )
     .queues(vec!["deploys".to_string()])
     .poll(Duration::from_millis(20));

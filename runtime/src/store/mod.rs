@@ -3,6 +3,7 @@
 
 use crate::journal::Event;
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -119,6 +120,81 @@ impl OpenRun {
     }
 }
 
+/// A run opened for writing whose journal is read while it is used ([`Store::open_stream`]):
+/// its events in batches, in journal order, then its log. A long journal never has to be held
+/// in memory whole: the [`FileStore`] decodes it on a thread of its own, a few batches ahead
+/// of the reader.
+pub struct JournalStream {
+    batches: BoxStream<'static, Result<Vec<Event>, StoreError>>,
+    log: BoxFuture<'static, Result<Arc<dyn RunLog>, StoreError>>,
+}
+
+impl fmt::Debug for JournalStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalStream").finish_non_exhaustive()
+    }
+}
+
+impl JournalStream {
+    /// A journal read as `batches` (events in journal order; an error ends it), and the log
+    /// `log` resolves to once they were all read (for [`Store`] implementations).
+    pub fn new(
+        batches: BoxStream<'static, Result<Vec<Event>, StoreError>>,
+        log: BoxFuture<'static, Result<Arc<dyn RunLog>, StoreError>>,
+    ) -> Self {
+        JournalStream { batches, log }
+    }
+
+    /// A run already read whole: its events in one batch.
+    pub fn from_open(run: OpenRun) -> Self {
+        let OpenRun { events, log } = run;
+        JournalStream {
+            batches: futures::stream::once(std::future::ready(Ok(events))).boxed(),
+            log: Box::pin(std::future::ready(Ok(log))),
+        }
+    }
+
+    /// The next batch of events; `None` once every event was read.
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<Event>, StoreError>> {
+        self.batches.next().await
+    }
+
+    /// The run's log, once every batch was read ([`JournalStream::next_batch`] returned
+    /// `None`); dropping the stream earlier closes the run.
+    pub async fn finish(self) -> Result<Arc<dyn RunLog>, StoreError> {
+        drop(self.batches);
+        self.log.await
+    }
+
+    /// Reads every event: the run as [`Store::open`] returns it.
+    pub async fn collect(mut self) -> Result<OpenRun, StoreError> {
+        let mut events = Vec::new();
+        while let Some(batch) = self.next_batch().await {
+            events.extend(batch?);
+        }
+        let log = self.finish().await?;
+        Ok(OpenRun::new(events, log))
+    }
+}
+
+/// What [`Store::open_unless_ended`] found: a run open for writing, or the two events of a
+/// run that has ended.
+#[derive(Debug)]
+#[non_exhaustive]
+// Made once per resume and taken apart at once: the two events stay unboxed.
+#[allow(clippy::large_enum_variant)]
+pub enum Opening {
+    /// The run has not ended: it is open for writing, as [`Store::open_stream`] opens it.
+    Open(JournalStream),
+    /// The journal's last event ends the run; the run was not opened for writing.
+    Ended {
+        /// The journal's first event (`run_created`).
+        first: Event,
+        /// Its last event: `run_completed`, `run_failed` or `run_cancelled`.
+        end: Event,
+    },
+}
+
 /// A place that keeps run journals.
 ///
 /// Every call returns a future, so a store reached over the network fits without blocking
@@ -149,6 +225,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Arc<dyn RunLog>, StoreError>>;
     /// Opens an existing run for writing; returns its journal so far.
     fn open<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<OpenRun, StoreError>>;
+    /// Opens an existing run for writing, as [`Store::open`] does, and reads its journal as
+    /// it is used (see [`JournalStream`]). Fails as [`Store::open`] does; damage found while
+    /// the journal is read ends the stream with the error. The default is [`Store::open`],
+    /// read whole.
+    fn open_stream<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<JournalStream, StoreError>> {
+        Box::pin(async move { self.open(run_id).await.map(JournalStream::from_open) })
+    }
+    /// Opens an existing run for writing, as [`Store::open_stream`] does, unless its journal ends
+    /// with the run's end and the store can find that end without reading the rest: then
+    /// returns that event and the first one ([`Opening::Ended`]). The [`FileStore`] can (it
+    /// keeps a note of where a run's end record is), which makes resuming an ended run cost
+    /// what its two events do, however long its journal; the journal between them is not
+    /// checked then. It may return [`Opening::Open`] for an ended run too (the
+    /// caller then reads the end from the events, checking the whole journal). Fails as
+    /// [`Store::open`] does (e.g. [`StoreError::Locked`] while another writer holds the run).
+    /// The default is [`Store::open_stream`].
+    fn open_unless_ended<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Opening, StoreError>> {
+        Box::pin(async move { self.open_stream(run_id).await.map(Opening::Open) })
+    }
     /// Reads a run's journal without opening it for writing.
     fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>>;
     /// The ids of all runs, sorted.

@@ -11,6 +11,8 @@
 //!     cancel-request              a request to cancel, left for the writer (while pending)
 //!     durable-offset              after a failed write or sync only: `minder durable offset
 //!                                 <n>\n`, the end of the last successful sync (see below)
+//!     end                         once the run has ended: where its end record is, so that
+//!                                 resuming it reads two records (see `ended.rs`)
 //! ```
 //!
 //! # Links and modes
@@ -59,6 +61,19 @@
 //!   header, or cut inside the first record): a run is created with its first event synced, so
 //!   such a file was cut short or damaged.
 //!
+//! # Ended runs
+//!
+//! Once the sync that made a run's end record (`run_completed`, `run_failed`,
+//! `run_cancelled`) durable succeeded, the writer leaves an `end` note beside the journal: the
+//! journal's length and where the end record starts, with a CRC (written to `end.tmp` and
+//! renamed; not synced). [`Store::open_unless_ended`] (what resuming a run uses) reads the
+//! journal's first record and the noted end record, and nothing else, when the note is intact,
+//! the journal is exactly as long as noted, no `durable-offset` record waits, and both records
+//! are intact (the end one ending the file). Otherwise — no note (a crash before it was
+//! written, or a journal that ended before notes existed), a torn, stale or foreign note, a
+//! journal cut or grown since — it opens and reads the journal whole, as [`Store::open`] does.
+//! The journal between the two records is not checked on that path (a full read still is).
+//!
 //! # Durability
 //!
 //! * **Creation** is atomic and durable: the run is assembled in a staging directory
@@ -101,28 +116,33 @@
 //! # Code
 //!
 //! [`FileStore`] (here) opens, creates, reads and lists runs; `codec` holds the bytes of a
-//! journal (format, CRC-32, records, the torn-tail rule); `lock` the files of a run directory
+//! journal (format, CRC-32, records, the torn-tail rule); `ended` the end note of an ended run;
+//! `lock` the files of a run directory
 //! (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last durable offset
 //! of a poisoned journal; `writer` the writer thread of an open journal (group commit, the
 //! lone flush, poisoning).
 
 mod codec;
 mod durable;
+mod ended;
 mod lock;
 mod ready;
 mod writer;
 
-use super::{validate_run_id, OpenRun, RunLog, Store, StoreError};
+use super::{validate_run_id, JournalStream, OpenRun, Opening, RunLog, Store, StoreError};
 use crate::journal::Event;
-use codec::{decode, encode_record, Decoded, MAGIC, VERSION};
+use codec::{decode, encode_record, Decoded, Reader, MAGIC, VERSION};
 use durable::{read_durable, trusted_len, DURABLE, DURABLE_TMP};
+use ended::{read_ends, read_note};
 use futures::future::BoxFuture;
+use futures::stream::StreamExt;
 use lock::{create_private_dir, lock_run, open_error, run_file_options, set_file_mode, sync_dir};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 use writer::FileLog;
 
 /// The journal's file name inside a run directory.
@@ -293,25 +313,58 @@ impl FileStore {
     /// cuts it back to its last durable offset (a poisoned writer's record) or drops a torn
     /// tail, and syncs it.
     fn open_journal(&self, run_id: &str) -> Result<Opened, StoreError> {
+        let locked = self.lock_journal(run_id)?;
+        let mut bytes = Vec::new();
+        (&locked.file)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(format!("cannot read {}", locked.path.display()), e))?;
+        let trusted = trusted_len(&locked.path, locked.durable, bytes.len())?;
+        let Decoded { events, good_len } = decode(&locked.path, &bytes[..trusted])?;
+        self.ready_journal(locked, bytes.len(), good_len, events)
+    }
+
+    /// Takes run `run_id`'s lock and opens its journal for reading and writing.
+    fn lock_journal(&self, run_id: &str) -> Result<Locked, StoreError> {
         let dir = self.existing_run(run_id)?;
         let path = dir.join(JOURNAL);
         let lock = lock_run(run_id, &dir)?;
-        let mut file = match run_file_options().read(true).write(true).open(&path) {
+        let file = match run_file_options().read(true).write(true).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::UnknownRun(run_id.to_string()))
             }
             Err(e) => return Err(open_error(&path, "open", e)),
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
         let durable = read_durable(&dir)?;
-        let trusted = trusted_len(&path, durable, bytes.len())?;
-        let Decoded { events, good_len } = decode(&path, &bytes[..trusted])?;
+        Ok(Locked {
+            dir,
+            path,
+            file,
+            lock,
+            durable,
+        })
+    }
+
+    /// After the journal of `locked` (`len` bytes) was read up to `good_len`: cuts it back
+    /// there (to the last durable offset of a poisoned writer, or before a torn tail), syncs
+    /// it, and positions it at its end for appending.
+    fn ready_journal(
+        &self,
+        locked: Locked,
+        len: usize,
+        good_len: usize,
+        events: Vec<Event>,
+    ) -> Result<Opened, StoreError> {
+        let Locked {
+            dir,
+            path,
+            mut file,
+            lock,
+            durable,
+        } = locked;
         let mut notice = None;
         if let Some(offset) = durable {
-            let dropped = bytes.len() - good_len;
+            let dropped = len - good_len;
             let message = format!(
                 "a write or sync of journal {} failed earlier, so its writer stopped; the bytes \
                  past offset {offset} (the end of its last successful sync) were never confirmed \
@@ -326,15 +379,15 @@ impl FileStore {
             );
             tracing::warn!(journal = %path.display(), offset, dropped, "{message}");
             notice = Some(message);
-        } else if good_len < bytes.len() {
+        } else if good_len < len {
             tracing::warn!(
                 journal = %path.display(),
                 offset = good_len,
-                bytes = bytes.len() - good_len,
+                bytes = len - good_len,
                 "dropping the torn tail of a journal (an append interrupted by a crash)"
             );
         }
-        let synced = if good_len < bytes.len() {
+        let synced = if good_len < len {
             file.set_len(good_len as u64).and_then(|()| file.sync_all())
         } else {
             file.sync_data()
@@ -368,6 +421,131 @@ impl FileStore {
             notice,
         })
     }
+
+    /// [`Store::open_stream`], on the calling thread: takes the lock and opens the journal
+    /// (reporting that through `setup`), sends its events in batches of [`BATCH`] (an error
+    /// ends them), then readies the journal for appending and hands its log to `log`. Stops
+    /// early, releasing the run, when the reader goes away.
+    fn stream_journal(
+        &self,
+        run_id: &str,
+        setup: oneshot::Sender<Result<(), StoreError>>,
+        batches: mpsc::Sender<Result<Vec<Event>, StoreError>>,
+        log: oneshot::Sender<Result<Arc<dyn RunLog>, StoreError>>,
+    ) {
+        let locked = match self.lock_journal(run_id).and_then(|locked| {
+            let len = locked
+                .file
+                .metadata()
+                .map_err(|e| io_error(format!("cannot read {}", locked.path.display()), e))?
+                .len() as usize;
+            let trusted = trusted_len(&locked.path, locked.durable, len)?;
+            Ok((locked, len, trusted))
+        }) {
+            Ok(locked) => locked,
+            Err(e) => {
+                let _ = setup.send(Err(e));
+                return;
+            }
+        };
+        if setup.send(Ok(())).is_err() {
+            return;
+        }
+        let (locked, len, trusted) = locked;
+        let read = (|| {
+            let mut reader = Reader::new(&locked.path, &locked.file, trusted)?;
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(event) = reader.next_event()? {
+                batch.push(event);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if batches.blocking_send(Ok(full)).is_err() {
+                        return Ok(None);
+                    }
+                }
+            }
+            if !batch.is_empty() && batches.blocking_send(Ok(batch)).is_err() {
+                return Ok(None);
+            }
+            Ok(Some(reader.good_len()))
+        })();
+        let good_len = match read {
+            Ok(Some(good_len)) => good_len,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = batches.blocking_send(Err(e));
+                return;
+            }
+        };
+        drop(batches);
+        let opened = self
+            .ready_journal(locked, len, good_len, Vec::new())
+            .and_then(|opened| self.start_log(opened).map(|(log, _)| log));
+        let _ = log.send(opened);
+    }
+
+    /// Starts the writer of a journal readied for appending; returns it and the journal's
+    /// events.
+    fn start_log(&self, opened: Opened) -> Result<(Arc<dyn RunLog>, Vec<Event>), StoreError> {
+        let Opened {
+            events,
+            path,
+            file,
+            lock,
+            len,
+            notice: _,
+        } = opened;
+        let run_id = run_id_of(&path);
+        let log = FileLog::start(
+            path,
+            file,
+            lock,
+            len,
+            self.syncs.clone(),
+            self.fail_sync.clone(),
+        )?;
+        // Keeps the run's entry in the workers' ready index current when it closes.
+        let log = ready::indexed(self, &run_id, &events, Arc::new(log));
+        Ok((log, events))
+    }
+
+    /// Starts [`FileStore::stream_journal`] on a thread of its own, and waits until it holds
+    /// the run (or failed to).
+    async fn open_stream_once(&self, run_id: &str) -> Result<JournalStream, StoreError> {
+        let (setup_tx, setup_rx) = oneshot::channel();
+        let (batch_tx, mut batch_rx) = mpsc::channel(BATCHES_AHEAD);
+        let (log_tx, log_rx) = oneshot::channel();
+        let store = self.clone();
+        let id = run_id.to_string();
+        std::thread::Builder::new()
+            .name("minder-journal-read".to_string())
+            .spawn(move || store.stream_journal(&id, setup_tx, batch_tx, log_tx))
+            .map_err(|e| io_error("cannot start the journal reader".to_string(), e))?;
+        let stopped = || {
+            io_error(
+                "the journal reader stopped".to_string(),
+                io::Error::other("the reader thread exited"),
+            )
+        };
+        setup_rx.await.map_err(|_| stopped())??;
+        let batches = futures::stream::poll_fn(move |cx| batch_rx.poll_recv(cx)).boxed();
+        let log = Box::pin(async move { log_rx.await.map_err(|_| stopped())? });
+        Ok(JournalStream::new(batches, log))
+    }
+}
+
+/// Events per batch of a streamed journal, and how many batches the reader runs ahead.
+const BATCH: usize = 1024;
+const BATCHES_AHEAD: usize = 4;
+
+/// A run's journal, locked and opened, not read yet.
+struct Locked {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    lock: File,
+    /// A poisoned writer's last durable offset, if one is recorded.
+    durable: Option<u64>,
 }
 
 /// A journal opened for writing by [`FileStore::open_journal`].
@@ -459,27 +637,30 @@ impl FileStore {
     }
 
     fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
-        let Opened {
-            events,
-            path,
-            file,
-            lock,
-            len,
-            notice: _,
-        } = self.open_journal(run_id)?;
-        let log = FileLog::start(
-            path,
-            file,
-            lock,
-            len,
-            self.syncs.clone(),
-            self.fail_sync.clone(),
-        )?;
-        Ok(ready::indexed(
-            self,
-            run_id,
-            OpenRun::new(events, Arc::new(log)),
-        ))
+        let (log, events) = self.start_log(self.open_journal(run_id)?)?;
+        Ok(OpenRun::new(events, log))
+    }
+
+    /// The first and end events of run `run_id` from its end note, when the note matches the
+    /// journal (see `ended`); `None` when the journal has to be read.
+    fn ended_now(&self, run_id: &str) -> Result<Option<(Event, Event)>, StoreError> {
+        let dir = self.existing_run(run_id)?;
+        let Some(note) = read_note(&dir) else {
+            return Ok(None);
+        };
+        // Held while the two records are read, as an open holds it: a writer holding the run
+        // is reported as for an open.
+        let lock = lock_run(run_id, &dir)?;
+        if dir.join(DURABLE).symlink_metadata().is_ok() {
+            return Ok(None);
+        }
+        let ends = run_file_options()
+            .read(true)
+            .open(dir.join(JOURNAL))
+            .ok()
+            .and_then(|journal| read_ends(&journal, note));
+        drop(lock);
+        Ok(ends)
     }
 
     fn read_now(&self, run_id: &str) -> Result<Vec<Event>, StoreError> {
@@ -601,6 +782,38 @@ impl Store for FileStore {
         Box::pin(retry_busy(move || store.open_now(&run_id)))
     }
 
+    fn open_stream<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<JournalStream, StoreError>> {
+        Box::pin(async move {
+            let mut tries = 0;
+            loop {
+                match self.open_stream_once(run_id).await {
+                    Err(StoreError::Locked(_)) if tries < LOCK_TRIES => {
+                        tries += 1;
+                        tokio::time::sleep(LOCK_RETRY).await;
+                    }
+                    done => return done,
+                }
+            }
+        })
+    }
+
+    fn open_unless_ended<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Opening, StoreError>> {
+        let store = self.clone();
+        let id = run_id.to_string();
+        Box::pin(async move {
+            if let Some((first, end)) = retry_busy(move || store.ended_now(&id)).await? {
+                return Ok(Opening::Ended { first, end });
+            }
+            self.open_stream(run_id).await.map(Opening::Open)
+        })
+    }
+
     fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
         let store = self.clone();
         let run_id = run_id.to_string();
@@ -689,6 +902,15 @@ async fn retry_busy<T: Send + 'static>(
             done => return done,
         }
     }
+}
+
+/// The run id of a journal at `<runs_dir>/<run-id>/journal.log`.
+fn run_id_of(journal: &Path) -> String {
+    journal
+        .parent()
+        .and_then(Path::file_name)
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn io_error(context: String, source: io::Error) -> StoreError {

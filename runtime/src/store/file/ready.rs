@@ -20,7 +20,7 @@ use super::lock::{create_private_dir, run_file_options, sync_dir};
 use super::{io_error, FileStore, JOURNAL};
 use crate::journal::Event;
 use crate::store::claim::{created_facts, ClaimRequest, Claimed, Readiness};
-use crate::store::{now_ms, OpenRun, RunLog, StoreError};
+use crate::store::{now_ms, RunLog, StoreError};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -217,55 +217,43 @@ pub(super) struct IndexedLog {
     inner: Arc<dyn RunLog>,
     runs_dir: PathBuf,
     run_id: String,
-    first: Event,
+    /// The run's first event, when known (else read from the journal when needed).
+    first: Option<Event>,
     state: Arc<Mutex<Tracked>>,
 }
 
 #[derive(Debug)]
 struct Tracked {
-    /// The readiness after the last event appended, and how many were appended.
-    appended: (u64, Readiness),
-    /// The readiness after the last event made durable, and its number.
-    durable: (u64, Readiness),
-    /// What the index says now.
-    indexed: Option<Entry>,
+    /// How many events were appended, and the readiness after the last.
+    appended: (u64, Option<Readiness>),
+    /// The number of the last event made durable, and the readiness after it (`None`: not
+    /// known, for a journal opened as a stream, until something is appended).
+    durable: (u64, Option<Readiness>),
 }
 
 impl IndexedLog {
-    /// Wraps the log of a run whose journal is `events` (durable) and whose entry is `indexed`.
-    pub(super) fn new(
-        inner: Arc<dyn RunLog>,
-        runs_dir: &Path,
-        run_id: &str,
-        events: &[Event],
-        indexed: Option<Entry>,
-    ) -> Self {
-        let readiness = Readiness::of(events);
+    fn new(inner: Arc<dyn RunLog>, runs_dir: &Path, run_id: &str, events: &[Event]) -> Self {
+        let readiness = (!events.is_empty()).then(|| Readiness::of(events));
         IndexedLog {
             inner,
             runs_dir: runs_dir.to_path_buf(),
             run_id: run_id.to_string(),
-            first: events
-                .first()
-                .cloned()
-                .expect("a journal has a first event"),
+            first: events.first().cloned(),
             state: Arc::new(Mutex::new(Tracked {
                 appended: (0, readiness),
                 durable: (0, readiness),
-                indexed,
             })),
         }
     }
 
-    /// The log of a run just created with `first`, whose entry says ready.
+    /// The log of a run just created with `first` (its entry, ready, is written).
     pub(super) fn created(
         inner: Arc<dyn RunLog>,
         runs_dir: &Path,
         run_id: &str,
         first: &Event,
     ) -> Self {
-        let entry = Entry::of(first, Readiness::Ready);
-        Self::new(inner, runs_dir, run_id, std::slice::from_ref(first), entry)
+        Self::new(inner, runs_dir, run_id, std::slice::from_ref(first))
     }
 }
 
@@ -274,7 +262,7 @@ impl RunLog for IndexedLog {
         let readiness = Readiness::after(&event);
         self.inner.append(event)?;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.appended = (state.appended.0 + 1, readiness);
+        state.appended = (state.appended.0 + 1, Some(readiness));
         Ok(())
     }
 
@@ -299,12 +287,28 @@ impl RunLog for IndexedLog {
 
 impl Drop for IndexedLog {
     fn drop(&mut self) {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = Entry::of(&self.first, state.durable.1);
-        if entry == state.indexed {
+        let Some(readiness) = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .durable
+            .1
+        else {
+            // Opened as a stream and nothing made durable since: the entry stands.
             return;
-        }
-        let write = || {
+        };
+        let update = || {
+            let indexed = read_entry(&self.runs_dir, &self.run_id);
+            let entry = match &self.first {
+                Some(first) => Entry::of(first, readiness),
+                None => match first_event(&self.runs_dir.join(&self.run_id).join(JOURNAL)) {
+                    Some(first) => Entry::of(&first, readiness),
+                    None => return,
+                },
+            };
+            if entry == indexed {
+                return;
+            }
             if let Err(e) = write_entry(&self.runs_dir, &self.run_id, entry.as_ref()) {
                 tracing::warn!(run_id = %self.run_id, error = %e, "cannot update the ready index");
             }
@@ -312,22 +316,37 @@ impl Drop for IndexedLog {
         // A sync may be involved: never on a tokio worker thread that others wait behind.
         use tokio::runtime::{Handle, RuntimeFlavor};
         match Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
-            _ => write(),
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(update),
+            _ => update(),
         }
     }
 }
 
-/// Opens a run for a claim or an open, wrapped so that it keeps its index entry current.
-pub(super) fn indexed(store: &FileStore, run_id: &str, open: OpenRun) -> OpenRun {
-    let indexed = read_entry(store.runs_dir(), run_id);
-    let OpenRun { events, log, .. } = open;
-    let log = Arc::new(IndexedLog::new(
-        log,
-        store.runs_dir(),
-        run_id,
-        &events,
-        indexed,
-    ));
-    OpenRun::new(events, log)
+/// The first event of a journal (its first record), or `None` when it cannot be read.
+fn first_event(journal: &Path) -> Option<Event> {
+    use std::io::Read;
+    let mut file = run_file_options().read(true).open(journal).ok()?;
+    let mut head = [0u8; 20];
+    file.read_exact(&mut head).ok()?;
+    let len = u32::from_le_bytes(head[12..16].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(head[16..20].try_into().ok()?);
+    if len == 0 || len > 64 << 20 {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    file.read_exact(&mut payload).ok()?;
+    (crc32fast::hash(&payload) == crc)
+        .then(|| serde_json::from_slice(&payload).ok())
+        .flatten()
+}
+
+/// Wraps a run's log so that it keeps the run's index entry current; `events` is its journal
+/// so far (empty when it is read as a stream).
+pub(super) fn indexed(
+    store: &FileStore,
+    run_id: &str,
+    events: &[Event],
+    log: Arc<dyn RunLog>,
+) -> Arc<dyn RunLog> {
+    Arc::new(IndexedLog::new(log, store.runs_dir(), run_id, events))
 }

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::codec::encode_record;
 use super::durable::{record_durable, DURABLE};
+use super::ended::{note_end, EndNote};
 use super::io_error;
 
 /// How many journals this process holds open for writing. A flush is done in place (on the
@@ -87,6 +88,13 @@ struct State {
     open_steps: u64,
     /// Set after a failed write or sync; the log accepts nothing more.
     failure: Option<Failure>,
+    /// The journal's length once everything appended is written.
+    len: u64,
+    /// Where the run's end record is, once it was appended: noted (see `ended`) once a sync
+    /// covered it.
+    end: Option<EndNote>,
+    /// The end note to write now (its sync just succeeded), by whoever did the sync.
+    note_ready: Option<EndNote>,
     /// The log was dropped: write what is pending and stop.
     closing: bool,
     /// The writer thread has ended (its [`StopGuard`] ran).
@@ -126,6 +134,12 @@ fn finish_batch(
         Ok(()) => {
             state.synced = target;
             state.durable += written;
+            if state
+                .end
+                .is_some_and(|end| end.journal_len == state.durable)
+            {
+                state.note_ready = state.end.take();
+            }
             while state.waiters.front().is_some_and(|(seq, _)| *seq <= target) {
                 done.extend(state.waiters.pop_front());
             }
@@ -207,6 +221,13 @@ impl Shared {
         synced.map_err(|e| ("sync", e))
     }
 
+    /// Writes the end note of the run, if its end record was just synced.
+    fn note_end(&self, note: Option<EndNote>) {
+        if let (Some(note), Some(dir)) = (note, self.path.parent()) {
+            note_end(dir, note);
+        }
+    }
+
     /// After a failed write or sync: records `durable`, the end of the last successful sync,
     /// for the next open; if that fails, cuts the journal back to it here. Returns what the
     /// user is told about it.
@@ -270,6 +291,7 @@ impl FileLog {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 durable: len,
+                len,
                 ..State::default()
             }),
             wake: Condvar::new(),
@@ -300,7 +322,9 @@ impl FileLog {
         let mut state = self.shared.lock();
         let (done, failure) = finish_batch(&self.shared, &mut state, batch, target, result);
         let more = !state.waiters.is_empty() || failure.is_some();
+        let note = state.note_ready.take();
         drop(state);
+        self.shared.note_end(note);
         if more {
             // Flushes that came in meanwhile are the writer thread's (or it has to stop).
             self.shared.wake.notify_one();
@@ -323,6 +347,14 @@ impl RunLog for FileLog {
         }
         state.pending.extend_from_slice(&record);
         state.appended += 1;
+        let start = state.len;
+        state.len += record.len() as u64;
+        if event.run_end().is_some() {
+            state.end = Some(EndNote {
+                journal_len: state.len,
+                end_offset: start,
+            });
+        }
         match event {
             Event::StepStarted { .. } => state.open_steps += 1,
             Event::StepCompleted { .. } | Event::StepCancelled { .. } => {
@@ -483,7 +515,11 @@ fn write_loop(shared: &Shared) {
             state.take_batch()
         };
         let result = shared.write_and_sync(&batch);
-        let (done, failure) = finish_batch(shared, &mut shared.lock(), batch, target, result);
+        let mut state = shared.lock();
+        let (done, failure) = finish_batch(shared, &mut state, batch, target, result);
+        let note = state.note_ready.take();
+        drop(state);
+        shared.note_end(note);
         complete(done, failure.as_ref());
     }
 }
