@@ -791,3 +791,200 @@ fn ctrl_c_of_the_runner_kills_the_programs_whole_group() {
     });
     run.resume_to_the_end();
 }
+
+/// Runs the examples binary with `args` in runs directory `runs`; returns its output and the
+/// id of the run it created.
+fn new_run(args: &[&str], runs: &Path) -> (Output, String) {
+    let before = run_ids(runs);
+    let mut all = args.to_vec();
+    all.extend(["--runs-dir", runs.to_str().unwrap()]);
+    let out = cli(&all);
+    let id = run_ids(runs)
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .unwrap_or_else(|| panic!("{args:?} created no run: {out:?}"));
+    (out, id)
+}
+
+/// Makes a run's journal look last written `days` days ago.
+fn age(runs: &Path, id: &str, days: u64) {
+    let journal = runs.join(id).join("journal.log");
+    fs::File::options()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(days * 86_400))
+        .unwrap();
+}
+
+fn ids_of(list: &Value) -> Vec<&str> {
+    let mut ids: Vec<&str> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 3);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 2);
+    let input_s = input.to_str().unwrap();
+    let run = ["run", "batch-files", "--input", input_s];
+
+    let (out, old_done) = new_run(&run, &runs);
+    assert!(out.status.success(), "{out:?}");
+    let (out, new_done) = new_run(&run, &runs);
+    assert!(out.status.success(), "{out:?}");
+    let zero = tmp.path().join("zero.json");
+    write_input(&zero, &files, 0);
+    let (out, old_failed) = new_run(
+        &["run", "batch-files", "--input", zero.to_str().unwrap()],
+        &runs,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let prod = tmp.path().join("prod.json");
+    let deploy = serde_json::json!({
+        "src_dir": concat!(env!("CARGO_MANIFEST_DIR"), "/data/services"),
+        "out_dir": tmp.path().join("out"),
+        "env": "prod",
+    });
+    fs::write(&prod, deploy.to_string()).unwrap();
+    let (out, old_waiting) = new_run(
+        &["run", "deploy-services", "--input", prod.to_str().unwrap()],
+        &runs,
+    );
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+
+    // A run being driven: not deleted even when named, as its writer holds it.
+    let many = tmp.path().join("many");
+    make_files(&many, 300);
+    let slow = tmp.path().join("slow.json");
+    write_input(&slow, &many, 1);
+    let before = run_ids(&runs);
+    let mut runner = Command::new(BIN)
+        .args(["run", "batch-files", "--input", slow.to_str().unwrap()])
+        .args(["--runs-dir", runs_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = String::new();
+    wait_until("the run appears", || {
+        match run_ids(&runs).into_iter().find(|id| !before.contains(id)) {
+            Some(id) => {
+                running = id;
+                true
+            }
+            None => false,
+        }
+    });
+    // Past `create` (which lets go of the run for a moment): steps are being journaled.
+    wait_until("the run journals steps", || {
+        let events = cli(&["events", &running, "--json", "--runs-dir", runs_s]);
+        serde_json::from_slice::<Vec<Value>>(&events.stdout).is_ok_and(|e| e.len() > 2)
+    });
+    let refused = cli(&["prune", &running, "--runs-dir", runs_s]);
+    let still_running = runner.try_wait().unwrap().is_none();
+    runner.kill().ok();
+    runner.wait().unwrap();
+    assert!(still_running, "the run ended before prune could contend");
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains(&format!("run `{running}` is already open by another writer")));
+    let interrupted = running;
+    for id in [&old_done, &old_failed, &old_waiting, &interrupted] {
+        age(&runs, id, 40);
+    }
+    let all = run_ids(&runs);
+    assert_eq!(all.len(), 5);
+
+    // --dry-run lists the old finished runs and deletes nothing.
+    let out = cli(&[
+        "prune",
+        "--older-than",
+        "30d",
+        "--dry-run",
+        "--json",
+        "--runs-dir",
+        runs_s,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let listed = stdout_json(&out);
+    let mut expected = vec![old_done.as_str(), old_failed.as_str()];
+    expected.sort();
+    assert_eq!(ids_of(&listed), expected);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["removed"] == false));
+    assert_eq!(run_ids(&runs), all);
+
+    // --state narrows it to the failed run.
+    let out = cli(&[
+        "prune",
+        "--older-than",
+        "30d",
+        "--state",
+        "failed",
+        "--json",
+        "--runs-dir",
+        runs_s,
+    ]);
+    let removed = stdout_json(&out);
+    assert_eq!(ids_of(&removed), [old_failed.as_str()]);
+    assert_eq!(removed[0]["state"], "failed");
+    assert_eq!(removed[0]["removed"], true);
+    assert!(!runs.join(&old_failed).exists());
+
+    // Without --state: every finished state; the recent run, the waiting one and the
+    // interrupted one stay.
+    let out = cli(&["prune", "--older-than", "30d", "--runs-dir", runs_s]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("removed run {old_done}  batch-files  completed  last event ")),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("removed 1 run"), "{text}");
+    let mut left = vec![new_done.clone(), old_waiting.clone(), interrupted.clone()];
+    left.sort();
+    assert_eq!(run_ids(&runs), left);
+
+    // Named, a waiting or interrupted run goes too.
+    let out = cli(&[
+        "prune",
+        &old_waiting,
+        &interrupted,
+        "--json",
+        "--runs-dir",
+        runs_s,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let removed = stdout_json(&out);
+    let states: Vec<&str> = removed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["waiting", "incomplete"]);
+    assert_eq!(run_ids(&runs), [new_done.clone()]);
+
+    // An unknown id deletes nothing; so do asking for nothing and mixing ids with --older-than.
+    fails_with(&["prune", &new_done, "nope"], &runs, 2, "no run `nope`");
+    let out = cli(&["prune", "--runs-dir", runs_s]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = cli(&["prune", &new_done, "--older-than", "1s", "--runs-dir", runs_s]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(run_ids(&runs), [new_done]);
+}

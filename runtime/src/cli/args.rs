@@ -125,6 +125,27 @@ pub(super) enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Delete finished runs whose journal was last written longer ago than `--older-than`
+    /// (`30d`, `12h`), or the runs named by id whatever their state. A run that is running or
+    /// waiting is deleted only when named; one a writer holds is never deleted.
+    Prune {
+        /// Delete these runs, whatever their state.
+        #[arg(
+            conflicts_with_all = ["older_than", "state"],
+            required_unless_present = "older_than"
+        )]
+        run_ids: Vec<String>,
+        /// Delete the completed, failed and cancelled runs whose last event is older than
+        /// this: `30d`, `12h`, `1h30m`.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Only runs that ended this way (repeat it, or separate with commas).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<Ended>,
+        /// Say what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Draw a process's static graph.
     Graph {
         /// The process name.
@@ -133,6 +154,14 @@ pub(super) enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+}
+
+/// How a finished run ended: what `prune --state` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum Ended {
+    Completed,
+    Failed,
+    Cancelled,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

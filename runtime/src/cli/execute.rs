@@ -188,6 +188,20 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
             Ok(())
         }
+        Command::Prune {
+            run_ids,
+            older_than,
+            state,
+            dry_run,
+        } => {
+            let ask = super::prune::Ask {
+                run_ids,
+                older_than: *older_than,
+                states: state,
+                dry_run: *dry_run,
+            };
+            super::prune::prune(&store, cli, ask).await
+        }
         Command::Graph { process, format } => {
             let graph = registry.find(process)?.graph;
             match format {

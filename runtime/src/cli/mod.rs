@@ -49,6 +49,7 @@ macro_rules! out {
 mod args;
 mod execute;
 mod format;
+mod prune;
 mod wait;
 
 use crate::graph::Graph;
