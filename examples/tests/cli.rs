@@ -988,3 +988,191 @@ fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(run_ids(&runs), [new_done]);
 }
+
+#[test]
+fn the_command_line_mounts_as_a_subcommand_of_a_teams_own_app() {
+    // `team-app` (examples/src/bin/team-app.rs): its own clap app and tokio runtime, minder's
+    // command line mounted under `flows`.
+    const TEAM: &str = env!("CARGO_BIN_EXE_team-app");
+    let team = |args: &[&str]| Command::new(TEAM).args(args).output().unwrap();
+    let out = team(&["hello", "Ada"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello Ada\n");
+    let out = team(&["--version"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "team-app 0.1.0\n");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 4);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 2);
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let out = team(&[
+        "flows",
+        "run",
+        "batch-files",
+        "--input",
+        input.to_str().unwrap(),
+        "--runs-dir",
+        runs_s,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let done = stdout_json(&out);
+    assert_eq!(done["output"]["processed"], 4);
+    let out = team(&["flows", "list", "--runs-dir", runs_s, "--json"]);
+    assert_eq!(ids_of(&stdout_json(&out)), [done["run_id"].as_str().unwrap()]);
+    // Its errors are minder's: status and JSON.
+    let out = team(&["flows", "status", "nope", "--runs-dir", runs_s, "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout_json(&out)["error"], "no run `nope`");
+    let out = team(&["flows", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Usage: team-app flows [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    assert!(help.contains("prune"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_run_takes_the_callers_arguments_inside_the_callers_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 3);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 2);
+    let runs = tmp.path().join("runs");
+    let registry = minder_examples::registry();
+    let runs_s = runs.to_str().unwrap().to_string();
+    let run = |args: Vec<&str>| {
+        let mut all = vec!["my-service".to_string()];
+        all.extend(args.into_iter().map(String::from));
+        all.extend(["--runs-dir".into(), runs_s.clone(), "--json".into()]);
+        minder::cli::run(&registry, all)
+    };
+    let code = run(vec!["run", "batch-files", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let id = run_ids(&runs).pop().expect("the run exists");
+    let events = fs::read(runs.join(&id).join("journal.log")).unwrap();
+    assert!(records(&events)
+        .iter()
+        .any(|(_, e)| e["event"] == "run_completed"));
+    // Bad arguments and unknown runs are statuses, not an exit of the test's process.
+    assert_eq!(
+        run(vec!["status", "nope"]).await,
+        std::process::ExitCode::from(2)
+    );
+    assert_eq!(
+        run(vec!["no-such-command"]).await,
+        std::process::ExitCode::from(2)
+    );
+}
+
+#[test]
+fn version_completions_graph_json_and_list_filters() {
+    let out = cli(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "minder-examples 0.1.0\n"
+    );
+    for (shell, marker) in [
+        ("bash", "-o default minder-examples"),
+        ("zsh", "#compdef minder-examples"),
+        ("fish", "complete -c minder-examples"),
+    ] {
+        let out = cli(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for sub in ["prune", "completions", "older-than", "since"] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+
+    let out = cli(&["graph", "batch-files", "--json"]);
+    let graph = stdout_json(&out);
+    assert_eq!(graph["process"], "batch-files");
+    assert_eq!(graph["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        graph["nodes"][0],
+        serde_json::json!({ "kind": "call", "name": "list_files" })
+    );
+    assert_eq!(graph["nodes"][2]["kind"], "map");
+    assert_eq!(graph["nodes"][2]["body"][0]["name"], "summarize_file");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 2);
+    let good = tmp.path().join("good.json");
+    write_input(&good, &files, 2);
+    let zero = tmp.path().join("zero.json");
+    write_input(&zero, &files, 0);
+    let (_, done) = new_run(&["run", "batch-files", "--input", good.to_str().unwrap()], &runs);
+    let (_, failed) = new_run(&["run", "batch-files", "--input", zero.to_str().unwrap()], &runs);
+    age(&runs, &failed, 10);
+    let list = |filters: &[&str]| {
+        let mut args = vec!["list", "--json", "--runs-dir", runs_s];
+        args.extend(filters);
+        let out = cli(&args);
+        assert!(out.status.success(), "{filters:?}: {out:?}");
+        ids_of(&stdout_json(&out))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let mut both = vec![done.clone(), failed.clone()];
+    both.sort();
+    assert_eq!(list(&[]), both);
+    assert_eq!(list(&["--state", "failed"]), [failed.clone()]);
+    assert_eq!(list(&["--state", "completed,failed"]), both);
+    assert_eq!(list(&["--state", "waiting"]), Vec::<String>::new());
+    assert_eq!(list(&["--process", "batch-files", "--since", "1d"]), [done]);
+    assert_eq!(list(&["--process", "deploy-services"]), Vec::<String>::new());
+    assert_eq!(list(&["--since", "11d"]), both);
+}
+
+#[test]
+fn errors_under_json_are_one_object_on_standard_output_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for (args, code, message) in [
+        (vec!["status", "nope"], 2, "no run `nope`"),
+        (
+            vec!["run", "no-such-process", "--input", "-"],
+            2,
+            "unknown process `no-such-process`",
+        ),
+        (vec!["events", "../x"], 2, "invalid run id `../x`"),
+        (
+            vec!["list", "--since", "soon"],
+            2,
+            "invalid value 'soon' for '--since <SINCE>'",
+        ),
+        (vec!["prune"], 2, "the following required arguments"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--json", "--runs-dir", runs.to_str().unwrap()]);
+        let out = Command::new(BIN)
+            .args(&all)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "{args:?}: stderr"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.trim_end().lines().count(), 1, "{args:?}: {text}");
+        let error = stdout_json(&out);
+        assert!(
+            error["error"].as_str().unwrap().starts_with(message),
+            "{args:?}: {error}"
+        );
+        assert_eq!(error["exit"], code);
+    }
+}
