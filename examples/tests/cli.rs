@@ -898,8 +898,9 @@ fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
     runner.wait().unwrap();
     assert!(still_running, "the run ended before prune could contend");
     assert_eq!(refused.status.code(), Some(3), "{refused:?}");
-    assert!(String::from_utf8_lossy(&refused.stderr)
-        .contains(&format!("run `{running}` is already open by another writer")));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&format!(
+        "run `{running}` is already open by another writer"
+    )));
     let interrupted = running;
     for id in [&old_done, &old_failed, &old_waiting, &interrupted] {
         age(&runs, id, 40);
@@ -952,7 +953,9 @@ fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("removed run {old_done}  batch-files  completed  last event ")),
+        text.contains(&format!(
+            "removed run {old_done}  batch-files  completed  last event "
+        )),
         "{text}"
     );
     assert!(text.trim_end().ends_with("removed 1 run"), "{text}");
@@ -984,7 +987,14 @@ fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
     fails_with(&["prune", &new_done, "nope"], &runs, 2, "no run `nope`");
     let out = cli(&["prune", "--runs-dir", runs_s]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let out = cli(&["prune", &new_done, "--older-than", "1s", "--runs-dir", runs_s]);
+    let out = cli(&[
+        "prune",
+        &new_done,
+        "--older-than",
+        "1s",
+        "--runs-dir",
+        runs_s,
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(run_ids(&runs), [new_done]);
 }
@@ -1021,7 +1031,10 @@ fn the_command_line_mounts_as_a_subcommand_of_a_teams_own_app() {
     let done = stdout_json(&out);
     assert_eq!(done["output"]["processed"], 4);
     let out = team(&["flows", "list", "--runs-dir", runs_s, "--json"]);
-    assert_eq!(ids_of(&stdout_json(&out)), [done["run_id"].as_str().unwrap()]);
+    assert_eq!(
+        ids_of(&stdout_json(&out)),
+        [done["run_id"].as_str().unwrap()]
+    );
     // Its errors are minder's: status and JSON.
     let out = team(&["flows", "status", "nope", "--runs-dir", runs_s, "--json"]);
     assert_eq!(out.status.code(), Some(2));
@@ -1051,7 +1064,13 @@ async fn cli_run_takes_the_callers_arguments_inside_the_callers_runtime() {
         all.extend(["--runs-dir".into(), runs_s.clone(), "--json".into()]);
         minder::cli::run(&registry, all)
     };
-    let code = run(vec!["run", "batch-files", "--input", input.to_str().unwrap()]).await;
+    let code = run(vec![
+        "run",
+        "batch-files",
+        "--input",
+        input.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     let id = run_ids(&runs).pop().expect("the run exists");
     let events = fs::read(runs.join(&id).join("journal.log")).unwrap();
@@ -1110,8 +1129,14 @@ fn version_completions_graph_json_and_list_filters() {
     write_input(&good, &files, 2);
     let zero = tmp.path().join("zero.json");
     write_input(&zero, &files, 0);
-    let (_, done) = new_run(&["run", "batch-files", "--input", good.to_str().unwrap()], &runs);
-    let (_, failed) = new_run(&["run", "batch-files", "--input", zero.to_str().unwrap()], &runs);
+    let (_, done) = new_run(
+        &["run", "batch-files", "--input", good.to_str().unwrap()],
+        &runs,
+    );
+    let (_, failed) = new_run(
+        &["run", "batch-files", "--input", zero.to_str().unwrap()],
+        &runs,
+    );
     age(&runs, &failed, 10);
     let list = |filters: &[&str]| {
         let mut args = vec!["list", "--json", "--runs-dir", runs_s];
@@ -1130,7 +1155,10 @@ fn version_completions_graph_json_and_list_filters() {
     assert_eq!(list(&["--state", "completed,failed"]), both);
     assert_eq!(list(&["--state", "waiting"]), Vec::<String>::new());
     assert_eq!(list(&["--process", "batch-files", "--since", "1d"]), [done]);
-    assert_eq!(list(&["--process", "deploy-services"]), Vec::<String>::new());
+    assert_eq!(
+        list(&["--process", "deploy-services"]),
+        Vec::<String>::new()
+    );
     assert_eq!(list(&["--since", "11d"]), both);
 }
 
@@ -1157,15 +1185,12 @@ fn errors_under_json_are_one_object_on_standard_output_only() {
         all.extend(["--json", "--runs-dir", runs.to_str().unwrap()]);
         let out = Command::new(BIN)
             .args(&all)
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            "",
-            "{args:?}: stderr"
-        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}: stderr");
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(text.trim_end().lines().count(), 1, "{args:?}: {text}");
         let error = stdout_json(&out);
@@ -1175,4 +1200,58 @@ fn errors_under_json_are_one_object_on_standard_output_only() {
         );
         assert_eq!(error["exit"], code);
     }
+}
+
+#[test]
+fn rust_log_shows_the_runs_spans_on_standard_error_and_nothing_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 2);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 1);
+    let runs = tmp.path().join("runs");
+    let run = |log: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "batch-files", "--json", "--input"])
+            .arg(&input)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .env_remove("RUST_LOG");
+        if let Some(log) = log {
+            cmd.env("RUST_LOG", log);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let id = stdout_json(&out)["run_id"].as_str().unwrap().to_string();
+        (id, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (_, quiet) = run(None);
+    assert_eq!(quiet, "");
+    let (id, logged) = run(Some("minder=debug"));
+    let run_span = format!("run{{run_id=\"{id}\" process=\"batch-files\"}}");
+    let started = logged
+        .lines()
+        .find(|l| l.contains("run started"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(started.contains(" INFO "), "{started}");
+    assert!(started.contains(&run_span), "{started}");
+    let step = logged
+        .lines()
+        .find(|l| l.contains("step completed"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(
+        step.contains(&format!(
+            "{run_span}:step{{key=batch_files::list_files#0 \
+             task=minder_examples::batch_files::list_files replayed=false attempt=0}}"
+        )),
+        "{step}"
+    );
+    assert!(
+        logged.lines().any(|l| l.contains("run completed")),
+        "{logged}"
+    );
+    // At `info`, the run's events without its steps'.
+    let (_, info_only) = run(Some("info"));
+    assert!(!info_only.contains("step completed"), "{info_only}");
+    assert!(info_only.contains("run completed"), "{info_only}");
 }

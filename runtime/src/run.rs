@@ -176,8 +176,8 @@ impl Runner {
         let first = created::<P>(&run_id, &input)?;
         let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
-        self.drive::<P>(run_id, log, ReplayMap::empty(), input, None)
-            .await
+        let drive = self.drive::<P>(run_id.clone(), log, ReplayMap::empty(), input, None);
+        traced(&run_id, P::NAME, Driving::New, drive).await
     }
 
     /// Resumes a run: journaled steps return their recorded results without running, the rest
@@ -197,6 +197,8 @@ impl Runner {
             crate::command::kill_orphans(&events).await;
         }
         let checking = posting.as_ref().is_some_and(|p| p.check);
+        // Created (`Runner::create`, the command line's `run`) and not started yet.
+        let fresh = events.len() == 1;
         let journal = ReplayMap::build(run_id, events)?;
         let Some((process, input, fingerprint)) = journal.created else {
             return Err(RunError::Store(StoreError::Corrupt(format!(
@@ -244,8 +246,13 @@ impl Runner {
         let replay = journal.map;
         let input: P::Input = serde_json::from_value(input)
             .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
-        self.drive::<P>(run_id.to_string(), log, replay, input, posting)
-            .await
+        let how = match (&posting, fresh) {
+            (Some(_), _) => Driving::Posting,
+            (None, true) => Driving::New,
+            (None, false) => Driving::Resumed,
+        };
+        let drive = self.drive::<P>(run_id.to_string(), log, replay, input, posting);
+        traced(run_id, P::NAME, how, drive).await
     }
 
     /// Posts the result of a pending external task. The run is replayed (nothing runs, nothing
@@ -520,6 +527,52 @@ impl Runner {
             }
         }
     }
+}
+
+/// Why a run is driven: what [`traced`] says when it starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Driving {
+    New,
+    Resumed,
+    /// Replayed to check a posted result: nothing runs, and how it stops says nothing of the run.
+    Posting,
+}
+
+/// Drives a run inside its `tracing` span, `run` (fields `run_id`, `process`; a task step's
+/// span, `step`, is a child of it), with events for how it started and how it stopped: `run
+/// started` or `run resumed`, then `run completed`, `run suspended` (field `waiting`, the
+/// effect ids), `run failed` (field `error`), `run cancelled`, or `run stopped` (field `error`)
+/// when the runner itself failed.
+async fn traced<T>(
+    run_id: &str,
+    process: &'static str,
+    how: Driving,
+    drive: impl Future<Output = Result<Finished<T>, RunError>>,
+) -> Result<Finished<T>, RunError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("run", run_id, process);
+    async move {
+        match how {
+            Driving::New => tracing::info!("run started"),
+            Driving::Resumed => tracing::info!("run resumed"),
+            Driving::Posting => tracing::debug!("run replayed to check a posted result"),
+        }
+        let result = drive.await;
+        match &result {
+            _ if how == Driving::Posting => {}
+            Ok(_) => tracing::info!("run completed"),
+            Err(RunError::Suspended { waiting, .. }) => {
+                let waiting: Vec<&str> = waiting.iter().map(|w| w.key.as_str()).collect();
+                tracing::info!(?waiting, "run suspended");
+            }
+            Err(e @ RunError::Failed { .. }) => tracing::warn!(error = %e, "run failed"),
+            Err(RunError::Cancelled { .. }) => tracing::info!("run cancelled"),
+            Err(e) => tracing::error!(error = %e, "run stopped"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
 }
 
 /// The first event of a new run of `P`.

@@ -245,6 +245,7 @@ impl CliError {
 /// tokio runtime, and installs a `tracing` subscriber that writes to standard error what
 /// `RUST_LOG` asks for (nothing without it). Inside a runtime of your own, call [`run`].
 pub fn main(registry: Registry) -> ExitCode {
+    install_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -261,11 +262,34 @@ pub fn main(registry: Registry) -> ExitCode {
     code
 }
 
+/// Installs a `tracing` subscriber that prints to standard error the spans and events
+/// `RUST_LOG` asks for (`RUST_LOG=minder=debug`, `RUST_LOG=info`): a run's `run` span, its
+/// steps' `step` spans, their events, and your tasks' own. Without `RUST_LOG`, nothing is
+/// installed and nothing printed. [`main`] calls it; call it before [`run`] if you want the
+/// same, unless your program installs a subscriber of its own. Does nothing when a global
+/// subscriber is installed already.
+pub fn install_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(e) => {
+            if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+                note!("warning: RUST_LOG is ignored: {e}");
+            }
+            return;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Parses `args` (the first one is the binary's name, as in [`std::env::args_os`]) and runs
 /// the command inside the caller's tokio runtime (a multi-threaded one: a command task's
 /// program is waited for on it); returns the exit status (see the module docs). A parse error,
 /// `--help` or `--version` prints what clap prints and returns its status, never exits the
-/// process.
+/// process. It installs no `tracing` subscriber (see [`install_tracing`]).
 ///
 /// ```no_run
 /// # use minder::cli::Registry;
