@@ -981,7 +981,7 @@ fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
         .map(|r| r["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["waiting", "incomplete"]);
-    assert_eq!(run_ids(&runs), [new_done.clone()]);
+    assert_eq!(run_ids(&runs), [new_done.as_str()]);
 
     // An unknown id deletes nothing; so do asking for nothing and mixing ids with --older-than.
     fails_with(&["prune", &new_done, "nope"], &runs, 2, "no run `nope`");
@@ -1151,7 +1151,7 @@ fn version_completions_graph_json_and_list_filters() {
     let mut both = vec![done.clone(), failed.clone()];
     both.sort();
     assert_eq!(list(&[]), both);
-    assert_eq!(list(&["--state", "failed"]), [failed.clone()]);
+    assert_eq!(list(&["--state", "failed"]), [failed.as_str()]);
     assert_eq!(list(&["--state", "completed,failed"]), both);
     assert_eq!(list(&["--state", "waiting"]), Vec::<String>::new());
     assert_eq!(list(&["--process", "batch-files", "--since", "1d"]), [done]);

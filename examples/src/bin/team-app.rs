@@ -37,7 +37,8 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         AppCommand::Flows(args) => {
-            let registry = minder_examples::registry().binary("team-app", env!("CARGO_PKG_VERSION"));
+            let registry =
+                minder_examples::registry().binary("team-app", env!("CARGO_PKG_VERSION"));
             minder::cli::run_args(&registry, args).await
         }
     }

@@ -1,9 +1,7 @@
 //! The commands: what each subcommand does.
 
 use super::args::{Cli, Command, GraphFormat};
-use super::format::{
-    describe, graph_json, print_json, print_list, print_status, short, Progress,
-};
+use super::format::{describe, graph_json, print_json, print_list, print_status, short, Progress};
 use super::wait::{drive, until_news};
 use super::{CliError, Registry};
 use crate::inspect::summarize;

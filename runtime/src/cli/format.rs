@@ -2,9 +2,9 @@
 //! the logs and progress bars of a running run.
 
 use crate::engine::Notice;
+use crate::graph::{Graph, Node};
 use crate::inspect::{RunSummary, StepState};
 use crate::journal::Event;
-use crate::graph::{Graph, Node};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 

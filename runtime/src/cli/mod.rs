@@ -1,5 +1,10 @@
-//! The command line: `run`, `resume`, `status`, `list`, `events`, `graph`, for any binary that
-//! registers its processes. Behind the `cli` feature.
+//! The command line: `run`, `resume`, `status`, `list`, `events`, `tasks`, `post`, `approve`,
+//! `reject`, `cancel`, `prune`, `graph`, `completions`, for any binary that registers its
+//! processes. Behind the `cli` feature.
+//!
+//! [`main`] takes over `main` (its own runtime, `std::env::args`, `RUST_LOG` on standard
+//! error); [`run`] runs inside your runtime with your arguments; [`command`] and [`Args`] mount
+//! it as a subcommand of your own clap application ([`run_args`]).
 //!
 //! ```no_run
 //! use minder::prelude::*;
@@ -26,9 +31,13 @@
 //! --pending` lists the effects; `approve`, `reject` and `post` resolve them; `resume`
 //! continues, a sleep once it is due), 6 when the run was cancelled.
 //!
+//! Under `--json`, an error is one JSON object, `{"error": "...", "exit": N}`, on standard
+//! output, and nothing is written to standard error.
+//!
 //! The code: `args` (the arguments, as clap types), `execute` (the commands), `wait` (driving a
-//! run until it stops, and `resume --wait`), `format` (text and JSON output, progress bars);
-//! here, the entry point [`main`], the [`Registry`] of processes and the exit statuses.
+//! run until it stops, and `resume --wait`), `prune` (retention), `format` (text and JSON
+//! output, progress bars); here, the entry points, the [`Registry`] of processes and the exit
+//! statuses.
 
 /// Prints a line to standard error; a closed pipe is not an error.
 macro_rules! note {
