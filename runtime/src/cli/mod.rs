@@ -300,6 +300,11 @@ pub fn install_tracing() {
 /// `--help` or `--version` prints what clap prints and returns its status, never exits the
 /// process. It installs no `tracing` subscriber (see [`install_tracing`]).
 ///
+/// While a command runs, `SIGINT`, `SIGTERM` and `SIGHUP` stop it (a run's programs are
+/// killed, the run stays resumable; the status is 128 + the signal). It listens for them
+/// through tokio, which keeps handling them for the rest of the process once asked: after
+/// `run` returns, Ctrl-C no longer ends a program that does not listen for it itself.
+///
 /// ```no_run
 /// # use minder::cli::Registry;
 /// #[tokio::main]
