@@ -225,8 +225,8 @@ impl Runner {
         let first = created::<P>(&run_id, &input, &Submit::default())?;
         let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
-        self.drive::<P>(run_id, log, ReplayMap::empty(), input, None)
-            .await
+        let drive = self.drive::<P>(run_id.clone(), log, ReplayMap::empty(), input, None);
+        traced(&run_id, P::NAME, Driving::New, drive).await
     }
 
     /// Resumes a run: journaled steps return their recorded results without running, the rest
@@ -289,8 +289,10 @@ impl Runner {
         let mut builder = crate::replay::Builder::new(run_id);
         let mut inconsistent = None;
         let mut orphans = OrphanEvents::default();
+        let mut count = 0usize;
         while let Some(batch) = stream.next_batch().await {
             for event in batch? {
+                count += 1;
                 orphans.see(&event);
                 if inconsistent.is_none() {
                     if let Err(e) = builder.push(event) {
@@ -308,6 +310,8 @@ impl Runner {
             return Err(e);
         }
         let checking = posting.as_ref().is_some_and(|p| p.check);
+        // Created (`Runner::create`, the command line's `run`) and not started yet.
+        let fresh = count == 1;
         let journal = builder.finish();
         let Some((process, input, fingerprint)) = journal.created else {
             return Err(RunError::Store(StoreError::Corrupt(format!(
@@ -327,8 +331,13 @@ impl Runner {
             problem: DecodeProblem::RecordedInput,
             message: e.to_string(),
         })?;
-        self.drive::<P>(run_id.to_string(), log, replay, input, posting)
-            .await
+        let how = match (&posting, fresh) {
+            (Some(_), _) => Driving::Posting,
+            (None, true) => Driving::New,
+            (None, false) => Driving::Resumed,
+        };
+        let drive = self.drive::<P>(run_id.to_string(), log, replay, input, posting);
+        traced(run_id, P::NAME, how, drive).await
     }
 
     /// Checks that run `run_id`, recorded as a run of `process` with structure `fingerprint`,
@@ -702,6 +711,52 @@ fn ended<P: Process>(run_id: &str, end: Event) -> Result<Finished<P::Output>, Ru
             reason: None,
         }),
     }
+}
+
+/// Why a run is driven: what [`traced`] says when it starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Driving {
+    New,
+    Resumed,
+    /// Replayed to check a posted result: nothing runs, and how it stops says nothing of the run.
+    Posting,
+}
+
+/// Drives a run inside its `tracing` span, `run` (fields `run_id`, `process`; a task step's
+/// span, `step`, is a child of it), with events for how it started and how it stopped: `run
+/// started` or `run resumed`, then `run completed`, `run suspended` (field `waiting`, the
+/// effect ids), `run failed` (field `error`), `run cancelled`, or `run stopped` (field `error`)
+/// when the runner itself failed.
+async fn traced<T>(
+    run_id: &str,
+    process: &'static str,
+    how: Driving,
+    drive: impl Future<Output = Result<Finished<T>, RunError>>,
+) -> Result<Finished<T>, RunError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("run", run_id, process);
+    async move {
+        match how {
+            Driving::New => tracing::info!("run started"),
+            Driving::Resumed => tracing::info!("run resumed"),
+            Driving::Posting => tracing::debug!("run replayed to check a posted result"),
+        }
+        let result = drive.await;
+        match &result {
+            _ if how == Driving::Posting => {}
+            Ok(_) => tracing::info!("run completed"),
+            Err(RunError::Suspended { waiting, .. }) => {
+                let waiting: Vec<&str> = waiting.iter().map(|w| w.key.as_str()).collect();
+                tracing::info!(?waiting, "run suspended");
+            }
+            Err(e @ RunError::Failed { .. }) => tracing::warn!(error = %e, "run failed"),
+            Err(RunError::Cancelled { .. }) => tracing::info!("run cancelled"),
+            Err(e) => tracing::error!(error = %e, "run stopped"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
 }
 
 /// The first event of a new run of `P`.

@@ -276,7 +276,18 @@ fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture
     // path in the key keeps their keys apart.
     let code = || format!("`{}` ({})", def.path(), def.location());
     let step = scope.next_key_checked(&def.key_name(), Some((def.name, &code)));
-    Box::pin(run_step(scope, step, def, io))
+    // A child of the run's span (the process body polls the step inside it).
+    let span = tracing::info_span!(
+        "step",
+        key = %step.key,
+        task = %def.path(),
+        attempt = tracing::field::Empty,
+        replayed = tracing::field::Empty,
+    );
+    Box::pin(tracing::Instrument::instrument(
+        run_step(scope, step, def, io),
+        span,
+    ))
 }
 
 impl<M: TaskMeta> Future for TaskCall<M> {
@@ -454,6 +465,12 @@ async fn run_step(
             if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
             }
+            let span = tracing::Span::current();
+            span.record("replayed", true);
+            match &outcome {
+                Outcome::Ok(_) => tracing::debug!("step replayed"),
+                Outcome::Err(error) => tracing::debug!(%error, "step replayed (it had failed)"),
+            }
             return match io.decode(&outcome) {
                 Ok(r) => r,
                 Err(e) => {
@@ -481,6 +498,10 @@ async fn run_step(
             }
             // Started but never completed: it was in flight at a crash, so it runs again.
             attempt = failed_attempts;
+            tracing::debug!(
+                failed_attempts,
+                "step interrupted before it completed: runs again"
+            );
         }
         Ok(Some(other)) => {
             run.diverged(
@@ -497,6 +518,8 @@ async fn run_step(
         return std::future::pending().await;
     }
     let _active = run.active();
+    let span = tracing::Span::current();
+    span.record("replayed", false);
     run.append(Event::StepStarted {
         key: key.clone(),
         task: def.path(),
@@ -514,6 +537,8 @@ async fn run_step(
         if run.stopped() {
             return stopped().await;
         }
+        span.record("attempt", attempt);
+        tracing::debug!(attempt, "step started");
         // A mock's answer ends the loop either way.
         match mocked.take() {
             Some(Err(error)) => return fatal(&scope, error).await,
@@ -553,11 +578,11 @@ async fn run_step(
         };
         if attempt < def.retries && io.failed(&result) {
             let delay = def.backoff.saturating_mul(1 << attempt.min(16));
-            tracing::debug!(step = %key, attempt, "task failed, retrying");
             let error = match io.outcome(&result) {
                 Ok(Outcome::Err(v)) => v,
                 _ => serde_json::Value::Null,
             };
+            tracing::warn!(attempt, %error, retry_in = ?delay, "step attempt failed, retrying");
             run.append(Event::AttemptFailed {
                 key: key.clone(),
                 attempt,
@@ -571,10 +596,16 @@ async fn run_step(
     };
     cancelled.key = None;
     match io.outcome(&result) {
-        Ok(outcome) => run.append(Event::StepCompleted {
-            key: key.clone(),
-            outcome,
-        }),
+        Ok(outcome) => {
+            match &outcome {
+                Outcome::Ok(_) => tracing::debug!(attempt, "step completed"),
+                Outcome::Err(error) => tracing::warn!(attempt, %error, "step failed"),
+            }
+            run.append(Event::StepCompleted {
+                key: key.clone(),
+                outcome,
+            })
+        }
         Err(e) => {
             let error = RunError::Decode {
                 problem: DecodeProblem::Result { key },
@@ -598,6 +629,7 @@ struct CancelGuard<'a> {
 impl Drop for CancelGuard<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
+            tracing::debug!("step cancelled");
             self.run.append(Event::StepCancelled { key });
         }
     }
@@ -618,7 +650,8 @@ async fn attempt_once(
     body: BoxFuture<'static, Output>,
     info: StepInfo,
 ) -> Result<Output, TaskError> {
-    let body = STEP.scope(info, body);
+    // The body's own events and spans sit under the step's span.
+    let body = tracing::Instrument::in_current_span(STEP.scope(info, body));
     let mut handle = AbortOnDrop(tokio::spawn(body));
     let joined = match def.timeout {
         None => (&mut handle.0).await,

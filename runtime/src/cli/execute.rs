@@ -1,7 +1,7 @@
 //! The commands: what each subcommand does.
 
 use super::args::{Cli, Command, GraphFormat};
-use super::format::{describe, print_json, print_list, print_status, short, Progress};
+use super::format::{describe, graph_json, print_json, print_list, print_status, short, Progress};
 use super::wait::{drive, until_news};
 use super::{CliError, Registry};
 use crate::inspect::summarize;
@@ -74,20 +74,18 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
             Ok(())
         }
-        Command::Status { run_id: None } | Command::List => {
-            let mut runs = Vec::new();
-            for id in store.list().await? {
-                match store.read(&id).await {
-                    Ok(events) => runs.push(summarize(&events)),
-                    Err(e) => note!("warning: run `{id}`: {e}"),
-                }
-            }
-            if cli.json {
-                print_json(&runs);
-            } else {
-                print_list(&runs);
-            }
-            Ok(())
+        Command::Status { run_id: None } => list(&store, cli, &Filter::default()).await,
+        Command::List {
+            process,
+            state,
+            since,
+        } => {
+            let filter = Filter {
+                process: process.as_deref(),
+                states: state,
+                since: *since,
+            };
+            list(&store, cli, &filter).await
         }
         Command::Events { run_id } => {
             let events = store.read(run_id).await?;
@@ -188,8 +186,32 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
             Ok(())
         }
+        Command::Prune {
+            run_ids,
+            older_than,
+            state,
+            dry_run,
+        } => {
+            let ask = super::prune::Ask {
+                run_ids,
+                older_than: *older_than,
+                states: state,
+                dry_run: *dry_run,
+            };
+            super::prune::prune(&store, cli, ask).await
+        }
+        Command::Completions { shell } => {
+            let mut command = registry.command();
+            let name = command.get_name().to_string();
+            clap_complete::generate(*shell, &mut command, name, &mut std::io::stdout());
+            Ok(())
+        }
         Command::Graph { process, format } => {
             let graph = registry.find(process)?.graph;
+            if cli.json {
+                print_json(&graph_json(graph));
+                return Ok(());
+            }
             match format {
                 GraphFormat::Mermaid => out!("{}", graph.to_mermaid().trim_end()),
                 GraphFormat::Dot => out!("{}", graph.to_dot().trim_end()),
@@ -198,6 +220,50 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             Ok(())
         }
     }
+}
+
+/// What `list` shows: the runs that match every filter given.
+#[derive(Default)]
+struct Filter<'a> {
+    process: Option<&'a str>,
+    states: &'a [String],
+    since: Option<std::time::Duration>,
+}
+
+async fn list(store: &dyn Store, cli: &Cli, filter: &Filter<'_>) -> Result<(), CliError> {
+    let now = std::time::SystemTime::now();
+    let mut runs = Vec::new();
+    for id in store.list().await? {
+        let summary = match store.read(&id).await {
+            Ok(events) => summarize(&events),
+            Err(e) => {
+                note!("warning: run `{id}`: {e}");
+                continue;
+            }
+        };
+        if filter.process.is_some_and(|p| p != summary.process)
+            || !(filter.states.is_empty() || filter.states.contains(&summary.state.to_string()))
+        {
+            continue;
+        }
+        if let Some(since) = filter.since {
+            // A run whose store cannot say when it was last written does not match.
+            let recent = match store.last_write(&id).await? {
+                Some(written) => now.duration_since(written).unwrap_or_default() <= since,
+                None => false,
+            };
+            if !recent {
+                continue;
+            }
+        }
+        runs.push(summary);
+    }
+    if cli.json {
+        print_json(&runs);
+    } else {
+        print_list(&runs);
+    }
+    Ok(())
 }
 
 /// Before a command writes to run `run_id`: if its last writer was poisoned by a failed write or

@@ -7,6 +7,7 @@ use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 mod claim;
 mod file;
@@ -257,6 +258,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes a run and everything kept for it. A run held open for writing is not deleted
     /// ([`StoreError::Locked`]); an unknown run is [`StoreError::UnknownRun`].
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// When the run's journal was last written: its last event (for a finished run, about
+    /// when it ended). What `prune --older-than` and `list --since` measure a run's age by.
+    /// `None` when the store cannot tell (the default), and such runs are never pruned by age.
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
 
     /// Claims up to `request.max` runs that a worker can drive now ([`Readiness`]: ready, or
     /// due), of the processes and structures it has, from its queues, lowest priority value
@@ -400,6 +411,7 @@ impl MemoryStore {
             Arc::new(MemoryLog {
                 events: Mutex::new(events),
                 held: Mutex::new(false),
+                written: Mutex::new(SystemTime::now()),
             }),
         );
     }
@@ -409,6 +421,7 @@ impl MemoryStore {
 struct MemoryLog {
     events: Mutex<Vec<Event>>,
     held: Mutex<bool>,
+    written: Mutex<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -425,6 +438,7 @@ impl Drop for MemoryWriter {
 impl RunLog for MemoryWriter {
     fn append(&self, event: Event) -> Result<(), StoreError> {
         self.log.events.lock().unwrap().push(event);
+        *self.log.written.lock().unwrap() = SystemTime::now();
         Ok(())
     }
 
@@ -466,6 +480,7 @@ impl MemoryStore {
         let log = Arc::new(MemoryLog {
             events: Mutex::new(vec![first]),
             held: Mutex::new(false),
+            written: Mutex::new(SystemTime::now()),
         });
         runs.insert(run_id.to_string(), log.clone());
         hold(run_id, &log)
@@ -515,6 +530,18 @@ impl Store for MemoryStore {
 
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(std::future::ready(self.delete_now(run_id)))
+    }
+
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, StoreError>> {
+        let runs = self.runs.lock().unwrap();
+        let written = match runs.get(run_id) {
+            Some(log) => Ok(Some(*log.written.lock().unwrap())),
+            None => Err(StoreError::UnknownRun(run_id.to_string())),
+        };
+        Box::pin(std::future::ready(written))
     }
 
     fn request_cancel<'a>(

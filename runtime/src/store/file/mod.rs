@@ -840,6 +840,21 @@ impl Store for FileStore {
         Box::pin(off_runtime(move || ready::claim(&store, &request)))
     }
 
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || {
+            let journal = store.existing_run(&run_id)?.join(JOURNAL);
+            let modified = journal.symlink_metadata().and_then(|m| m.modified());
+            modified
+                .map(Some)
+                .map_err(|e| io_error(format!("cannot look at {}", journal.display()), e))
+        }))
+    }
+
     fn request_cancel<'a>(
         &'a self,
         run_id: &'a str,
