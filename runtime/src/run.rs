@@ -130,8 +130,13 @@ impl fmt::Debug for Runner {
 impl Runner {
     /// A runner over `store`.
     pub fn new(store: impl Store) -> Self {
+        Self::from_store(Arc::new(store))
+    }
+
+    /// A runner over a store already shared (chosen at run time, for instance).
+    pub fn from_store(store: Arc<dyn Store>) -> Self {
         Runner {
-            store: Arc::new(store),
+            store,
             observer: None,
             allow_version_change: false,
             artifacts: None,
@@ -214,7 +219,8 @@ impl Runner {
         let run_id = new_run_id();
         let first = created::<P>(&run_id, input, &options);
         async move {
-            drop(self.store.create(&run_id, first?).await?);
+            let log = self.store.create(&run_id, first?).await?;
+            log.close().await?;
             Ok(run_id)
         }
     }
@@ -225,8 +231,11 @@ impl Runner {
         let first = created::<P>(&run_id, &input, &Submit::default())?;
         let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
-        let drive = self.drive::<P>(run_id.clone(), log, ReplayMap::empty(), input, None);
-        traced(&run_id, P::NAME, Driving::New, drive).await
+        let drive = self.drive::<P>(run_id.clone(), log.clone(), ReplayMap::empty(), input, None);
+        let result = traced(&run_id, P::NAME, Driving::New, drive).await;
+        // Let the run go now (a store with leases would otherwise hold it until they lapse).
+        let _ = log.close().await;
+        result
     }
 
     /// Resumes a run: journaled steps return their recorded results without running, the rest
@@ -302,42 +311,48 @@ impl Runner {
             }
         }
         let log = stream.finish().await?;
-        if posting.is_none() {
-            // Programs a crashed runner left running go before anything runs again.
-            crate::command::kill_orphans(&orphans.events).await;
+        let result = async {
+            if posting.is_none() {
+                // Programs a crashed runner left running go before anything runs again.
+                crate::command::kill_orphans(&orphans.events).await;
+            }
+            if let Some(e) = inconsistent {
+                return Err(e);
+            }
+            let checking = posting.as_ref().is_some_and(|p| p.check);
+            // Created (`Runner::create`, the command line's `run`) and not started yet.
+            let fresh = count == 1;
+            let journal = builder.finish();
+            let Some((process, input, fingerprint)) = journal.created else {
+                return Err(RunError::Store(StoreError::Corrupt(format!(
+                    "run `{run_id}` has no creation event"
+                ))));
+            };
+            self.check_version::<P>(run_id, &process, &fingerprint)?;
+            // A run that ended returns its end again (unless a saved journal is being checked).
+            match journal.end {
+                Some(end @ Event::RunCancelled { .. }) => return ended::<P>(run_id, end),
+                Some(_) if checking => {}
+                Some(end) => return ended::<P>(run_id, end),
+                None => {}
+            }
+            let replay = journal.map;
+            let input: P::Input = serde_json::from_value(input).map_err(|e| RunError::Decode {
+                problem: DecodeProblem::RecordedInput,
+                message: e.to_string(),
+            })?;
+            let how = match (&posting, fresh) {
+                (Some(_), _) => Driving::Posting,
+                (None, true) => Driving::New,
+                (None, false) => Driving::Resumed,
+            };
+            let drive = self.drive::<P>(run_id.to_string(), log.clone(), replay, input, posting);
+            traced(run_id, P::NAME, how, drive).await
         }
-        if let Some(e) = inconsistent {
-            return Err(e);
-        }
-        let checking = posting.as_ref().is_some_and(|p| p.check);
-        // Created (`Runner::create`, the command line's `run`) and not started yet.
-        let fresh = count == 1;
-        let journal = builder.finish();
-        let Some((process, input, fingerprint)) = journal.created else {
-            return Err(RunError::Store(StoreError::Corrupt(format!(
-                "run `{run_id}` has no creation event"
-            ))));
-        };
-        self.check_version::<P>(run_id, &process, &fingerprint)?;
-        // A run that ended returns its end again (unless a saved journal is being checked).
-        match journal.end {
-            Some(end @ Event::RunCancelled { .. }) => return ended::<P>(run_id, end),
-            Some(_) if checking => {}
-            Some(end) => return ended::<P>(run_id, end),
-            None => {}
-        }
-        let replay = journal.map;
-        let input: P::Input = serde_json::from_value(input).map_err(|e| RunError::Decode {
-            problem: DecodeProblem::RecordedInput,
-            message: e.to_string(),
-        })?;
-        let how = match (&posting, fresh) {
-            (Some(_), _) => Driving::Posting,
-            (None, true) => Driving::New,
-            (None, false) => Driving::Resumed,
-        };
-        let drive = self.drive::<P>(run_id.to_string(), log, replay, input, posting);
-        traced(run_id, P::NAME, how, drive).await
+        .await;
+        // Let the run go now (a store with leases would otherwise hold it until they lapse).
+        let _ = log.close().await;
+        result
     }
 
     /// Checks that run `run_id`, recorded as a run of `process` with structure `fingerprint`,
@@ -428,7 +443,7 @@ impl Runner {
             key: breakpoint.to_string(),
             outcome: Outcome::Ok(value),
         })?;
-        log.flush().await?;
+        log.close().await?;
         Ok(())
     }
 
@@ -461,7 +476,7 @@ impl Runner {
                             // Programs a crashed runner left running die with the run.
                             crate::command::kill_orphans(&events).await;
                             log.append(Event::RunCancelled { reason })?;
-                            log.flush().await?;
+                            log.close().await?;
                             return Ok(());
                         }
                         end => end,

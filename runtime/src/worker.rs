@@ -121,7 +121,10 @@ pub struct Worker {
     poll: Duration,
     lease: Duration,
     grace: Duration,
+    on_run: Option<OnRun>,
 }
+
+type OnRun = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,16 +146,24 @@ impl Worker {
             processes: Arc::new(processes),
             id: format!(
                 "{}-{}-{}",
-                hostname(),
+                crate::store::hostname(),
                 std::process::id(),
                 crate::run::new_run_id()
             ),
             concurrency: 16,
             queues: Vec::new(),
-            poll: Duration::from_millis(100),
+            poll: Duration::from_secs(1),
             lease: Duration::from_secs(15),
             grace: Duration::from_secs(30),
+            on_run: None,
         }
+    }
+
+    /// Calls `f(run_id, outcome)` each time the worker lets a run go: `completed`, `failed`,
+    /// `waiting`, `cancelled`, `lost` (taken over by another writer) or `error: ..`.
+    pub fn on_run(mut self, f: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        self.on_run = Some(Arc::new(f));
+        self
     }
 
     /// Drives at most `n` runs at once (at least 1).
@@ -167,7 +178,8 @@ impl Worker {
         self
     }
 
-    /// Looks for ready runs at least this often when the store gives no signal (100 ms).
+    /// Looks for ready runs at least this often when the store gives no signal (1 s; the
+    /// file store looks every 100 ms anyway, and PostgreSQL announces new work at once).
     pub fn poll(mut self, every: Duration) -> Self {
         self.poll = every;
         self
@@ -210,6 +222,7 @@ impl Worker {
         let mut running: JoinSet<(String, Result<(), RunError>)> = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = self.poll;
+        let _registration = store.register_worker(&self.id).await?;
         tracing::info!(worker = %self.id, concurrency = self.concurrency, "worker started");
         loop {
             let free = self.concurrency.saturating_sub(running.len());
@@ -255,6 +268,8 @@ impl Worker {
                 }
             }
         }
+        store.unregister_worker(&self.id).await;
+        drop(_registration);
         tracing::info!(worker = %self.id, ?report, "worker stopped");
         Ok(report)
     }
@@ -288,28 +303,36 @@ impl Worker {
                 return;
             }
         };
-        match result {
-            Ok(()) => report.completed += 1,
-            Err(RunError::Failed { .. }) => report.failed += 1,
-            Err(RunError::Suspended { .. }) => report.suspended += 1,
-            Err(RunError::Cancelled { .. }) => report.cancelled += 1,
+        let outcome = match result {
+            Ok(()) => {
+                report.completed += 1;
+                "completed".to_string()
+            }
+            Err(RunError::Failed { .. }) => {
+                report.failed += 1;
+                "failed".to_string()
+            }
+            Err(RunError::Suspended { .. }) => {
+                report.suspended += 1;
+                "waiting".to_string()
+            }
+            Err(RunError::Cancelled { .. }) => {
+                report.cancelled += 1;
+                "cancelled".to_string()
+            }
             Err(RunError::Store(StoreError::Fenced(_))) => {
                 tracing::warn!(worker = %self.id, %run_id, "run taken over by another worker; stopped driving it");
                 report.lost += 1;
+                "lost".to_string()
             }
             Err(e) => {
                 tracing::error!(worker = %self.id, %run_id, error = %e, "run stopped on an error");
                 report.errors += 1;
+                format!("error: {e}")
             }
+        };
+        if let Some(f) = &self.on_run {
+            f(&run_id, &outcome);
         }
     }
-}
-
-/// This machine's host name (for worker ids), or `host` when it cannot be read.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_string())
 }

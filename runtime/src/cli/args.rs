@@ -9,6 +9,11 @@ pub(super) struct Cli {
     /// Directory that holds the run journals.
     #[arg(long, global = true, default_value = ".minder/runs")]
     pub(super) runs_dir: PathBuf,
+    /// Where the runs are kept instead of `--runs-dir`: a PostgreSQL URL
+    /// (`postgres://user:password@host/db`; `postgresql:///db?host=/run/postgresql` for a Unix
+    /// socket), or a runs directory.
+    #[arg(long, global = true, env = "MINDER_STORE", hide_env_values = true)]
+    pub(super) store: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub(super) json: bool,
@@ -50,7 +55,40 @@ pub(super) enum Command {
         /// The input JSON: a file, or `-` for standard input.
         #[arg(long)]
         input: String,
+        /// Only create the run and print its id: a worker (`worker`) drives it.
+        #[arg(long)]
+        detach: bool,
+        /// The queue workers take it from (default: the process's).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Lower runs first among the ready runs of its queue (default 0).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i32>,
     },
+    /// Drive every run that is ready (new, resolved, due, or left by a worker that died), of
+    /// this binary's processes, until SIGTERM or Ctrl-C; then let the runs under way finish
+    /// for the grace period.
+    Worker {
+        /// Only runs of these queues (comma-separated; default: every queue).
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// At most this many runs at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How long runs under way may go on after a stop signal.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// The lease on a claimed run (PostgreSQL): a worker silent for this long loses its
+        /// runs to others.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease: std::time::Duration,
+        /// Look for ready runs at least this often (new work is announced sooner on
+        /// PostgreSQL).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        poll: std::time::Duration,
+    },
+    /// The live workers, and the runs each holds.
+    Workers,
     /// Continue a run: journaled steps are replayed, the rest runs.
     Resume {
         /// The run id.

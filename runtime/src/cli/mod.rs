@@ -86,7 +86,8 @@ use std::fmt;
 use std::process::ExitCode;
 
 type RunFn = for<'a> fn(&'a Runner, &'a str) -> BoxFuture<'a, Result<Value, RunError>>;
-type CreateFn = for<'a> fn(&'a Runner, Value) -> BoxFuture<'a, Result<String, CliError>>;
+type CreateFn =
+    for<'a> fn(&'a Runner, Value, crate::Submit) -> BoxFuture<'a, Result<String, CliError>>;
 type PostFn = for<'a> fn(
     &'a Runner,
     &'a str,
@@ -108,6 +109,8 @@ struct Entry {
 pub struct Registry {
     entries: Vec<Entry>,
     binary: Option<(&'static str, &'static str)>,
+    /// The same processes, for `worker`.
+    processes: crate::worker::Processes,
 }
 
 impl fmt::Debug for Registry {
@@ -133,10 +136,14 @@ fn decode_input<P: Process>(name: &str, input: Value) -> Result<P::Input, CliErr
     })
 }
 
-fn create<P: Process>(runner: &Runner, input: Value) -> BoxFuture<'_, Result<String, CliError>> {
+fn create<P: Process>(
+    runner: &Runner,
+    input: Value,
+    options: crate::Submit,
+) -> BoxFuture<'_, Result<String, CliError>> {
     Box::pin(async move {
         let input = decode_input::<P>(P::NAME, input)?;
-        Ok(runner.create::<P>(&input).await?)
+        Ok(runner.submit_with::<P>(&input, options).await?)
     })
 }
 
@@ -177,6 +184,7 @@ impl Registry {
             resume: resume::<P>,
             post: post::<P>,
         });
+        self.processes = self.processes.process::<P>();
         self
     }
 
@@ -350,9 +358,21 @@ where
 /// [`command`] and [`clap::FromArgMatches`]. As [`run`] otherwise.
 pub async fn run_args(registry: &Registry, args: Args) -> ExitCode {
     let cli = args.cli;
-    let result = tokio::select! {
-        result = execute(registry, &cli) => result,
-        (name, number) = stop_signal() => Err(CliError::Interrupted(name, number)),
+    let result = if matches!(cli.command, args::Command::Worker { .. }) {
+        // A worker stops claiming at the first signal and lets its runs finish for the grace
+        // period; a second signal ends it at once.
+        tokio::select! {
+            result = execute::worker(registry, &cli, stop_signal()) => result,
+            _ = async {
+                stop_signal().await;
+                stop_signal().await
+            } => Err(CliError::Interrupted("a second signal", 2)),
+        }
+    } else {
+        tokio::select! {
+            result = execute(registry, &cli) => result,
+            (name, number) = stop_signal() => Err(CliError::Interrupted(name, number)),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use super::{CliError, Entry};
 use crate::inspect::WaitKind;
 use crate::journal::Event;
 use crate::run::Runner;
-use crate::store::{FileStore, Store};
+use crate::store::Store;
 use crate::RunError;
 use serde_json::json;
 
@@ -27,10 +27,14 @@ pub(super) async fn drive(
                     "{}",
                     serde_json::to_string_pretty(&output).unwrap_or_default()
                 );
-                note!(
-                    "look at it with: status {run_id} | events {run_id} (add --runs-dir {} if not the default)",
-                    cli.runs_dir.display()
-                );
+                let hint = match &cli.store {
+                    Some(_) => " (with the same --store)".to_string(),
+                    None => format!(
+                        " (add --runs-dir {} if not the default)",
+                        cli.runs_dir.display()
+                    ),
+                };
+                note!("look at it with: status {run_id} | events {run_id}{hint}");
             }
             Ok(())
         }
@@ -76,7 +80,7 @@ pub(super) async fn drive(
 
 /// Waits while a run is suspended: returns once its journal grew (a result posted, a
 /// breakpoint decided) or its earliest due time (a sleep, a breakpoint's timeout) passed.
-pub(super) async fn until_news(store: &FileStore, run_id: &str) -> Result<(), CliError> {
+pub(super) async fn until_news(store: &dyn Store, run_id: &str) -> Result<(), CliError> {
     let events = store.read(run_id).await?;
     let seen = events.len();
     let due = events.iter().rev().find_map(|e| match e {

@@ -102,6 +102,13 @@ pub trait RunLog: Send + Sync + fmt::Debug {
     /// [`StoreError::Fenced`] once another writer took the run over: nothing of this writer's
     /// lands after that.
     fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Makes everything appended durable and lets the run go now, for the next writer (a
+    /// worker, another command): a store whose writers hold leases releases the lease here
+    /// rather than when the log is dropped. Nothing may be appended after it. The default
+    /// flushes (the run is let go when the log is dropped).
+    fn close(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.flush()
+    }
 }
 
 /// A run opened for writing by [`Store::open`]: its journal so far and the log to append to.
@@ -319,6 +326,28 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// Records that worker `id` is alive for as long as the returned guard lives (its
+    /// process dies with it), for [`Store::workers`]. The default records nothing.
+    fn register_worker<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<WorkerGuard, StoreError>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(WorkerGuard::none())))
+    }
+
+    /// Records that worker `id` stopped (before its guard is dropped). The default does
+    /// nothing.
+    fn unregister_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        let _ = id;
+        Box::pin(std::future::ready(()))
+    }
+
+    /// The live workers, and the runs each holds. The default knows none.
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
     /// Waits until there may be new work for workers (a run created, resolved or due), or
     /// until `timeout` passes. The default waits out the timeout: workers then poll.
     fn wait_for_work(&self, timeout: std::time::Duration) -> BoxFuture<'_, ()> {
@@ -367,6 +396,81 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A live worker, as [`Store::workers`] lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's id.
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// When it started, in milliseconds since the epoch.
+    pub started_ms: u64,
+    /// When it last renewed its leases, for stores with leases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+    /// The runs it holds now.
+    pub holds: Vec<String>,
+}
+
+impl WorkerInfo {
+    /// A worker's record (for [`Store`] implementations).
+    pub fn new(id: String, host: String, pid: u32, started_ms: u64) -> Self {
+        WorkerInfo {
+            id,
+            host,
+            pid,
+            started_ms,
+            heartbeat_ms: None,
+            holds: Vec::new(),
+        }
+    }
+
+    /// Sets the runs it holds.
+    pub fn holding(mut self, runs: Vec<String>) -> Self {
+        self.holds = runs;
+        self
+    }
+
+    /// Sets its last heartbeat.
+    pub fn heartbeat(mut self, at_ms: u64) -> Self {
+        self.heartbeat_ms = Some(at_ms);
+        self
+    }
+}
+
+/// Keeps a worker registered ([`Store::register_worker`]) while it lives.
+pub struct WorkerGuard(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+
+impl WorkerGuard {
+    /// A registration that keeps nothing.
+    pub fn none() -> Self {
+        WorkerGuard(None)
+    }
+
+    /// A registration that lasts as long as `keep` (dropped with the guard).
+    pub fn keeping(keep: impl Send + Sync + 'static) -> Self {
+        WorkerGuard(Some(Box::new(keep)))
+    }
+}
+
+impl fmt::Debug for WorkerGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WorkerGuard")
+    }
+}
+
+/// This machine's host name, or `host` when it cannot be read.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_string())
 }
 
 /// Checks that a run id is a plain name (no path separators, no `..`).

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS minder_workers (
     worker_id text PRIMARY KEY,
     host text NOT NULL,
     pid int NOT NULL,
+    lease_ms bigint NOT NULL DEFAULT 15000,
     started_at timestamptz NOT NULL DEFAULT now(),
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
@@ -148,8 +149,12 @@ enum Write {
         readiness: Readiness,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Let the run go (after its last flush).
-    Release { run_id: String, hold: Arc<Hold> },
+    /// Let the run go (after its last flush); `done` hears when it was let go.
+    Release {
+        run_id: String,
+        hold: Arc<Hold>,
+        done: Option<oneshot::Sender<()>>,
+    },
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
@@ -260,18 +265,10 @@ impl PgStore {
         migrate(&masked, &client).await?;
         let owner = format!(
             "{}-{}-{}",
-            hostname(),
+            crate::store::hostname(),
             std::process::id(),
             crate::store::new_id()
         );
-        client
-            .execute(
-                "INSERT INTO minder_workers (worker_id, host, pid) VALUES ($1, $2, $3)
-                 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()",
-                &[&owner, &hostname(), &(std::process::id() as i32)],
-            )
-            .await
-            .map_err(|e| db_error(&masked, "cannot register", e))?;
         let (writes, queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             url: masked,
@@ -338,6 +335,7 @@ impl PgStore {
                 readiness: Readiness::of(events),
                 failure: None,
             }),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -403,6 +401,7 @@ impl PgStore {
                 let _ = self.inner.writes.send(Write::Release {
                     run_id: run_id.to_string(),
                     hold,
+                    done: None,
                 });
                 return Err(e);
             }
@@ -565,6 +564,8 @@ struct PgLog {
     hold: Arc<Hold>,
     writes: mpsc::UnboundedSender<Write>,
     pending: Mutex<Pending>,
+    /// Set by `close`: the run was let go already.
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -606,6 +607,23 @@ impl PgLog {
 }
 
 impl RunLog for PgLog {
+    fn close(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let flushed = self.flush();
+        let (done, released) = oneshot::channel();
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let _ = self.writes.send(Write::Release {
+                run_id: self.run_id.clone(),
+                hold: self.hold.clone(),
+                done: Some(done),
+            });
+        }
+        Box::pin(async move {
+            let result = flushed.await;
+            let _ = released.await;
+            result
+        })
+    }
+
     fn append(&self, event: Event) -> Result<(), StoreError> {
         if self.hold.lost.load(Ordering::SeqCst) {
             return Err(self.fenced());
@@ -653,6 +671,9 @@ impl RunLog for PgLog {
 
 impl Drop for PgLog {
     fn drop(&mut self) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let mut pending = self.pending.lock().unwrap();
         if !pending.events.is_empty() && pending.failure.is_none() {
             let _ = self.send(&mut pending);
@@ -660,6 +681,7 @@ impl Drop for PgLog {
         let _ = self.writes.send(Write::Release {
             run_id: self.run_id.clone(),
             hold: self.hold.clone(),
+            done: None,
         });
     }
 }
@@ -775,7 +797,7 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) {
                             .map_err(|e| store.error("cannot write events", e).to_string())
                     }
                 }
-                Write::Release { run_id, hold } => transaction
+                Write::Release { run_id, hold, .. } => transaction
                     .query(RELEASE, &[&run_id, &hold.epoch, &owner])
                     .await
                     .map(|_| true)
@@ -813,10 +835,15 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) {
                 };
                 let _ = done.send(result);
             }
-            Write::Release { run_id, hold } => {
-                let mut held = store.held.lock().unwrap();
-                if held.get(&run_id).is_some_and(|h| Arc::ptr_eq(h, &hold)) {
-                    held.remove(&run_id);
+            Write::Release { run_id, hold, done } => {
+                {
+                    let mut held = store.held.lock().unwrap();
+                    if held.get(&run_id).is_some_and(|h| Arc::ptr_eq(h, &hold)) {
+                        held.remove(&run_id);
+                    }
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
                 }
             }
         }
@@ -908,14 +935,6 @@ async fn listener(inner: Weak<Inner>) {
 
 use std::future::Future as _;
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_string())
-}
-
 impl Store for PgStore {
     fn create<'a>(
         &'a self,
@@ -976,6 +995,103 @@ impl Store for PgStore {
         request: &'a ClaimRequest,
     ) -> BoxFuture<'a, Result<Vec<Claimed>, StoreError>> {
         Box::pin(self.claim_now(request))
+    }
+
+    fn register_worker<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<crate::store::WorkerGuard, StoreError>> {
+        // The worker is known by this instance's identity, which its leases carry.
+        let _ = id;
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO minder_workers (worker_id, host, pid, lease_ms)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()",
+                    &[
+                        &self.inner.owner,
+                        &crate::store::hostname(),
+                        &(std::process::id() as i32),
+                        &(self.inner.lease.as_millis() as i64),
+                    ],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot register the worker", e))?;
+            Ok(crate::store::WorkerGuard::none())
+        })
+    }
+
+    fn unregister_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        let _ = id;
+        Box::pin(async move {
+            if let Ok(client) = self.client().await {
+                let _ = client
+                    .execute(
+                        "DELETE FROM minder_workers WHERE worker_id = $1",
+                        &[&self.inner.owner],
+                    )
+                    .await;
+            }
+        })
+    }
+
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<crate::store::WorkerInfo>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT w.worker_id, w.host, w.pid,
+                         (extract(epoch FROM w.started_at) * 1000)::bigint,
+                         (extract(epoch FROM w.heartbeat_at) * 1000)::bigint,
+                         array(SELECT r.run_id FROM minder_runs r
+                               WHERE r.owner = w.worker_id AND r.lease_until >= now()
+                               ORDER BY r.run_id)
+                     FROM minder_workers w
+                     WHERE w.heartbeat_at > now() - make_interval(secs => w.lease_ms / 1000.0)
+                     ORDER BY w.worker_id",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot list workers", e))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    crate::store::WorkerInfo::new(
+                        r.get(0),
+                        r.get(1),
+                        r.get::<_, i32>(2) as u32,
+                        r.get::<_, i64>(3) as u64,
+                    )
+                    .heartbeat(r.get::<_, i64>(4) as u64)
+                    .holding(r.get(5))
+                })
+                .collect())
+        })
+    }
+
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT (extract(epoch FROM updated_at) * 1000)::bigint FROM minder_runs
+                     WHERE run_id = $1",
+                    &[&run_id],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot read the run", e))?;
+            match row {
+                None => Err(StoreError::UnknownRun(run_id.to_string())),
+                Some(row) => Ok(Some(
+                    std::time::UNIX_EPOCH + Duration::from_millis(row.get::<_, i64>(0) as u64),
+                )),
+            }
+        })
     }
 
     fn wait_for_work(&self, timeout: Duration) -> BoxFuture<'_, ()> {

@@ -127,6 +127,7 @@ mod durable;
 mod ended;
 mod lock;
 mod ready;
+mod workers;
 mod writer;
 
 use super::{validate_run_id, JournalStream, OpenRun, Opening, RunLog, Store, StoreError};
@@ -838,6 +839,27 @@ impl Store for FileStore {
         let store = self.clone();
         let request = request.clone();
         Box::pin(off_runtime(move || ready::claim(&store, &request)))
+    }
+
+    fn register_worker<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<super::WorkerGuard, StoreError>> {
+        let store = self.clone();
+        let id = id.to_string();
+        Box::pin(off_runtime(move || workers::register(&store, &id)))
+    }
+
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<super::WorkerInfo>, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || workers::list(&store)))
+    }
+
+    fn wait_for_work(&self, timeout: std::time::Duration) -> BoxFuture<'_, ()> {
+        // No signal crosses processes here: look again at least every 100 ms.
+        Box::pin(tokio::time::sleep(
+            timeout.min(std::time::Duration::from_millis(100)),
+        ))
     }
 
     fn last_write<'a>(
