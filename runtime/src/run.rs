@@ -211,7 +211,7 @@ impl Runner {
             mismatch,
         };
         if process != P::NAME {
-            return Err(mismatch(VersionMismatch::Process {
+            return Err(mismatch(VersionMismatch::OtherProcess {
                 recorded: process,
                 expected: P::NAME.to_string(),
             }));
@@ -535,7 +535,7 @@ impl Runner {
         match result {
             Ok(output) => {
                 let value = serde_json::to_value(&output).map_err(|e| RunError::Decode {
-                    problem: DecodeProblem::Output,
+                    problem: DecodeProblem::RunOutput,
                     message: e.to_string(),
                 })?;
                 state.append(Event::RunCompleted { output: value });
@@ -560,7 +560,7 @@ impl Runner {
 /// The first event of a new run of `P`.
 fn created<P: Process>(run_id: &str, input: &P::Input) -> Result<Event, RunError> {
     let input = serde_json::to_value(input).map_err(|e| RunError::Decode {
-        problem: DecodeProblem::Input,
+        problem: DecodeProblem::RunInput,
         message: e.to_string(),
     })?;
     Ok(Event::RunCreated {
