@@ -192,7 +192,7 @@ pub enum RunError {
 pub enum VersionMismatch {
     /// The run belongs to another process.
     #[error("belongs to process `{recorded}`, not `{expected}`")]
-    Process {
+    OtherProcess {
         /// The process the journal names.
         recorded: String,
         /// The process it was resumed as.
@@ -215,19 +215,23 @@ pub enum VersionMismatch {
 }
 
 /// Which value could not be journaled or read back ([`RunError::Decode`]).
+///
+/// (No variant here or in the other error enums is named like a common type — `Result`,
+/// `Process`: rustc would then print that type with its full path, `std::result::Result<..>`,
+/// in every diagnostic of a crate that uses minder; the ui-tests catch it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeProblem {
     /// The run's input cannot be journaled.
-    Input,
+    RunInput,
     /// The run's output cannot be journaled.
-    Output,
+    RunOutput,
     /// The journaled input does not fit the process's input type now.
     RecordedInput,
     /// The journaled output does not fit the process's output type now.
     RecordedOutput,
     /// A task's arguments cannot be journaled.
-    Arguments {
+    TaskArguments {
         /// The step key.
         key: String,
     },
@@ -237,7 +241,7 @@ pub enum DecodeProblem {
         key: String,
     },
     /// A task's result cannot be journaled.
-    Result {
+    TaskResult {
         /// The step key.
         key: String,
     },
@@ -289,15 +293,15 @@ impl DecodeProblem {
     fn describe(&self, message: &str) -> String {
         use DecodeProblem::*;
         match self {
-            Input => format!("cannot journal the input: {message}"),
-            Output => format!("cannot journal the output: {message}"),
+            RunInput => format!("cannot journal the input: {message}"),
+            RunOutput => format!("cannot journal the output: {message}"),
             RecordedInput => format!("the recorded input does not fit: {message}"),
             RecordedOutput => format!("the recorded output does not fit: {message}"),
-            Arguments { key } => format!("cannot journal the arguments of `{key}`: {message}"),
+            TaskArguments { key } => format!("cannot journal the arguments of `{key}`: {message}"),
             RecordedArguments { key } => {
                 format!("cannot re-read the arguments of `{key}`: {message}")
             }
-            Result { key } => format!("cannot journal the result of `{key}`: {message}"),
+            TaskResult { key } => format!("cannot journal the result of `{key}`: {message}"),
             EffectInput { key } => format!("cannot journal the input of `{key}`: {message}"),
             EffectResult { key } => {
                 format!("the journaled result of `{key}` does not fit {message}")

@@ -368,7 +368,7 @@ impl Runner {
             mismatch,
         };
         if process != P::NAME {
-            return Err(mismatch(VersionMismatch::Process {
+            return Err(mismatch(VersionMismatch::OtherProcess {
                 recorded: process.to_string(),
                 expected: P::NAME.to_string(),
             }));
@@ -653,7 +653,7 @@ impl Runner {
         match result {
             Ok(output) => {
                 let value = serde_json::to_value(&output).map_err(|e| RunError::Decode {
-                    problem: DecodeProblem::Output,
+                    problem: DecodeProblem::RunOutput,
                     message: e.to_string(),
                 })?;
                 state.append(Event::RunCompleted { output: value });
@@ -781,7 +781,7 @@ fn created<P: Process>(
     options: &Submit,
 ) -> Result<Event, RunError> {
     let input = serde_json::to_value(input).map_err(|e| RunError::Decode {
-        problem: DecodeProblem::Input,
+        problem: DecodeProblem::RunInput,
         message: e.to_string(),
     })?;
     let queue = options

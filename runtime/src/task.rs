@@ -445,7 +445,7 @@ async fn run_step(
         Ok(v) => v,
         Err(e) => {
             let error = RunError::Decode {
-                problem: DecodeProblem::Arguments { key },
+                problem: DecodeProblem::TaskArguments { key },
                 message: e.to_string(),
             };
             return fatal(&scope, error).await;
@@ -608,7 +608,7 @@ async fn run_step(
         }
         Err(e) => {
             let error = RunError::Decode {
-                problem: DecodeProblem::Result { key },
+                problem: DecodeProblem::TaskResult { key },
                 message: e.to_string(),
             };
             return fatal(&scope, error).await;

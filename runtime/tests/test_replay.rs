@@ -582,7 +582,7 @@ async fn resume_under_the_wrong_process_is_refused() {
         matches!(
             &err,
             RunError::Version {
-                mismatch: minder::VersionMismatch::Process { recorded, expected },
+                mismatch: minder::VersionMismatch::OtherProcess { recorded, expected },
                 ..
             } if recorded == "sleeper" && expected == "looping"
         ),

@@ -154,7 +154,7 @@ fn resume<'a, P: Process>(
     Box::pin(async move {
         let done = runner.resume::<P>(id).await?;
         serde_json::to_value(done.output).map_err(|e| RunError::Decode {
-            problem: crate::error::DecodeProblem::Output,
+            problem: crate::error::DecodeProblem::RunOutput,
             message: e.to_string(),
         })
     })
