@@ -575,6 +575,12 @@ impl Runner {
                         if cancel_check.as_mut().poll(cx).is_pending() {
                             break;
                         }
+                        if state.log().is_lost() {
+                            // Another writer took the run: stop now, write nothing more.
+                            return Poll::Ready(Err(RunError::Store(StoreError::Fenced(
+                                run_id.clone(),
+                            ))));
+                        }
                         looking = Some(self.store.cancel_request(&run_id));
                     }
                 }

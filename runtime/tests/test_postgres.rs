@@ -67,6 +67,33 @@ async fn fan(ctx: &Ctx, n: u32) -> Result<u32, ProcessError> {
     Ok(all.iter().sum())
 }
 
+/// Set when `guarded`'s body was dropped before it finished.
+static GUARDED_DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct DropFlag;
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        GUARDED_DROPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[task]
+async fn guarded(log: String, tag: String) -> Result<u32, TaskError> {
+    append(&log, format!("{tag} guarded"));
+    let flag = DropFlag;
+    // Never finishes by itself: only a dropped body ends it.
+    std::future::pending::<()>().await;
+    std::mem::forget(flag);
+    Ok(0)
+}
+
+#[process]
+async fn stuck(_ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
+    let a = mark(job.log.clone(), job.tag.clone(), 1).await?;
+    Ok(a + guarded(job.log, job.tag).await?)
+}
+
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("pg-")
@@ -544,4 +571,69 @@ async fn bad_urls_and_servers_are_one_line_errors_with_the_password_masked() {
         .unwrap();
     let e = PgStore::connect(&url).await.unwrap_err().to_string();
     assert!(e.contains("newer minder") && e.contains("99"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_drops_the_run_at_once_and_writes_nothing() {
+    let url = pg::fresh_db("lost").await;
+    let dir = scratch();
+    let log = dir.path().join("log");
+    let store = PgStore::connect_with_lease(&url, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let runner = Runner::new(store.clone());
+    let id = runner
+        .submit::<stuck>(&Job {
+            tag: "s".into(),
+            log: log.display().to_string(),
+            gate: String::new(),
+        })
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(Runner::new(store), Processes::new().process::<stuck>())
+            .poll(Duration::from_millis(50))
+            .run_until(async {
+                let _ = stopped.await;
+            }),
+    );
+    common::wait_until("the task to start", || {
+        lines(&log).iter().any(|l| l == "s guarded")
+    })
+    .await;
+    // Another writer takes the run (as a worker would once the lease lapsed).
+    let client = pg::sql(&url).await;
+    let before: i64 = client
+        .query_one(
+            "SELECT count(*) FROM minder_events WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE minder_runs SET owner = 'thief', epoch = epoch + 1 WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    // The heartbeat finds the lease gone; the runner drops the body (the task with it).
+    common::wait_until("the stale worker to drop the task", || {
+        GUARDED_DROPPED.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    stop.send(()).unwrap();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!((report.lost, report.completed), (1, 0), "{report:?}");
+    let after: i64 = client
+        .query_one(
+            "SELECT count(*) FROM minder_events WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, before, "the stale worker wrote after losing the run");
 }

@@ -109,6 +109,12 @@ pub trait RunLog: Send + Sync + fmt::Debug {
     fn close(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         self.flush()
     }
+    /// Whether this writer knows it lost the run (its lease lapsed and another writer took
+    /// it): the runner then stops driving it at once rather than at its next flush. The
+    /// default: never.
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
 
 /// A run opened for writing by [`Store::open`]: its journal so far and the log to append to.

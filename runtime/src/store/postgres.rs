@@ -120,6 +120,9 @@ struct Inner {
     held: Mutex<HashMap<String, Arc<Hold>>>,
     /// Signalled by `NOTIFY minder_work`.
     work: Arc<Notify>,
+    /// Runs asked to be cancelled (`NOTIFY minder_cancel`, and the heartbeat's answer), so
+    /// a writer looking for a request asks the database only when there is one.
+    cancels: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -279,6 +282,7 @@ impl PgStore {
             writes,
             held: Mutex::new(HashMap::new()),
             work: Arc::new(Notify::new()),
+            cancels: Arc::new(Mutex::new(std::collections::HashSet::new())),
         });
         tokio::spawn(writer(Arc::downgrade(&inner), queue));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
@@ -607,6 +611,10 @@ impl PgLog {
 }
 
 impl RunLog for PgLog {
+    fn is_lost(&self) -> bool {
+        self.hold.lost.load(Ordering::SeqCst)
+    }
+
     fn close(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let flushed = self.flush();
         let (done, released) = oneshot::channel();
@@ -873,7 +881,7 @@ async fn heartbeat(inner: Weak<Inner>) {
                 "WITH w AS (UPDATE minder_workers SET heartbeat_at = now() WHERE worker_id = $1)
                  UPDATE minder_runs SET lease_until = now() + make_interval(secs => $2)
                  WHERE owner = $1 AND lease_until >= now()
-                 RETURNING run_id, epoch",
+                 RETURNING run_id, epoch, cancel_requested",
                 &[&store.owner, &store.lease.as_secs_f64()],
             )
             .await;
@@ -881,6 +889,12 @@ async fn heartbeat(inner: Weak<Inner>) {
             continue;
         };
         let kept: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        {
+            let mut cancels = store.cancels.lock().unwrap();
+            for row in rows.iter().filter(|r| r.get::<_, bool>(2)) {
+                cancels.insert(row.get(0));
+            }
+        }
         for (run_id, hold) in store.held.lock().unwrap().iter() {
             if kept.get(run_id) != Some(&hold.epoch) && !hold.lost.swap(true, Ordering::SeqCst) {
                 tracing::warn!(%run_id, "lost the lease on a run: another writer took it");
@@ -895,14 +909,19 @@ async fn listener(inner: Weak<Inner>) {
         let Some(store) = inner.upgrade() else {
             return;
         };
-        let (url, config, work) = (store.url.clone(), store.config.clone(), store.work.clone());
+        let (url, config, work, cancels) = (
+            store.url.clone(),
+            store.config.clone(),
+            store.work.clone(),
+            store.cancels.clone(),
+        );
         drop(store);
         let connected = config.connect(NoTls).await;
         let Ok((client, mut connection)) = connected else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let listen = client.batch_execute("LISTEN minder_work");
+        let listen = client.batch_execute("LISTEN minder_work; LISTEN minder_cancel");
         let mut listen = std::pin::pin!(listen);
         let mut listening = false;
         loop {
@@ -919,7 +938,13 @@ async fn listener(inner: Weak<Inner>) {
             })
             .await;
             match message {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => work.notify_one(),
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if n.channel() == "minder_cancel" {
+                        cancels.lock().unwrap().insert(n.payload().to_string());
+                    } else {
+                        work.notify_one();
+                    }
+                }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => break,
             }
@@ -1126,8 +1151,9 @@ impl Store for PgStore {
             let client = self.client().await?;
             let n = client
                 .execute(
-                    "UPDATE minder_runs SET cancel_requested = true, cancel_reason = $2
-                     WHERE run_id = $1",
+                    "WITH u AS (UPDATE minder_runs SET cancel_requested = true, cancel_reason = $2
+                                WHERE run_id = $1 RETURNING run_id)
+                     SELECT pg_notify('minder_cancel', run_id) FROM u",
                     &[&run_id, &reason],
                 )
                 .await
@@ -1141,6 +1167,10 @@ impl Store for PgStore {
 
     fn cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Option<Option<String>>> {
         Box::pin(async move {
+            // Asked often by every writer: the database only when a request was announced.
+            if !self.inner.cancels.lock().unwrap().contains(run_id) {
+                return None;
+            }
             let client = self.client().await.ok()?;
             let row = client
                 .query_opt(
@@ -1156,6 +1186,7 @@ impl Store for PgStore {
 
     fn clear_cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            self.inner.cancels.lock().unwrap().remove(run_id);
             if let Ok(client) = self.client().await {
                 let _ = client
                     .execute(

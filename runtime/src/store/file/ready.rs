@@ -258,6 +258,10 @@ impl IndexedLog {
 }
 
 impl RunLog for IndexedLog {
+    fn is_lost(&self) -> bool {
+        self.inner.is_lost()
+    }
+
     fn append(&self, event: Event) -> Result<(), StoreError> {
         let readiness = Readiness::after(&event);
         self.inner.append(event)?;
