@@ -720,7 +720,21 @@ async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Write>) {
             }
         }
         let c = client.as_mut().expect("connected above");
-        write_batch(&store, c, batch).await;
+        let Some(batch) = write_batch(&store, c, batch).await else {
+            continue;
+        };
+        // The transaction could not even begin (the connection was gone: a server restart,
+        // a terminated backend): nothing was sent, so once reconnected, try once more.
+        client = None;
+        match connect_client(&store.url, &store.config).await {
+            Ok(c) => {
+                let c = client.insert(c);
+                if let Some(batch) = write_batch(&store, c, batch).await {
+                    fail_all(batch, "cannot begin a transaction");
+                }
+            }
+            Err(e) => fail_all(batch, &e.to_string()),
+        }
     }
 }
 
@@ -756,12 +770,17 @@ const RELEASE: &str = "WITH r AS (
         RETURNING run_id, state)
     SELECT pg_notify('minder_work', run_id) FROM r WHERE state IN ('ready', 'due')";
 
-async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) {
+/// Writes a batch in one transaction and answers its writers; gives the batch back when the
+/// transaction could not begin (nothing was sent).
+async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) -> Option<Vec<Write>> {
     let lease = store.lease.as_secs_f64();
     let owner = store.owner.as_str();
     let transaction = match client.transaction().await {
         Ok(t) => t,
-        Err(e) => return fail_all(batch, &store.error("cannot begin", e).to_string()),
+        Err(e) => {
+            tracing::debug!(error = %store.error("cannot begin", e), "reconnecting the writer");
+            return Some(batch);
+        }
     };
     // The statements go out pipelined, in order; each answers how many rows it wrote.
     let mut statements = Vec::with_capacity(batch.len());
@@ -856,6 +875,7 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) {
             }
         }
     }
+    None
 }
 
 /// Renews every lease this instance holds, in one statement, every third of the lease; runs
