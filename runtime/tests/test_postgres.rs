@@ -12,6 +12,7 @@ use minder::worker::{Processes, Worker, WorkerReport};
 use minder::RunError;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[data]
@@ -636,4 +637,11 @@ async fn a_worker_that_lost_its_lease_drops_the_run_at_once_and_writes_nothing()
         .unwrap()
         .get(0);
     assert_eq!(after, before, "the stale worker wrote after losing the run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_limits_hold_across_workers_on_postgres() {
+    let url = pg::fresh_db("queues").await;
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    common::queues::queue_limits_hold(store, "p").await;
 }

@@ -11,6 +11,7 @@ use minder::store::{FileStore, Store};
 use minder::worker::{Processes, Worker, WorkerReport};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[data]
@@ -415,4 +416,11 @@ async fn runs_of_other_processes_or_queues_are_left_alone() {
     stop.send(()).unwrap();
     assert_eq!(handle.await.unwrap().unwrap().completed, 2);
     assert_eq!(store.read(&nap_run).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_limits_hold_across_workers_on_the_file_store() {
+    let dir = scratch();
+    let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.path().join("runs")));
+    common::queues::queue_limits_hold(store, "f").await;
 }

@@ -46,6 +46,24 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     ))
 }
 
+/// `10/1m`: a count and a period.
+fn parse_rate(text: &str) -> Result<(u32, std::time::Duration), String> {
+    let (count, period) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}`: write a count and a period, like `10/1m`"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{count}` is not a count of runs: write one like `10/1m`"))?;
+    let period = parse_duration(period)?;
+    if count == 0 || period.is_zero() {
+        return Err(format!(
+            "`{text}`: the count and the period must be more than zero"
+        ));
+    }
+    Ok((count, period))
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub(super) enum Command {
     /// Start a run of a process and drive it to its end.
@@ -89,6 +107,20 @@ pub(super) enum Command {
     },
     /// The live workers, and the runs each holds.
     Workers,
+    /// The queues' limits, or set one queue's (the limits given replace the queue's).
+    Queue {
+        /// The queue to set; none: list the queues with limits.
+        name: Option<String>,
+        /// At most this many of its runs at once, across every worker.
+        #[arg(long, requires = "name")]
+        concurrency: Option<u32>,
+        /// At most this many of its runs started per period: `10/1m`, `100/1h`.
+        #[arg(long, requires = "name", value_parser = parse_rate)]
+        rate: Option<(u32, std::time::Duration)>,
+        /// Remove the queue's limits.
+        #[arg(long, requires = "name", conflicts_with_all = ["concurrency", "rate"])]
+        unlimited: bool,
+    },
     /// Continue a run: journaled steps are replayed, the rest runs.
     Resume {
         /// The run id.

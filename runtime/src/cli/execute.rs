@@ -135,6 +135,56 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             drive(entry, &runner, &run_id, cli).await
         }
         Command::Worker { .. } => unreachable!("`worker` is run by `worker()`"),
+        Command::Queue {
+            name,
+            concurrency,
+            rate,
+            unlimited,
+        } => {
+            if let Some(name) = name {
+                let mut limits = crate::store::QueueLimits::none();
+                if let Some(n) = concurrency {
+                    limits = limits.concurrency(*n);
+                }
+                if let Some((max, period)) = rate {
+                    limits = limits.rate(*max, *period);
+                }
+                if limits == crate::store::QueueLimits::none() && !*unlimited {
+                    return Err(CliError::Input(
+                        "give --concurrency, --rate, or --unlimited to remove the limits".into(),
+                    ));
+                }
+                store.set_queue(name, limits).await?;
+            }
+            let queues = store.queues().await?;
+            if cli.json {
+                let queues: Vec<_> = queues
+                    .iter()
+                    .map(|(name, limits)| json!({ "queue": name, "limits": limits }))
+                    .collect();
+                print_json(&queues);
+            } else if queues.is_empty() {
+                out!("no queue has limits");
+            } else {
+                for (name, limits) in queues {
+                    let mut parts = Vec::new();
+                    if let Some(n) = limits.concurrency {
+                        parts.push(format!("at most {n} at once"));
+                    }
+                    if let Some(r) = limits.rate {
+                        parts.push(format!(
+                            "at most {} started per {}",
+                            r.max,
+                            humantime::format_duration(std::time::Duration::from_millis(
+                                r.period_ms
+                            ))
+                        ));
+                    }
+                    out!("{name:<16} {}", parts.join(", "));
+                }
+            }
+            Ok(())
+        }
         Command::Workers => {
             let workers = store.workers().await?;
             if cli.json {

@@ -142,6 +142,49 @@ impl Claimed {
     }
 }
 
+/// Limits on a queue, shared by every worker of a store ([`Store::set_queue`](super::Store::set_queue)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct QueueLimits {
+    /// At most this many runs of the queue are held by workers at once, across all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// At most this many runs of the queue are claimed per period (a fixed window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// A rate limit: `max` claims per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rate {
+    /// Claims per period.
+    pub max: u32,
+    /// The period, in milliseconds.
+    pub period_ms: u64,
+}
+
+impl QueueLimits {
+    /// No limits.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// At most `n` runs of the queue at once, across all workers.
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// At most `max` runs of the queue started per `period`.
+    pub fn rate(mut self, max: u32, period: Duration) -> Self {
+        self.rate = Some(Rate {
+            max,
+            period_ms: period.as_millis().max(1) as u64,
+        });
+        self
+    }
+}
+
 /// The process, fingerprint, queue and priority a run was created with (its first event).
 pub(crate) fn created_facts(first: &Event) -> Option<(&str, &str, &str, i32)> {
     match first {

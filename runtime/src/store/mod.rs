@@ -13,7 +13,7 @@ mod claim;
 mod file;
 #[cfg(feature = "postgres")]
 mod postgres;
-pub use claim::{ClaimRequest, Claimed, Readiness, DEFAULT_QUEUE};
+pub use claim::{ClaimRequest, Claimed, QueueLimits, Rate, Readiness, DEFAULT_QUEUE};
 pub use file::FileStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -330,6 +330,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             }
             Ok(claimed)
         })
+    }
+
+    /// Sets the limits of queue `name`, for every worker of this store (the default store
+    /// has no queue limits: an error says so).
+    fn set_queue<'a>(
+        &'a self,
+        name: &'a str,
+        limits: QueueLimits,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (name, limits);
+        Box::pin(std::future::ready(Err(StoreError::Io {
+            context: "cannot set queue limits".to_string(),
+            source: std::io::Error::other("this store has no queue limits"),
+        })))
+    }
+
+    /// The queues that have limits.
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<(String, QueueLimits)>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
     /// Records that worker `id` is alive for as long as the returned guard lives (its

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod queues;
+
 use minder::journal::Event;
 use minder::prelude::*;
 use std::collections::HashSet;

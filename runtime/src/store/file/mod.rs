@@ -126,6 +126,7 @@ mod codec;
 mod durable;
 mod ended;
 mod lock;
+mod queues;
 mod ready;
 mod workers;
 mod writer;
@@ -839,6 +840,21 @@ impl Store for FileStore {
         let store = self.clone();
         let request = request.clone();
         Box::pin(off_runtime(move || ready::claim(&store, &request)))
+    }
+
+    fn set_queue<'a>(
+        &'a self,
+        name: &'a str,
+        limits: super::QueueLimits,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let store = self.clone();
+        let name = name.to_string();
+        Box::pin(off_runtime(move || queues::set(&store, &name, limits)))
+    }
+
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<(String, super::QueueLimits)>, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || queues::list(&store)))
     }
 
     fn register_worker<'a>(

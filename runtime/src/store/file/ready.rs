@@ -17,10 +17,11 @@
 //! journal once.
 
 use super::lock::{create_private_dir, run_file_options, sync_dir};
+use super::queues::{Gate, SlotLog};
 use super::{io_error, FileStore, JOURNAL};
 use crate::journal::Event;
 use crate::store::claim::{created_facts, ClaimRequest, Claimed, Readiness};
-use crate::store::{now_ms, RunLog, StoreError};
+use crate::store::{now_ms, OpenRun, RunLog, StoreError};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -192,13 +193,43 @@ pub(super) fn claim(store: &FileStore, request: &ClaimRequest) -> Result<Vec<Cla
         .collect();
     candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut claimed = Vec::new();
+    // The limited queues met so far, each held (its lock) until the claim ends; `None` for a
+    // queue at its limit or without limits.
+    let mut gates: std::collections::HashMap<String, Option<Gate>> = Default::default();
+    let mut full: std::collections::HashSet<String> = Default::default();
     for (_, run_id, entry) in candidates {
         if claimed.len() >= request.max {
             break;
         }
+        if full.contains(&entry.queue) {
+            continue;
+        }
+        if !gates.contains_key(&entry.queue) {
+            gates.insert(entry.queue.clone(), Gate::open(store, &entry.queue)?);
+        }
+        let slot = match gates.get_mut(&entry.queue).and_then(Option::as_mut) {
+            None => None,
+            Some(gate) => match gate.take()? {
+                Some(slot) => slot,
+                None => {
+                    full.insert(entry.queue.clone());
+                    continue;
+                }
+            },
+        };
         match store.open_now(&run_id) {
             Ok(open) => {
                 if Readiness::of(&open.events).claimable_at(now) {
+                    let open = match slot {
+                        Some(slot) => {
+                            let OpenRun { events, log, .. } = open;
+                            OpenRun::new(events, Arc::new(SlotLog::new(log, slot)))
+                        }
+                        None => open,
+                    };
+                    if let Some(gate) = gates.get_mut(&entry.queue).and_then(Option::as_mut) {
+                        gate.claimed();
+                    }
                     claimed.push(Claimed::new(run_id, entry.process, open));
                 }
                 // Else the entry was stale: closing the log just opened fixes it.
