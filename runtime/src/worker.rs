@@ -43,6 +43,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+/// How often an idle worker looks for ready runs it cannot take.
+const LOOK_AROUND: Duration = Duration::from_secs(10);
+
 type DriveFn = for<'a> fn(&'a Runner, Claimed) -> BoxFuture<'a, Result<(), RunError>>;
 
 /// The processes a worker can drive.
@@ -122,8 +125,10 @@ pub struct Worker {
     lease: Duration,
     grace: Duration,
     on_run: Option<OnRun>,
+    on_notice: Option<OnNotice>,
 }
 
+type OnNotice = Arc<dyn Fn(&str) + Send + Sync>;
 type OnRun = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl fmt::Debug for Worker {
@@ -156,7 +161,16 @@ impl Worker {
             lease: Duration::from_secs(15),
             grace: Duration::from_secs(30),
             on_run: None,
+            on_notice: None,
         }
+    }
+
+    /// Calls `f` with what the worker has to say that is not about one of its runs: ready
+    /// runs it leaves for other workers because it lacks their process or has another
+    /// structure of it (said once per process and structure, again when their number grows).
+    pub fn on_notice(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_notice = Some(Arc::new(f));
+        self
     }
 
     /// Calls `f(run_id, outcome)` each time the worker lets a run go: `completed`, `failed`,
@@ -222,6 +236,9 @@ impl Worker {
         let mut running: JoinSet<(String, Result<(), RunError>)> = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = self.poll;
+        // Ready runs this worker cannot take, as last said: (process, fingerprint) -> count.
+        let mut told: HashMap<(String, String), u64> = HashMap::new();
+        let mut last_look = tokio::time::Instant::now() - LOOK_AROUND;
         let _registration = store.register_worker(&self.id).await?;
         tracing::info!(worker = %self.id, concurrency = self.concurrency, "worker started");
         loop {
@@ -235,8 +252,13 @@ impl Worker {
                 match store.claim(&request).await {
                     Ok(claims) => {
                         backoff = self.poll;
+                        let idle = claims.is_empty() && running.is_empty();
                         for claimed in claims {
                             self.start(&mut running, claimed);
+                        }
+                        if idle && last_look.elapsed() >= LOOK_AROUND {
+                            last_look = tokio::time::Instant::now();
+                            self.look_around(&request, &mut told).await;
                         }
                     }
                     Err(e) => {
@@ -272,6 +294,38 @@ impl Worker {
         drop(_registration);
         tracing::info!(worker = %self.id, ?report, "worker stopped");
         Ok(report)
+    }
+
+    /// Says which ready runs it leaves for other workers (see [`Worker::on_notice`]).
+    async fn look_around(&self, request: &ClaimRequest, told: &mut HashMap<(String, String), u64>) {
+        let store = self.runner.store();
+        let Ok(left) = store.left_for_others(request).await else {
+            return;
+        };
+        for (process, fingerprint, n) in left {
+            let key = (process.clone(), fingerprint.clone());
+            if told.get(&key).is_some_and(|seen| *seen >= n) {
+                continue;
+            }
+            told.insert(key, n);
+            let have = self
+                .processes
+                .fingerprints()
+                .into_iter()
+                .find(|(p, _)| *p == process);
+            let why = match have {
+                Some((_, mine)) => format!(
+                    "recorded with structure {fingerprint} of `{process}`, and this worker's build has {mine}"
+                ),
+                None => format!("of process `{process}`, which this worker does not have"),
+            };
+            let message =
+                format!("{n} ready run(s) {why}: left for a worker with that build (none failed)");
+            tracing::warn!(worker = %self.id, %process, %fingerprint, runs = n, "{message}");
+            if let Some(f) = &self.on_notice {
+                f(&message);
+            }
+        }
     }
 
     fn start(&self, running: &mut JoinSet<(String, Result<(), RunError>)>, claimed: Claimed) {

@@ -424,3 +424,38 @@ async fn queue_limits_hold_across_workers_on_the_file_store() {
     let store: Arc<dyn Store> = Arc::new(FileStore::new(dir.path().join("runs")));
     common::queues::queue_limits_hold(store, "f").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_says_which_ready_runs_it_leaves_for_others() {
+    let dir = scratch();
+    let runs = dir.path().join("runs");
+    let id = runner(&runs)
+        .submit::<nap>(&job(dir.path(), "x", true))
+        .await
+        .unwrap();
+    let said = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let heard = said.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(runner(&runs), Processes::new().process::<three_steps>())
+        .poll(Duration::from_millis(20))
+        .on_notice(move |m| heard.lock().unwrap().push(m.to_string()));
+    let handle = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    common::wait_until("the worker to say it leaves the run", || {
+        !said.lock().unwrap().is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    let report = handle.await.unwrap().unwrap();
+    let said = said.lock().unwrap().clone();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("process `nap`, which this worker does not have")
+            && said[0].contains("1 ready run"),
+        "{said:?}"
+    );
+    assert_eq!(report, WorkerReport::default());
+    let store = FileStore::new(&runs);
+    assert_eq!(store.read(&id).await.unwrap().len(), 1, "left alone");
+}

@@ -505,6 +505,13 @@ pub(super) async fn worker(
         .grace(*grace)
         .lease(*lease)
         .poll(*poll)
+        .on_notice(move |message| {
+            if json {
+                print_json(&json!({ "notice": message }));
+            } else {
+                note!("{message}");
+            }
+        })
         .on_run(move |run_id, outcome| {
             if json {
                 print_json(&json!({ "run_id": run_id, "outcome": outcome }));

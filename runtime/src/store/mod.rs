@@ -332,6 +332,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// The ready runs that `request` leaves out because the worker lacks their process or has
+    /// another structure of it: `(process, fingerprint, how many)`, so the worker can say so
+    /// (they are left for workers with that build). The default knows none.
+    fn left_for_others<'a>(
+        &'a self,
+        request: &'a ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<(String, String, u64)>, StoreError>> {
+        let _ = request;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
     /// Sets the limits of queue `name`, for every worker of this store (the default store
     /// has no queue limits: an error says so).
     fn set_queue<'a>(

@@ -1166,6 +1166,36 @@ impl Store for PgStore {
         Box::pin(self.claim_now(request))
     }
 
+    fn left_for_others<'a>(
+        &'a self,
+        request: &'a ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<(String, String, u64)>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let wanted: Vec<String> = request
+                .processes
+                .iter()
+                .map(|(p, f)| format!("{p}/{f}"))
+                .collect();
+            let rows = client
+                .query(
+                    "SELECT process, fingerprint, count(*) FROM minder_runs
+                     WHERE (state = 'ready' OR (state = 'due' AND wake_at <= $1))
+                       AND (owner IS NULL OR lease_until < now())
+                       AND process || '/' || fingerprint <> ALL($2)
+                       AND (cardinality($3::text[]) = 0 OR queue = ANY($3))
+                     GROUP BY process, fingerprint ORDER BY process, fingerprint",
+                    &[&(now_ms() as i64), &wanted, &request.queues],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot count the runs left", e))?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
+                .collect())
+        })
+    }
+
     fn set_queue<'a>(
         &'a self,
         name: &'a str,

@@ -842,6 +842,17 @@ impl Store for FileStore {
         Box::pin(off_runtime(move || ready::claim(&store, &request)))
     }
 
+    fn left_for_others<'a>(
+        &'a self,
+        request: &'a super::ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<(String, String, u64)>, StoreError>> {
+        let store = self.clone();
+        let request = request.clone();
+        Box::pin(off_runtime(move || {
+            ready::left_for_others(&store, &request)
+        }))
+    }
+
     fn set_queue<'a>(
         &'a self,
         name: &'a str,

@@ -241,6 +241,27 @@ pub(super) fn claim(store: &FileStore, request: &ClaimRequest) -> Result<Vec<Cla
     Ok(claimed)
 }
 
+/// The claimable runs of the index whose process or structure `request` does not have, by
+/// (process, fingerprint).
+pub(super) fn left_for_others(
+    store: &FileStore,
+    request: &ClaimRequest,
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let now = now_ms();
+    let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for (_, e) in scan(store)? {
+        let queued = request.queues.is_empty() || request.queues.contains(&e.queue);
+        let known = request
+            .processes
+            .iter()
+            .any(|(p, f)| *p == e.process && *f == e.fingerprint);
+        if queued && !known && e.readiness().claimable_at(now) {
+            *counts.entry((e.process, e.fingerprint)).or_default() += 1;
+        }
+    }
+    Ok(counts.into_iter().map(|((p, f), n)| (p, f, n)).collect())
+}
+
 /// A run's log that keeps its index entry current: it follows the readiness of what was made
 /// durable and writes the entry when the log closes, while it still holds the run's lock.
 #[derive(Debug)]
