@@ -302,7 +302,13 @@ impl Worker {
         let Ok(left) = store.left_for_others(request).await else {
             return;
         };
-        for (process, fingerprint, n) in left {
+        for crate::store::LeftOut {
+            process,
+            fingerprint,
+            runs: n,
+            ..
+        } in left
+        {
             let key = (process.clone(), fingerprint.clone());
             if told.get(&key).is_some_and(|seen| *seen >= n) {
                 continue;

@@ -142,6 +142,29 @@ impl Claimed {
     }
 }
 
+/// Ready runs a worker leaves for others ([`Store::left_for_others`](super::Store::left_for_others)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeftOut {
+    /// Their process.
+    pub process: String,
+    /// The structure they were recorded with.
+    pub fingerprint: String,
+    /// How many.
+    pub runs: u64,
+}
+
+impl LeftOut {
+    /// Runs left out (for [`Store`](super::Store) implementations).
+    pub fn new(process: String, fingerprint: String, runs: u64) -> Self {
+        LeftOut {
+            process,
+            fingerprint,
+            runs,
+        }
+    }
+}
+
 /// Limits on a queue, shared by every worker of a store ([`Store::set_queue`](super::Store::set_queue)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]

@@ -13,7 +13,7 @@ mod claim;
 mod file;
 #[cfg(feature = "postgres")]
 mod postgres;
-pub use claim::{ClaimRequest, Claimed, QueueLimits, Rate, Readiness, DEFAULT_QUEUE};
+pub use claim::{ClaimRequest, Claimed, LeftOut, QueueLimits, Rate, Readiness, DEFAULT_QUEUE};
 pub use file::FileStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -333,12 +333,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     }
 
     /// The ready runs that `request` leaves out because the worker lacks their process or has
-    /// another structure of it: `(process, fingerprint, how many)`, so the worker can say so
+    /// another structure of it, by process and structure, so the worker can say so
     /// (they are left for workers with that build). The default knows none.
     fn left_for_others<'a>(
         &'a self,
         request: &'a ClaimRequest,
-    ) -> BoxFuture<'a, Result<Vec<(String, String, u64)>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<LeftOut>, StoreError>> {
         let _ = request;
         Box::pin(std::future::ready(Ok(Vec::new())))
     }

@@ -1169,7 +1169,7 @@ impl Store for PgStore {
     fn left_for_others<'a>(
         &'a self,
         request: &'a ClaimRequest,
-    ) -> BoxFuture<'a, Result<Vec<(String, String, u64)>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<crate::store::LeftOut>, StoreError>> {
         Box::pin(async move {
             let client = self.client().await?;
             let wanted: Vec<String> = request
@@ -1191,7 +1191,7 @@ impl Store for PgStore {
                 .map_err(|e| self.inner.error("cannot count the runs left", e))?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
+                .map(|r| crate::store::LeftOut::new(r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
                 .collect())
         })
     }

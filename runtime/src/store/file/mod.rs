@@ -845,7 +845,7 @@ impl Store for FileStore {
     fn left_for_others<'a>(
         &'a self,
         request: &'a super::ClaimRequest,
-    ) -> BoxFuture<'a, Result<Vec<(String, String, u64)>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<super::LeftOut>, StoreError>> {
         let store = self.clone();
         let request = request.clone();
         Box::pin(off_runtime(move || {

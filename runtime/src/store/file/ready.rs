@@ -246,7 +246,7 @@ pub(super) fn claim(store: &FileStore, request: &ClaimRequest) -> Result<Vec<Cla
 pub(super) fn left_for_others(
     store: &FileStore,
     request: &ClaimRequest,
-) -> Result<Vec<(String, String, u64)>, StoreError> {
+) -> Result<Vec<crate::store::LeftOut>, StoreError> {
     let now = now_ms();
     let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for (_, e) in scan(store)? {
@@ -259,7 +259,10 @@ pub(super) fn left_for_others(
             *counts.entry((e.process, e.fingerprint)).or_default() += 1;
         }
     }
-    Ok(counts.into_iter().map(|((p, f), n)| (p, f, n)).collect())
+    Ok(counts
+        .into_iter()
+        .map(|((p, f), n)| crate::store::LeftOut::new(p, f, n))
+        .collect())
 }
 
 /// A run's log that keeps its index entry current: it follows the readiness of what was made
