@@ -26,6 +26,7 @@ mod compile;
 mod fanout;
 mod machine;
 mod memory;
+mod postgres;
 mod replay;
 mod report;
 mod sequential;
@@ -125,6 +126,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    // `--store postgres`: the PostgreSQL section only (see `postgres.rs`).
+    if let Some(at) = args.iter().position(|a| a == "--store") {
+        if args.get(at + 1).map(String::as_str) != Some("postgres") {
+            eprintln!("--store takes `postgres` (the server: MINDER_BENCH_POSTGRES_URL, else a throwaway cluster)");
+            return ExitCode::FAILURE;
+        }
+        postgres::run(args.iter().any(|a| a == "--quick"));
+        return ExitCode::SUCCESS;
     }
     let options = match parse(&args) {
         Ok(options) => options,

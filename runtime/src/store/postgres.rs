@@ -133,6 +133,8 @@ struct Inner {
     /// Runs asked to be cancelled (`NOTIFY minder_cancel`, and the heartbeat's answer), so
     /// a writer looking for a request asks the database only when there is one.
     cancels: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Heartbeat statements sent so far.
+    heartbeats: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for PgStore {
@@ -212,6 +214,9 @@ fn db_error(url: &str, doing: &str, e: tokio_postgres::Error) -> StoreError {
         message: format!("{doing}: {detail}"),
     }
 }
+
+/// How often an open asks again, 25 ms apart, for a run another writer holds.
+const OPEN_TRIES: u32 = 20;
 
 /// How long connecting may take unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -294,6 +299,7 @@ impl PgStore {
             held: Mutex::new(HashMap::new()),
             work: Arc::new(Notify::new()),
             cancels: Arc::new(Mutex::new(std::collections::HashSet::new())),
+            heartbeats: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(writer(Arc::downgrade(&inner), queue));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
@@ -309,6 +315,12 @@ impl PgStore {
     /// This instance's identity as the holder of runs (also its row in `minder_workers`).
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// How many heartbeat statements this instance has sent: one every third of the lease,
+    /// however many runs it holds.
+    pub fn heartbeat_statements(&self) -> u64 {
+        self.inner.heartbeats.load(Ordering::Relaxed)
     }
 
     /// The URL, its password masked.
@@ -821,12 +833,27 @@ impl Drop for PgLog {
 /// The writer task: takes every queued write, and writes them in one transaction (one
 /// statement a run's flush), so flushes that arrive together share a commit.
 async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Write>) {
-    let mut client: Option<Client> = None;
+    let mut conn: Option<(Client, Prepared)> = None;
+    // The size and duration of the last batch: when many flushes came together last time
+    // (a fan-out), fewer now means the rest are on their way; waiting a little for them
+    // (at most half a commit) saves a commit.
+    let mut last = (0usize, Duration::ZERO);
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
-        while batch.len() < 512 {
+        let patience = tokio::time::Instant::now() + (last.1 / 2).min(Duration::from_millis(2));
+        loop {
             match queue.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) if batch.len() < 1024 => batch.push(next),
+                Ok(next) => {
+                    batch.push(next);
+                    break;
+                }
+                Err(_) if last.0 >= 16 && batch.len() < last.0 / 2 => {
+                    match tokio::time::timeout_at(patience, queue.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        _ => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -834,32 +861,45 @@ async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Write>) {
             fail_all(batch, "the store was dropped");
             continue;
         };
-        if client.as_ref().is_none_or(Client::is_closed) {
-            match connect_client(&store.url, &store.config).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    fail_all(batch, &e.to_string());
-                    continue;
-                }
+        let mut tries = 0;
+        let mut pending = Some(batch);
+        while let Some(batch) = pending.take() {
+            if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+                conn = match connect_writer(&store).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        fail_all(batch, &e.to_string());
+                        break;
+                    }
+                };
             }
-        }
-        let c = client.as_mut().expect("connected above");
-        let Some(batch) = write_batch(&store, c, batch).await else {
-            continue;
-        };
-        // The transaction could not even begin (the connection was gone: a server restart,
-        // a terminated backend): nothing was sent, so once reconnected, try once more.
-        client = None;
-        match connect_client(&store.url, &store.config).await {
-            Ok(c) => {
-                let c = client.insert(c);
-                if let Some(batch) = write_batch(&store, c, batch).await {
+            let (client, prepared) = conn.as_mut().expect("connected above");
+            let n = batch.len();
+            let t = std::time::Instant::now();
+            let back = write_batch(&store, client, prepared, batch).await;
+            last = (n, t.elapsed());
+            // A batch whose transaction could not even begin (the connection was gone: a
+            // server restart, a terminated backend) was not sent: once reconnected, try once
+            // more.
+            if let Some(batch) = back {
+                conn = None;
+                tries += 1;
+                if tries > 1 {
                     fail_all(batch, "cannot begin a transaction");
+                } else {
+                    pending = Some(batch);
                 }
             }
-            Err(e) => fail_all(batch, &e.to_string()),
         }
     }
+}
+
+async fn connect_writer(store: &Inner) -> Result<(Client, Prepared), StoreError> {
+    let client = connect_client(&store.url, &store.config).await?;
+    let prepared = prepare(&client)
+        .await
+        .map_err(|e| store.error("cannot prepare the writer's statements", e))?;
+    Ok((client, prepared))
 }
 
 fn fail_all(batch: Vec<Write>, why: &str) {
@@ -894,24 +934,108 @@ const RELEASE: &str = "WITH r AS (
         RETURNING run_id, state)
     SELECT pg_notify('minder_work', run_id) FROM r WHERE state IN ('ready', 'due')";
 
-/// Writes a batch in one transaction and answers its writers; gives the batch back when the
-/// transaction could not begin (nothing was sent).
-async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) -> Option<Vec<Write>> {
+/// The writer's statements, prepared once per connection.
+struct Prepared {
+    append: tokio_postgres::Statement,
+    touch: tokio_postgres::Statement,
+    release: tokio_postgres::Statement,
+}
+
+async fn prepare(client: &Client) -> Result<Prepared, tokio_postgres::Error> {
+    Ok(Prepared {
+        append: client.prepare(APPEND).await?,
+        touch: client.prepare(TOUCH).await?,
+        release: client.prepare(RELEASE).await?,
+    })
+}
+
+/// One statement of a batch: the flushes of one run merged (their events in order, the
+/// readiness after the last), or a release.
+enum Op {
+    Append {
+        run_id: String,
+        hold: Arc<Hold>,
+        events: Vec<String>,
+        readiness: Readiness,
+        dones: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    },
+    Release {
+        run_id: String,
+        hold: Arc<Hold>,
+        done: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// Merges the flushes of each run (up to its next release) into one statement.
+fn merge(batch: Vec<Write>) -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::with_capacity(batch.len());
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for write in batch {
+        match write {
+            Write::Flush {
+                run_id,
+                hold,
+                events,
+                readiness,
+                done,
+            } => match open.get(&run_id).map(|&i| &mut ops[i]) {
+                Some(Op::Append {
+                    hold: h,
+                    events: all,
+                    readiness: r,
+                    dones,
+                    ..
+                }) if Arc::ptr_eq(h, &hold) => {
+                    all.extend(events);
+                    *r = readiness;
+                    dones.push(done);
+                }
+                _ => {
+                    open.insert(run_id.clone(), ops.len());
+                    ops.push(Op::Append {
+                        run_id,
+                        hold,
+                        events,
+                        readiness,
+                        dones: vec![done],
+                    });
+                }
+            },
+            Write::Release { run_id, hold, done } => {
+                open.remove(&run_id);
+                ops.push(Op::Release { run_id, hold, done });
+            }
+        }
+    }
+    ops
+}
+
+/// Writes a batch and answers its writers: one statement a run (its flushes merged), in one
+/// transaction when there are several (a lone one commits by itself: one round trip). Gives
+/// the batch back when the transaction could not begin (nothing was sent).
+async fn write_batch(
+    store: &Inner,
+    client: &Client,
+    prepared: &Prepared,
+    batch: Vec<Write>,
+) -> Option<Vec<Write>> {
     let lease = store.lease.as_secs_f64();
     let owner = store.owner.as_str();
-    let transaction = match client.transaction().await {
-        Ok(t) => t,
-        Err(e) => {
+    let ops = merge(batch);
+    // Several statements share one transaction; a lone one commits by itself.
+    let single = ops.len() == 1;
+    if !single {
+        if let Err(e) = client.batch_execute("BEGIN").await {
             tracing::debug!(error = %store.error("cannot begin", e), "reconnecting the writer");
-            return Some(batch);
+            return Some(unmerge(ops));
         }
-    };
+    }
     // The statements go out pipelined, in order; each answers how many rows it wrote.
-    let mut statements = Vec::with_capacity(batch.len());
-    for write in &batch {
+    let mut statements = Vec::with_capacity(ops.len());
+    for op in &ops {
         statements.push(async {
-            match write {
-                Write::Flush {
+            match op {
+                Op::Append {
                     run_id,
                     hold,
                     events,
@@ -919,37 +1043,36 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) -> O
                     ..
                 } => {
                     let (state, wake_at) = state_of(*readiness);
-                    if events.is_empty() {
-                        transaction
+                    let written = if events.is_empty() {
+                        client
                             .execute(
-                                TOUCH,
-                                &[&run_id, &hold.epoch, &lease, &state, &wake_at, &owner],
+                                &prepared.touch,
+                                &[run_id, &hold.epoch, &lease, &state, &wake_at, &owner],
                             )
                             .await
                             .map(|n| n > 0)
-                            .map_err(|e| store.error("cannot write events", e).to_string())
                     } else {
-                        transaction
+                        client
                             .execute(
-                                APPEND,
+                                &prepared.append,
                                 &[
-                                    &run_id,
+                                    run_id,
                                     &hold.epoch,
                                     &(events.len() as i64),
                                     &lease,
                                     &state,
                                     &wake_at,
                                     &owner,
-                                    &events,
+                                    events,
                                 ],
                             )
                             .await
                             .map(|n| n == events.len() as u64)
-                            .map_err(|e| store.error("cannot write events", e).to_string())
-                    }
+                    };
+                    written.map_err(|e| store.error("cannot write events", e).to_string())
                 }
-                Write::Release { run_id, hold, .. } => transaction
-                    .query(RELEASE, &[&run_id, &hold.epoch, &owner])
+                Op::Release { run_id, hold, .. } => client
+                    .execute(&prepared.release, &[run_id, &hold.epoch, &owner])
                     .await
                     .map(|_| true)
                     .map_err(|e| store.error("cannot let the run go", e).to_string()),
@@ -958,22 +1081,27 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) -> O
     }
     let results = futures::future::join_all(statements).await;
     let failed = results.iter().find_map(|r| r.as_ref().err()).cloned();
-    let committed = match failed {
-        Some(why) => {
-            let _ = transaction.rollback().await;
+    let committed = match (failed, single) {
+        (Some(why), false) => {
+            let _ = client.batch_execute("ROLLBACK").await;
             Err(why)
         }
-        None => transaction
-            .commit()
+        (Some(why), true) => Err(why),
+        (None, false) => client
+            .batch_execute("COMMIT")
             .await
             .map_err(|e| store.error("cannot commit events", e).to_string()),
+        (None, true) => Ok(()),
     };
-    for (write, written) in batch.into_iter().zip(results) {
-        match write {
-            Write::Flush {
-                run_id, hold, done, ..
+    for (op, written) in ops.into_iter().zip(results) {
+        match op {
+            Op::Append {
+                run_id,
+                hold,
+                dones,
+                ..
             } => {
-                let result = match (&committed, written) {
+                let result = || match (&committed, &written) {
                     (Err(why), _) => Err(StoreError::Io {
                         context: format!("cannot flush run `{run_id}`"),
                         source: std::io::Error::other(why.clone()),
@@ -984,9 +1112,11 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) -> O
                         Err(StoreError::Fenced(run_id.clone()))
                     }
                 };
-                let _ = done.send(result);
+                for done in dones {
+                    let _ = done.send(result());
+                }
             }
-            Write::Release { run_id, hold, done } => {
+            Op::Release { run_id, hold, done } => {
                 {
                     let mut held = store.held.lock().unwrap();
                     if held.get(&run_id).is_some_and(|h| Arc::ptr_eq(h, &hold)) {
@@ -1000,6 +1130,44 @@ async fn write_batch(store: &Inner, client: &mut Client, batch: Vec<Write>) -> O
         }
     }
     None
+}
+
+/// A merged batch back as writes (to try again on a new connection).
+fn unmerge(ops: Vec<Op>) -> Vec<Write> {
+    let mut batch = Vec::new();
+    for op in ops {
+        match op {
+            Op::Append {
+                run_id,
+                hold,
+                events,
+                readiness,
+                dones,
+            } => {
+                let mut dones = dones.into_iter();
+                let first = dones.next().expect("a merged flush has a writer");
+                batch.push(Write::Flush {
+                    run_id: run_id.clone(),
+                    hold: hold.clone(),
+                    events,
+                    readiness,
+                    done: first,
+                });
+                // The others wait for the same statement: empty flushes after it.
+                for done in dones {
+                    batch.push(Write::Flush {
+                        run_id: run_id.clone(),
+                        hold: hold.clone(),
+                        events: Vec::new(),
+                        readiness,
+                        done,
+                    });
+                }
+            }
+            Op::Release { run_id, hold, done } => batch.push(Write::Release { run_id, hold, done }),
+        }
+    }
+    batch
 }
 
 /// Renews every lease this instance holds, in one statement, every third of the lease; runs
@@ -1020,6 +1188,7 @@ async fn heartbeat(inner: Weak<Inner>) {
         let Ok(client) = pg.client().await else {
             continue;
         };
+        store.heartbeats.fetch_add(1, Ordering::Relaxed);
         let renewed = client
             .query(
                 "WITH w AS (UPDATE minder_workers SET heartbeat_at = now() WHERE worker_id = $1)
@@ -1114,7 +1283,19 @@ impl Store for PgStore {
     }
 
     fn open<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<OpenRun, StoreError>> {
-        Box::pin(self.open_now(run_id))
+        Box::pin(async move {
+            // A writer that is letting the run go (a worker whose run just stopped to wait)
+            // is waited for a moment, as the file store waits for a busy lock.
+            for _ in 0..OPEN_TRIES {
+                match self.open_now(run_id).await {
+                    Err(StoreError::Locked(_)) => {
+                        tokio::time::sleep(Duration::from_millis(25)).await
+                    }
+                    done => return done,
+                }
+            }
+            self.open_now(run_id).await
+        })
     }
 
     fn read<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<Event>, StoreError>> {
