@@ -99,6 +99,9 @@ struct State {
     closing: bool,
     /// The writer thread has ended (its [`StopGuard`] ran).
     stopped: bool,
+    /// The writer thread waits on `wake` (so a flush has to wake it; while it writes or syncs,
+    /// it looks for waiters before it waits again, and needs no wake-up).
+    idle: bool,
 }
 
 impl State {
@@ -339,16 +342,19 @@ impl FileLog {
 
 impl RunLog for FileLog {
     fn append(&self, event: Event) -> Result<(), StoreError> {
-        let mut record = Vec::with_capacity(256);
-        encode_record(&event, &mut record)?;
         let mut state = self.shared.lock();
         if let Some(failure) = &state.failure {
             return Err(failure.to_error());
         }
-        state.pending.extend_from_slice(&record);
+        // Encoded straight into the pending buffer (no buffer of its own to allocate and copy
+        // from): the lock is held for the encoding, a microsecond, which only other appends
+        // and the writer's taking of a batch wait for.
+        let before = state.pending.len();
+        encode_record(&event, &mut state.pending)?;
+        let size = (state.pending.len() - before) as u64;
         state.appended += 1;
         let start = state.len;
-        state.len += record.len() as u64;
+        state.len += size;
         if event.run_end().is_some() {
             state.end = Some(EndNote {
                 journal_len: state.len,
@@ -400,8 +406,11 @@ impl RunLog for FileLog {
         }
         let (tx, rx) = oneshot::channel();
         state.waiters.push_back((target, tx));
+        let idle = state.idle;
         drop(state);
-        self.shared.wake.notify_one();
+        if idle {
+            self.shared.wake.notify_one();
+        }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
                 Err(io_error(
@@ -507,10 +516,12 @@ fn write_loop(shared: &Shared) {
                         return;
                     }
                 }
+                state.idle = true;
                 state = shared
                     .wake
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
+                state.idle = false;
             }
             state.take_batch()
         };
