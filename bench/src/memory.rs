@@ -119,6 +119,30 @@ pub fn run_child(args: &[String]) -> Result<(), String> {
                 assert_eq!(done.output, (0..n).fold(0u64, u64::wrapping_add));
             });
         }
+        Some("block-in-place") => {
+            // What the lone flush's hand-off costs on a worker thread: `block_in_place` around
+            // nothing, from a spawned task, against the same loop without it.
+            let n: u32 = args.get(1).and_then(|n| n.parse().ok()).ok_or_else(usage)?;
+            let (with, without) = runtime.block_on(async move {
+                tokio::spawn(async move {
+                    let start = std::time::Instant::now();
+                    for i in 0..n {
+                        std::hint::black_box(tokio::task::block_in_place(|| i));
+                    }
+                    let with = start.elapsed().as_secs_f64() * 1e9 / f64::from(n);
+                    let start = std::time::Instant::now();
+                    for i in 0..n {
+                        std::hint::black_box(i);
+                        tokio::task::yield_now().await;
+                    }
+                    let without = start.elapsed().as_secs_f64() * 1e9 / f64::from(n);
+                    (with, without)
+                })
+                .await
+                .expect("the measuring task panicked")
+            });
+            println!("block_in_place_ns {with:.0} yield_now_ns {without:.0}");
+        }
         _ => return Err(usage()),
     }
     println!("vmhwm_kib {}", peak_rss_kib());
