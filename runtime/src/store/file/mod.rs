@@ -125,6 +125,7 @@
 mod codec;
 mod durable;
 mod ended;
+mod flat;
 mod lock;
 mod writer;
 
