@@ -99,11 +99,13 @@ pub fn run_child(args: &[String]) -> Result<(), String> {
             let dir = PathBuf::from(args.get(1).ok_or_else(usage)?);
             let n: u64 = args.get(2).and_then(|n| n.parse().ok()).ok_or_else(usage)?;
             runtime.block_on(async {
-                let done = Runner::new(FileStore::new(dir))
+                let store = FileStore::new(dir);
+                let done = Runner::new(store.clone())
                     .run::<fan_out>(n)
                     .await
                     .expect("the fan-out run failed");
                 assert_eq!(done.output, n);
+                println!("journal_syncs {}", store.sync_count());
             });
         }
         Some("replay") => {

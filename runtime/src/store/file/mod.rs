@@ -81,11 +81,15 @@
 //!   directory synced), renamed to `<runs_dir>/<run-id>`, and `<runs_dir>` is synced. After a
 //!   crash a run either exists with its first event or not at all (a leftover staging directory
 //!   is ignored by [`Store::list`]).
-//! * **Appends** are encoded on the caller's thread and buffered. Each open run has one writer
-//!   thread; [`RunLog::flush`] registers a waiter for everything appended so far and wakes it.
+//! * **Appends** are encoded on the caller's thread, straight into the buffer of pending
+//!   records. Each open run has one writer thread; [`RunLog::flush`] registers a waiter for
+//!   everything appended so far and wakes the thread if it is idle.
 //!   The thread takes *all* buffered records, writes them with one `write_all`, calls
 //!   `fdatasync` once, then completes every waiter the sync covers: flushes that arrive while a
-//!   sync is under way share the next one (group commit).
+//!   sync is under way share the next one (group commit). Before a sync, while fewer than 128
+//!   flushes wait and steps of the run are still in flight (each will complete and flush
+//!   soon), the thread waits for their flushes, at most half as long as its last sync took
+//!   (and at most 1 ms); a flush with no step in flight (a sequential step) never waits.
 //! * **A failed write or sync poisons the log** (the lesson of Postgres' "fsyncgate": after a
 //!   failed `fsync` the kernel may drop the dirty pages or mark them clean, so the page cache
 //!   can show bytes that will never reach the disk, and a retried sync reports success). That
