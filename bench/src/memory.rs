@@ -121,6 +121,25 @@ pub fn run_child(args: &[String]) -> Result<(), String> {
                 assert_eq!(done.output, (0..n).fold(0u64, u64::wrapping_add));
             });
         }
+        Some("read") => {
+            // The fastest of `reps` reads of a journal (`Store::read`: read and decode whole).
+            let dir = PathBuf::from(args.get(1).ok_or_else(usage)?);
+            let run_id = args.get(2).ok_or_else(usage)?;
+            let reps: u32 = args.get(3).and_then(|n| n.parse().ok()).ok_or_else(usage)?;
+            let best = runtime.block_on(async {
+                use minder::store::Store;
+                let store = FileStore::new(dir);
+                let mut best = f64::MAX;
+                for _ in 0..reps {
+                    let start = std::time::Instant::now();
+                    let events = store.read(run_id).await.expect("cannot read the journal");
+                    best = best.min(start.elapsed().as_secs_f64());
+                    drop(std::hint::black_box(events));
+                }
+                best
+            });
+            println!("read_s {best:.3}");
+        }
         Some("block-in-place") => {
             // What the lone flush's hand-off costs on a worker thread: `block_in_place` around
             // nothing, from a spawned task, against the same loop without it.

@@ -2,150 +2,293 @@
 //!
 //! `Event` is an internally tagged enum, which serde decodes by buffering every field of the
 //! record first (its `Content`), then decoding the variant from that buffer: about half the
-//! time of reading a journal. Here a record is decoded in one pass into [`Flat`], a struct
-//! with every field any event has, and the event is assembled from it. Whenever anything is
-//! not exactly as the derived decoding would take it (an unknown tag, a missing or null
-//! field, a field of another type), the payload is decoded again the derived way, so the
-//! result — the event, or the error — is always the derived decoding's.
+//! time of reading a journal. minder writes the tag first (`{"event":"step_started",...}`),
+//! so here the tag is read first and the rest of the record decoded straight into the
+//! variant's fields, declared as the enum declares them. Whenever that does not work (the
+//! tag is not the first field, an unknown tag, a missing field, anything the decoding
+//! refuses), the payload is decoded again the derived way, so the result — the event, or the
+//! error — is always the derived decoding's.
 
 use crate::journal::{Event, Outcome};
-use serde::{Deserialize, Deserializer};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserialize, MapAccess, Visitor};
 use serde_json::Value;
-
-/// A field that may be absent (`None`) or present with any value, `null` included
-/// (`Some(Value::Null)`), unlike a plain `Option<Value>`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
-/// Every field of every event. Strings that may be `null` where present are `Option`s whose
-/// `None` sends the record to the derived decoding when the event requires the field.
-#[derive(Deserialize)]
-struct Flat {
-    event: String,
-    key: Option<String>,
-    run_id: Option<String>,
-    process: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    input: Option<Value>,
-    fingerprint: Option<String>,
-    task: Option<String>,
-    location: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    args: Option<Value>,
-    seq: Option<u32>,
-    outcome: Option<Outcome>,
-    attempt: Option<u32>,
-    #[serde(default, deserialize_with = "present")]
-    error: Option<Value>,
-    pgid: Option<u32>,
-    program: Option<String>,
-    started: Option<u64>,
-    boot_id: Option<String>,
-    pid_ns: Option<u64>,
-    #[serde(default, deserialize_with = "present")]
-    value: Option<Value>,
-    message: Option<String>,
-    kind: Option<String>,
-    name: Option<String>,
-    due_ms: Option<u64>,
-    waiting: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "present")]
-    output: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    reason: Option<Value>,
-}
+use std::fmt;
 
 /// The event of a record's payload, exactly as `serde_json::from_slice::<Event>` decodes it.
 pub(super) fn decode_event(payload: &[u8]) -> Result<Event, serde_json::Error> {
-    match serde_json::from_slice::<Flat>(payload)
-        .ok()
-        .and_then(assemble)
-    {
-        Some(event) => Ok(event),
-        None => serde_json::from_slice(payload),
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let fast = de::Deserializer::deserialize_map(&mut de, TagFirst)
+        .and_then(|event| de.end().map(|()| event));
+    match fast {
+        Ok(event) => Ok(event),
+        Err(_) => serde_json::from_slice(payload),
     }
 }
 
-/// The event `flat` holds, if every field its kind requires is there with its type.
-fn assemble(f: Flat) -> Option<Event> {
-    Some(match f.event.as_str() {
-        "run_created" => Event::RunCreated {
-            run_id: f.run_id?,
-            process: f.process?,
-            input: f.input?,
-            fingerprint: f.fingerprint?,
-        },
-        "step_started" => Event::StepStarted {
-            key: f.key?,
-            task: f.task?,
-            location: f.location?,
-            args: f.args?,
-            seq: f.seq,
-        },
-        "step_completed" => Event::StepCompleted {
-            key: f.key?,
-            outcome: f.outcome?,
-        },
-        "attempt_failed" => Event::AttemptFailed {
-            key: f.key?,
-            attempt: f.attempt?,
-            error: f.error?,
-        },
-        "step_cancelled" => Event::StepCancelled { key: f.key? },
-        "child_started" => Event::ChildStarted {
-            key: f.key?,
-            pgid: f.pgid?,
-            program: f.program?,
-            started: f.started,
-            boot_id: f.boot_id,
-            pid_ns: f.pid_ns,
-        },
-        "recorded" => Event::Recorded {
-            key: f.key?,
-            value: f.value?,
-            seq: f.seq,
-            location: f.location,
-        },
-        "log" => Event::Log {
-            key: f.key?,
-            message: f.message?,
-            seq: f.seq,
-            location: f.location,
-        },
-        "effect_requested" => Event::EffectRequested {
-            key: f.key?,
-            kind: f.kind?,
-            name: f.name?,
-            input: f.input?,
-            due_ms: f.due_ms,
-            seq: f.seq,
-            location: f.location,
-        },
-        "effect_resolved" => Event::EffectResolved {
-            key: f.key?,
-            outcome: f.outcome?,
-        },
-        "suspended" => Event::Suspended {
-            waiting: f.waiting?,
-            due_ms: f.due_ms,
-        },
-        "run_completed" => Event::RunCompleted { output: f.output? },
-        "run_cancelled" => Event::RunCancelled {
-            reason: match f.reason {
-                None | Some(Value::Null) => None,
-                Some(Value::String(reason)) => Some(reason),
-                Some(_) => return None,
-            },
-        },
-        "run_failed" => Event::RunFailed {
-            error: match f.error? {
-                Value::String(error) => error,
-                _ => return None,
-            },
-        },
-        _ => return None,
-    })
+/// The fields of each event, with the types and defaults `Event` gives them.
+mod fields {
+    use super::*;
+    use serde::{Deserialize, Deserializer};
+
+    /// A second `event` field: the derived decoding refuses it (a duplicate tag), so it sends
+    /// the record there.
+    #[derive(Default)]
+    pub(super) struct NoTag;
+
+    impl<'de> Deserialize<'de> for NoTag {
+        fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Err(de::Error::custom("a second tag"))
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct RunCreated {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) run_id: String,
+        pub(super) process: String,
+        pub(super) input: Value,
+        pub(super) fingerprint: String,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct StepStarted {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) task: String,
+        pub(super) location: String,
+        pub(super) args: Value,
+        #[serde(default)]
+        pub(super) seq: Option<u32>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct KeyOutcome {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) outcome: Outcome,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct AttemptFailed {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) attempt: u32,
+        pub(super) error: Value,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct Key {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct ChildStarted {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) pgid: u32,
+        pub(super) program: String,
+        #[serde(default)]
+        pub(super) started: Option<u64>,
+        #[serde(default)]
+        pub(super) boot_id: Option<String>,
+        #[serde(default)]
+        pub(super) pid_ns: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct Recorded {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) value: Value,
+        #[serde(default)]
+        pub(super) seq: Option<u32>,
+        #[serde(default)]
+        pub(super) location: Option<String>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct Log {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) message: String,
+        #[serde(default)]
+        pub(super) seq: Option<u32>,
+        #[serde(default)]
+        pub(super) location: Option<String>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct EffectRequested {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) key: String,
+        pub(super) kind: String,
+        pub(super) name: String,
+        pub(super) input: Value,
+        #[serde(default)]
+        pub(super) due_ms: Option<u64>,
+        #[serde(default)]
+        pub(super) seq: Option<u32>,
+        #[serde(default)]
+        pub(super) location: Option<String>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct Suspended {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) waiting: Vec<String>,
+        #[serde(default)]
+        pub(super) due_ms: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct RunCompleted {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) output: Value,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct RunCancelled {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) reason: Option<String>,
+    }
+    #[derive(Deserialize)]
+    pub(super) struct RunFailed {
+        #[serde(default, rename = "event")]
+        pub(super) _tag: NoTag,
+        pub(super) error: String,
+    }
+}
+
+/// Reads `{"event": <tag>, <the variant's fields>...}`.
+struct TagFirst;
+
+impl<'de> Visitor<'de> for TagFirst {
+    type Value = Event;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a journal event, its tag first")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+        if map.next_key::<&str>()? != Some("event") {
+            return Err(de::Error::custom("the tag is not first"));
+        }
+        let tag: &str = map.next_value()?;
+        fn rest<'de, T: Deserialize<'de>, A: MapAccess<'de>>(map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+        Ok(match tag {
+            "run_created" => {
+                let f: fields::RunCreated = rest(map)?;
+                Event::RunCreated {
+                    run_id: f.run_id,
+                    process: f.process,
+                    input: f.input,
+                    fingerprint: f.fingerprint,
+                }
+            }
+            "step_started" => {
+                let f: fields::StepStarted = rest(map)?;
+                Event::StepStarted {
+                    key: f.key,
+                    task: f.task,
+                    location: f.location,
+                    args: f.args,
+                    seq: f.seq,
+                }
+            }
+            "step_completed" => {
+                let f: fields::KeyOutcome = rest(map)?;
+                Event::StepCompleted {
+                    key: f.key,
+                    outcome: f.outcome,
+                }
+            }
+            "attempt_failed" => {
+                let f: fields::AttemptFailed = rest(map)?;
+                Event::AttemptFailed {
+                    key: f.key,
+                    attempt: f.attempt,
+                    error: f.error,
+                }
+            }
+            "step_cancelled" => {
+                let f: fields::Key = rest(map)?;
+                Event::StepCancelled { key: f.key }
+            }
+            "child_started" => {
+                let f: fields::ChildStarted = rest(map)?;
+                Event::ChildStarted {
+                    key: f.key,
+                    pgid: f.pgid,
+                    program: f.program,
+                    started: f.started,
+                    boot_id: f.boot_id,
+                    pid_ns: f.pid_ns,
+                }
+            }
+            "recorded" => {
+                let f: fields::Recorded = rest(map)?;
+                Event::Recorded {
+                    key: f.key,
+                    value: f.value,
+                    seq: f.seq,
+                    location: f.location,
+                }
+            }
+            "log" => {
+                let f: fields::Log = rest(map)?;
+                Event::Log {
+                    key: f.key,
+                    message: f.message,
+                    seq: f.seq,
+                    location: f.location,
+                }
+            }
+            "effect_requested" => {
+                let f: fields::EffectRequested = rest(map)?;
+                Event::EffectRequested {
+                    key: f.key,
+                    kind: f.kind,
+                    name: f.name,
+                    input: f.input,
+                    due_ms: f.due_ms,
+                    seq: f.seq,
+                    location: f.location,
+                }
+            }
+            "effect_resolved" => {
+                let f: fields::KeyOutcome = rest(map)?;
+                Event::EffectResolved {
+                    key: f.key,
+                    outcome: f.outcome,
+                }
+            }
+            "suspended" => {
+                let f: fields::Suspended = rest(map)?;
+                Event::Suspended {
+                    waiting: f.waiting,
+                    due_ms: f.due_ms,
+                }
+            }
+            "run_completed" => {
+                let f: fields::RunCompleted = rest(map)?;
+                Event::RunCompleted { output: f.output }
+            }
+            "run_cancelled" => {
+                let f: fields::RunCancelled = rest(map)?;
+                Event::RunCancelled { reason: f.reason }
+            }
+            "run_failed" => {
+                let f: fields::RunFailed = rest(map)?;
+                Event::RunFailed { error: f.error }
+            }
+            _ => return Err(de::Error::custom("not a tag of this build")),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -208,10 +351,17 @@ mod tests {
         for bytes in [
             &b"{\"event\":"[..],
             br#"{"event":"step_cancelled","key":"a","key":"b"}"#,
+            br#"{"event":"step_cancelled","key":"a","event":"log"}"#,
+            br#"{"event":"step_cancelled","key":"a","event":"step_cancelled"}"#,
+            br#"{"event":"step_cancelled","key":"a"} x"#,
+            br#"{"event":"step_cancelled","key":"a"}  "#,
+            br#"{"event":"step_cancelled","key":"a\n"}"#,
+            br#"{"ev\u0065nt":"step_cancelled","key":"a"}"#,
+            br#"{"event":"step\u005fcancelled","key":"a"}"#,
         ] {
             let derived = serde_json::from_slice::<Event>(bytes).map_err(|e| e.to_string());
             let flat = decode_event(bytes).map_err(|e| e.to_string());
-            assert_eq!(flat, derived);
+            assert_eq!(flat, derived, "{}", String::from_utf8_lossy(bytes));
         }
     }
 }
