@@ -61,6 +61,11 @@
 //!   header, or cut inside the first record): a run is created with its first event synced, so
 //!   such a file was cut short or damaged.
 //!
+//! [`Store::open_stream`] (what resuming a run uses) applies the same rules record by record
+//! while its reader consumes the events, without holding the file in memory: damage ends the
+//! stream with the same `Corrupt` error (the file not modified), and the torn tail is cut only
+//! once every record before it was read.
+//!
 //! # Ended runs
 //!
 //! Once the sync that made a run's end record (`run_completed`, `run_failed`,
@@ -119,12 +124,14 @@
 //!
 //! # Code
 //!
-//! [`FileStore`] (here) opens, creates, reads and lists runs; `codec` holds the bytes of a
-//! journal (format, CRC-32, records, the torn-tail rule); `ended` the end note of an ended run;
-//! `lock` the files of a run directory
-//! (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last durable offset
-//! of a poisoned journal; `writer` the writer thread of an open journal (group commit, the
-//! lone flush, poisoning).
+//! [`FileStore`] (here) creates, reads, lists and deletes runs; `open` opens a run for
+//! writing (its journal read whole, or streamed to its reader a few batches ahead on a thread
+//! of its own, then cut back to what can be trusted); `codec` holds the bytes of a journal
+//! (format, CRC-32, records, the torn-tail rule, the record-by-record reader); `flat` decodes a
+//! record's event in one pass; `ended` the end note of an ended run; `lock` the files of a run
+//! directory (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last
+//! durable offset of a poisoned journal; `writer` the writer thread of an open journal (group
+//! commit, the lone flush, poisoning).
 
 mod codec;
 mod durable;
