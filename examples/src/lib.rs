@@ -28,3 +28,18 @@ pub mod pipeline;
 pub mod quality_checks;
 pub mod quality_convergence;
 pub mod support;
+
+/// Every example process, for the command line; `--version` names the examples binary.
+pub fn registry() -> minder::cli::Registry {
+    minder::cli::Registry::new()
+        .binary(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        .process::<batch_files::batch_files>()
+        .process::<quality_checks::quality_checks>()
+        .process::<deploy::deploy_services>()
+        .process::<build_test_deploy::build_test_deploy>()
+        .process::<quality_convergence::quality_convergence>()
+        .process::<chunked::process_in_chunks>()
+        .process::<chunked::process_with_limit>()
+        .process::<final_verification::final_verification>()
+        .process::<pipeline::command_pipeline>()
+}

@@ -791,3 +791,467 @@ fn ctrl_c_of_the_runner_kills_the_programs_whole_group() {
     });
     run.resume_to_the_end();
 }
+
+/// Runs the examples binary with `args` in runs directory `runs`; returns its output and the
+/// id of the run it created.
+fn new_run(args: &[&str], runs: &Path) -> (Output, String) {
+    let before = run_ids(runs);
+    let mut all = args.to_vec();
+    all.extend(["--runs-dir", runs.to_str().unwrap()]);
+    let out = cli(&all);
+    let id = run_ids(runs)
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .unwrap_or_else(|| panic!("{args:?} created no run: {out:?}"));
+    (out, id)
+}
+
+/// Makes a run's journal look last written `days` days ago.
+fn age(runs: &Path, id: &str, days: u64) {
+    let journal = runs.join(id).join("journal.log");
+    fs::File::options()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(days * 86_400))
+        .unwrap();
+}
+
+fn ids_of(list: &Value) -> Vec<&str> {
+    let mut ids: Vec<&str> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn prune_deletes_old_finished_runs_and_unfinished_ones_only_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 3);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 2);
+    let input_s = input.to_str().unwrap();
+    let run = ["run", "batch-files", "--input", input_s];
+
+    let (out, old_done) = new_run(&run, &runs);
+    assert!(out.status.success(), "{out:?}");
+    let (out, new_done) = new_run(&run, &runs);
+    assert!(out.status.success(), "{out:?}");
+    let zero = tmp.path().join("zero.json");
+    write_input(&zero, &files, 0);
+    let (out, old_failed) = new_run(
+        &["run", "batch-files", "--input", zero.to_str().unwrap()],
+        &runs,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let prod = tmp.path().join("prod.json");
+    let deploy = serde_json::json!({
+        "src_dir": concat!(env!("CARGO_MANIFEST_DIR"), "/data/services"),
+        "out_dir": tmp.path().join("out"),
+        "env": "prod",
+    });
+    fs::write(&prod, deploy.to_string()).unwrap();
+    let (out, old_waiting) = new_run(
+        &["run", "deploy-services", "--input", prod.to_str().unwrap()],
+        &runs,
+    );
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+
+    // A run being driven: not deleted even when named, as its writer holds it.
+    let many = tmp.path().join("many");
+    make_files(&many, 300);
+    let slow = tmp.path().join("slow.json");
+    write_input(&slow, &many, 1);
+    let before = run_ids(&runs);
+    let mut runner = Command::new(BIN)
+        .args(["run", "batch-files", "--input", slow.to_str().unwrap()])
+        .args(["--runs-dir", runs_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = String::new();
+    wait_until("the run appears", || {
+        match run_ids(&runs).into_iter().find(|id| !before.contains(id)) {
+            Some(id) => {
+                running = id;
+                true
+            }
+            None => false,
+        }
+    });
+    // Past `create` (which lets go of the run for a moment): steps are being journaled.
+    wait_until("the run journals steps", || {
+        let events = cli(&["events", &running, "--json", "--runs-dir", runs_s]);
+        serde_json::from_slice::<Vec<Value>>(&events.stdout).is_ok_and(|e| e.len() > 2)
+    });
+    let refused = cli(&["prune", &running, "--runs-dir", runs_s]);
+    let still_running = runner.try_wait().unwrap().is_none();
+    runner.kill().ok();
+    runner.wait().unwrap();
+    assert!(still_running, "the run ended before prune could contend");
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&format!(
+        "run `{running}` is already open by another writer"
+    )));
+    let interrupted = running;
+    for id in [&old_done, &old_failed, &old_waiting, &interrupted] {
+        age(&runs, id, 40);
+    }
+    let all = run_ids(&runs);
+    assert_eq!(all.len(), 5);
+
+    // --dry-run lists the old finished runs and deletes nothing.
+    let out = cli(&[
+        "prune",
+        "--older-than",
+        "30d",
+        "--dry-run",
+        "--json",
+        "--runs-dir",
+        runs_s,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let listed = stdout_json(&out);
+    let mut expected = vec![old_done.as_str(), old_failed.as_str()];
+    expected.sort();
+    assert_eq!(ids_of(&listed), expected);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["removed"] == false));
+    assert_eq!(run_ids(&runs), all);
+
+    // --state narrows it to the failed run.
+    let out = cli(&[
+        "prune",
+        "--older-than",
+        "30d",
+        "--state",
+        "failed",
+        "--json",
+        "--runs-dir",
+        runs_s,
+    ]);
+    let removed = stdout_json(&out);
+    assert_eq!(ids_of(&removed), [old_failed.as_str()]);
+    assert_eq!(removed[0]["state"], "failed");
+    assert_eq!(removed[0]["removed"], true);
+    assert!(!runs.join(&old_failed).exists());
+
+    // Without --state: every finished state; the recent run, the waiting one and the
+    // interrupted one stay.
+    let out = cli(&["prune", "--older-than", "30d", "--runs-dir", runs_s]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "removed run {old_done}  batch-files  completed  last event "
+        )),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("removed 1 run"), "{text}");
+    let mut left = vec![new_done.clone(), old_waiting.clone(), interrupted.clone()];
+    left.sort();
+    assert_eq!(run_ids(&runs), left);
+
+    // Named, a waiting or interrupted run goes too.
+    let out = cli(&[
+        "prune",
+        &old_waiting,
+        &interrupted,
+        "--json",
+        "--runs-dir",
+        runs_s,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let removed = stdout_json(&out);
+    let states: Vec<&str> = removed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["waiting", "incomplete"]);
+    assert_eq!(run_ids(&runs), [new_done.as_str()]);
+
+    // An unknown id deletes nothing; so do asking for nothing and mixing ids with --older-than.
+    fails_with(&["prune", &new_done, "nope"], &runs, 2, "no run `nope`");
+    let out = cli(&["prune", "--runs-dir", runs_s]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = cli(&[
+        "prune",
+        &new_done,
+        "--older-than",
+        "1s",
+        "--runs-dir",
+        runs_s,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(run_ids(&runs), [new_done]);
+}
+
+#[test]
+fn the_command_line_mounts_as_a_subcommand_of_a_teams_own_app() {
+    // `team-app` (examples/src/bin/team-app.rs): its own clap app and tokio runtime, minder's
+    // command line mounted under `flows`.
+    const TEAM: &str = env!("CARGO_BIN_EXE_team-app");
+    let team = |args: &[&str]| Command::new(TEAM).args(args).output().unwrap();
+    let out = team(&["hello", "Ada"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello Ada\n");
+    let out = team(&["--version"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "team-app 0.1.0\n");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 4);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 2);
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let out = team(&[
+        "flows",
+        "run",
+        "batch-files",
+        "--input",
+        input.to_str().unwrap(),
+        "--runs-dir",
+        runs_s,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let done = stdout_json(&out);
+    assert_eq!(done["output"]["processed"], 4);
+    let out = team(&["flows", "list", "--runs-dir", runs_s, "--json"]);
+    assert_eq!(
+        ids_of(&stdout_json(&out)),
+        [done["run_id"].as_str().unwrap()]
+    );
+    // Its errors are minder's: status and JSON.
+    let out = team(&["flows", "status", "nope", "--runs-dir", runs_s, "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout_json(&out)["error"], "no run `nope`");
+    let out = team(&["flows", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Usage: team-app flows [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    assert!(help.contains("prune"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_run_takes_the_callers_arguments_inside_the_callers_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 3);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 2);
+    let runs = tmp.path().join("runs");
+    let registry = minder_examples::registry();
+    let runs_s = runs.to_str().unwrap().to_string();
+    let run = |args: Vec<&str>| {
+        let mut all = vec!["my-service".to_string()];
+        all.extend(args.into_iter().map(String::from));
+        all.extend(["--runs-dir".into(), runs_s.clone(), "--json".into()]);
+        minder::cli::run(&registry, all)
+    };
+    let code = run(vec![
+        "run",
+        "batch-files",
+        "--input",
+        input.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let id = run_ids(&runs).pop().expect("the run exists");
+    let events = fs::read(runs.join(&id).join("journal.log")).unwrap();
+    assert!(records(&events)
+        .iter()
+        .any(|(_, e)| e["event"] == "run_completed"));
+    // Bad arguments and unknown runs are statuses, not an exit of the test's process.
+    assert_eq!(
+        run(vec!["status", "nope"]).await,
+        std::process::ExitCode::from(2)
+    );
+    assert_eq!(
+        run(vec!["no-such-command"]).await,
+        std::process::ExitCode::from(2)
+    );
+}
+
+#[test]
+fn version_completions_graph_json_and_list_filters() {
+    let out = cli(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "minder-examples 0.1.0\n"
+    );
+    for (shell, marker) in [
+        ("bash", "-o default minder-examples"),
+        ("zsh", "#compdef minder-examples"),
+        ("fish", "complete -c minder-examples"),
+    ] {
+        let out = cli(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for sub in ["prune", "completions", "older-than", "since"] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+
+    let out = cli(&["graph", "batch-files", "--json"]);
+    let graph = stdout_json(&out);
+    assert_eq!(graph["process"], "batch-files");
+    assert_eq!(graph["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        graph["nodes"][0],
+        serde_json::json!({ "kind": "call", "name": "list_files" })
+    );
+    assert_eq!(graph["nodes"][2]["kind"], "map");
+    assert_eq!(graph["nodes"][2]["body"][0]["name"], "summarize_file");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 2);
+    let good = tmp.path().join("good.json");
+    write_input(&good, &files, 2);
+    let zero = tmp.path().join("zero.json");
+    write_input(&zero, &files, 0);
+    let (_, done) = new_run(
+        &["run", "batch-files", "--input", good.to_str().unwrap()],
+        &runs,
+    );
+    let (_, failed) = new_run(
+        &["run", "batch-files", "--input", zero.to_str().unwrap()],
+        &runs,
+    );
+    age(&runs, &failed, 10);
+    let list = |filters: &[&str]| {
+        let mut args = vec!["list", "--json", "--runs-dir", runs_s];
+        args.extend(filters);
+        let out = cli(&args);
+        assert!(out.status.success(), "{filters:?}: {out:?}");
+        ids_of(&stdout_json(&out))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let mut both = vec![done.clone(), failed.clone()];
+    both.sort();
+    assert_eq!(list(&[]), both);
+    assert_eq!(list(&["--state", "failed"]), [failed.as_str()]);
+    assert_eq!(list(&["--state", "completed,failed"]), both);
+    assert_eq!(list(&["--state", "waiting"]), Vec::<String>::new());
+    assert_eq!(list(&["--process", "batch-files", "--since", "1d"]), [done]);
+    assert_eq!(
+        list(&["--process", "deploy-services"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(list(&["--since", "11d"]), both);
+}
+
+#[test]
+fn errors_under_json_are_one_object_on_standard_output_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    for (args, code, message) in [
+        (vec!["status", "nope"], 2, "no run `nope`"),
+        (
+            vec!["run", "no-such-process", "--input", "-"],
+            2,
+            "unknown process `no-such-process`",
+        ),
+        (vec!["events", "../x"], 2, "invalid run id `../x`"),
+        (
+            vec!["list", "--since", "soon"],
+            2,
+            "invalid value 'soon' for '--since <SINCE>'",
+        ),
+        (vec!["prune"], 2, "the following required arguments"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--json", "--runs-dir", runs.to_str().unwrap()]);
+        let out = Command::new(BIN)
+            .args(&all)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}: stderr");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.trim_end().lines().count(), 1, "{args:?}: {text}");
+        let error = stdout_json(&out);
+        assert!(
+            error["error"].as_str().unwrap().starts_with(message),
+            "{args:?}: {error}"
+        );
+        assert_eq!(error["exit"], code);
+    }
+}
+
+#[test]
+fn rust_log_shows_the_runs_spans_on_standard_error_and_nothing_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    make_files(&files, 2);
+    let input = tmp.path().join("input.json");
+    write_input(&input, &files, 1);
+    let runs = tmp.path().join("runs");
+    let run = |log: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "batch-files", "--json", "--input"])
+            .arg(&input)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .env_remove("RUST_LOG");
+        if let Some(log) = log {
+            cmd.env("RUST_LOG", log);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let id = stdout_json(&out)["run_id"].as_str().unwrap().to_string();
+        (id, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (_, quiet) = run(None);
+    assert_eq!(quiet, "");
+    let (id, logged) = run(Some("minder=debug"));
+    let run_span = format!("run{{run_id=\"{id}\" process=\"batch-files\"}}");
+    let started = logged
+        .lines()
+        .find(|l| l.contains("run started"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(started.contains(" INFO "), "{started}");
+    assert!(started.contains(&run_span), "{started}");
+    let step = logged
+        .lines()
+        .find(|l| l.contains("step completed"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(
+        step.contains(&format!(
+            "{run_span}:step{{key=batch_files::list_files#0 \
+             task=minder_examples::batch_files::list_files replayed=false attempt=0}}"
+        )),
+        "{step}"
+    );
+    assert!(
+        logged.lines().any(|l| l.contains("run completed")),
+        "{logged}"
+    );
+    // At `info`, the run's events without its steps'.
+    let (_, info_only) = run(Some("info"));
+    assert!(!info_only.contains("step completed"), "{info_only}");
+    assert!(info_only.contains("run completed"), "{info_only}");
+}

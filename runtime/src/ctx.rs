@@ -362,6 +362,37 @@ impl Ctx {
     /// otherwise) counts as waiting: when nothing else in the run can progress, the run is saved
     /// as waiting for it and the program need not stay up; resuming after the due time
     /// continues.
+    ///
+    /// ```
+    /// use minder::inspect::WaitKind;
+    /// use minder::prelude::*;
+    /// use minder::RunError;
+    /// use std::time::Duration;
+    ///
+    /// #[task]
+    /// async fn send(text: String) -> Result<(), TaskError> {
+    ///     println!("{text}");
+    ///     Ok(())
+    /// }
+    ///
+    /// #[process]
+    /// async fn remind(ctx: &Ctx, text: String) -> Result<(), ProcessError> {
+    ///     ctx.sleep(Duration::from_secs(24 * 3600)).await;
+    ///     Ok(send(text).await?)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // A day is over the minute after which a sleep suspends the run: it is saved as waiting
+    /// // with its due time, and a resume after that time sends the reminder.
+    /// let runner = Runner::in_memory();
+    /// let Err(RunError::Suspended { waiting, .. }) = runner.run::<remind>("stand up".into()).await
+    /// else {
+    ///     panic!("the run did not wait")
+    /// };
+    /// assert_eq!(waiting[0].kind, WaitKind::Sleep);
+    /// assert!(waiting[0].due_ms.is_some());
+    /// # }
+    /// ```
     #[track_caller]
     pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + '_ {
         let location = caller();
@@ -401,7 +432,7 @@ impl Ctx {
             // (the driver drops this future); if something can, the sleep ends here.
             let _waiting = run.wait_for(Waiting {
                 key,
-                kind: "sleep".to_string(),
+                kind: crate::inspect::WaitKind::Sleep,
                 name: "sleep".to_string(),
                 input: serde_json::json!({ "until_ms": deadline }),
                 due_ms: Some(deadline),

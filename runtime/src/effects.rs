@@ -7,8 +7,8 @@
 
 use crate::ctx::{caller, Ctx};
 use crate::engine::Stopped;
-use crate::error::Waiting;
-use crate::error::{RunError, TaskError};
+use crate::error::{DecodeProblem, EffectProblem, RunError, TaskError, Waiting};
+use crate::inspect::WaitKind;
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -78,19 +78,17 @@ fn decode_outcome<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The result of a resolved effect, or a fatal error for the run when it does not fit.
+/// The result of a resolved effect, or a fatal error for the run when it does not fit
+/// (`problem` says whose result it was).
 async fn resolve<T: Journaled>(
     run: &crate::engine::RunState,
-    key: &str,
+    problem: DecodeProblem,
     outcome: &Outcome,
-    what: &str,
 ) -> Result<T, TaskError> {
     match decode_outcome::<T>(outcome) {
         Ok(r) => r,
-        Err(why) => {
-            run.fail(RunError::Decode(format!(
-                "{what} of `{key}` does not fit {why}"
-            )));
+        Err(message) => {
+            run.fail(RunError::Decode { problem, message });
             std::future::pending().await
         }
     }
@@ -99,6 +97,36 @@ async fn resolve<T: Journaled>(
 impl Ctx {
     /// Waits for a person to approve or reject. `input` is what they are shown (`tasks
     /// --pending` prints it). The run stops as waiting until `approve` / `reject` and a resume.
+    ///
+    /// ```
+    /// use minder::inspect::WaitKind;
+    /// use minder::prelude::*;
+    /// use minder::RunError;
+    ///
+    /// #[process]
+    /// async fn release(ctx: &Ctx, version: String) -> Result<String, ProcessError> {
+    ///     let decision = ctx.breakpoint("approve", format!("release {version}?")).await;
+    ///     if !decision.is_approved() {
+    ///         return Err(ProcessError::msg("not approved"));
+    ///     }
+    ///     Ok(format!("released {version}"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = Runner::in_memory();
+    /// // The run stops at the breakpoint, saved as waiting.
+    /// let Err(RunError::Suspended { run_id, waiting }) = runner.run::<release>("1.2".into()).await
+    /// else {
+    ///     panic!("the run did not wait")
+    /// };
+    /// assert_eq!((waiting[0].kind, waiting[0].key.as_str()), (WaitKind::Breakpoint, "approve#0"));
+    /// // A person decides (`approve <run> approve#0` on the command line); the run goes on.
+    /// let yes = Decision::Approved { feedback: None };
+    /// runner.decide(&run_id, "approve#0", yes).await.unwrap();
+    /// let done = runner.resume::<release>(&run_id).await.unwrap();
+    /// assert_eq!(done.output, "released 1.2");
+    /// # }
+    /// ```
     #[track_caller]
     pub fn breakpoint(
         &self,
@@ -135,7 +163,7 @@ impl Ctx {
         location: String,
     ) -> Decision {
         let outcome = self
-            .effect::<Decision>("breakpoint", name, input, deadline, location)
+            .effect::<Decision>(WaitKind::Breakpoint, name, input, deadline, location)
             .await;
         match outcome {
             Ok(d) => d,
@@ -148,6 +176,34 @@ impl Ctx {
     /// Waits for the result of a task done outside the program (an agent, a person, another
     /// system), typed `T`. The run stops as waiting until `post` and a resume; `post` checks the
     /// value against `T`.
+    ///
+    /// ```
+    /// use minder::prelude::*;
+    /// use minder::RunError;
+    ///
+    /// #[data]
+    /// struct Review {
+    ///     score: u32,
+    /// }
+    ///
+    /// #[process]
+    /// async fn reviewed(ctx: &Ctx, draft: String) -> Result<u32, ProcessError> {
+    ///     let review: Review = ctx.external("review", &draft).await?;
+    ///     Ok(review.score)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = Runner::in_memory();
+    /// let Err(RunError::Suspended { run_id, waiting }) = runner.run::<reviewed>("v1".into()).await
+    /// else {
+    ///     panic!("the run did not wait")
+    /// };
+    /// // Whoever did the review posts its result (`post <run> review#0 --value '{..}'`).
+    /// let result = serde_json::json!({ "score": 9 });
+    /// runner.post::<reviewed>(&run_id, &waiting[0].key, Ok(result)).await.unwrap();
+    /// assert_eq!(runner.resume::<reviewed>(&run_id).await.unwrap().output, 9);
+    /// # }
+    /// ```
     #[track_caller]
     pub fn external<T: Journaled>(
         &self,
@@ -156,14 +212,14 @@ impl Ctx {
     ) -> impl Future<Output = Result<T, TaskError>> + Send + '_ {
         let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
         async move {
-            self.effect::<T>("external", name, input, None, location)
+            self.effect::<T>(WaitKind::External, name, input, None, location)
                 .await
         }
     }
 
     async fn effect<T: Journaled>(
         &self,
-        kind: &str,
+        kind: WaitKind,
         name: String,
         input: serde_json::Result<Value>,
         deadline: Option<u64>,
@@ -176,9 +232,10 @@ impl Ctx {
         let input = match input {
             Ok(v) => v,
             Err(e) => {
-                run.fail(RunError::Decode(format!(
-                    "cannot journal the input of `{key}`: {e}"
-                )));
+                run.fail(RunError::Decode {
+                    problem: DecodeProblem::EffectInput { key },
+                    message: e.to_string(),
+                });
                 return std::future::pending().await;
             }
         };
@@ -192,7 +249,7 @@ impl Ctx {
                 resolved,
                 location: was,
             })) => {
-                if k != kind || n != name || journaled != input {
+                if k != kind.as_str() || n != name || journaled != input {
                     let journal = Replayed::Effect {
                         kind: k,
                         name: n,
@@ -204,7 +261,8 @@ impl Ctx {
                     return std::future::pending().await;
                 }
                 if let Some(outcome) = resolved {
-                    return resolve(&run, &key, &outcome, "the journaled result").await;
+                    let problem = DecodeProblem::EffectResult { key };
+                    return resolve(&run, problem, &outcome).await;
                 }
             }
             Ok(Some(other)) => {
@@ -213,7 +271,7 @@ impl Ctx {
             }
             Ok(None) => run.append(Event::EffectRequested {
                 key: key.clone(),
-                kind: kind.to_string(),
+                kind: kind.as_str().to_string(),
                 name: name.to_string(),
                 input: input.clone(),
                 due_ms: deadline,
@@ -236,14 +294,16 @@ impl Ctx {
                     run.fail(RunError::Store(e));
                     return std::future::pending().await;
                 }
-                return resolve(&run, &key, &outcome, "the test's answer").await;
+                return resolve(&run, DecodeProblem::TestAnswer { key }, &outcome).await;
             }
         }
         if let Some(posting) = run.posting.as_ref().filter(|p| p.key == key) {
             let checked = decode_outcome::<T>(&posting.outcome)
                 .map(drop)
-                .map_err(|why| {
-                    format!("the value posted for `{key}` does not fit {why}; nothing was written")
+                .map_err(|detail| RunError::Effect {
+                    run_id: run.run_id.clone(),
+                    key: key.clone(),
+                    problem: EffectProblem::InvalidValue { detail },
                 });
             // Counted as progressing while the result is written, so the run is not taken
             // for idle in the meantime.
@@ -255,19 +315,24 @@ impl Ctx {
                         outcome: posting.outcome.clone(),
                     };
                     match run.log().append(event) {
-                        Ok(()) => run.log().flush().await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(()) => run.log().flush().await.map_err(RunError::Store),
+                        Err(e) => Err(RunError::Store(e)),
                     }
                 }
                 Err(why) => Err(why),
             };
             *posting.result.lock().unwrap() = Some(written);
-            run.fail(RunError::Effect(String::new()));
+            // Stops the replay: the runner reads the result from the posting.
+            run.fail(RunError::Effect {
+                run_id: run.run_id.clone(),
+                key: key.clone(),
+                problem: EffectProblem::NotReached,
+            });
             return std::future::pending().await;
         }
         let _waiting = run.wait_for(Waiting {
             key,
-            kind: kind.to_string(),
+            kind,
             name: name.to_string(),
             input,
             due_ms: deadline,

@@ -41,21 +41,28 @@ pub(crate) trait Hooks: Send + Sync + fmt::Debug + 'static {
 
     /// The journaled outcome of a mocked task's call, or why the mock failed; `None` runs the
     /// task.
-    fn mock(&self, task: &str, args: &serde_json::Value) -> Option<Result<Outcome, String>> {
+    fn mock(&self, task: &str, args: &serde_json::Value) -> Option<Result<Outcome, RunError>> {
         let _ = (task, args);
         None
     }
 
     /// An automatic result for an effect; `None` leaves it waiting.
-    fn answer(&self, kind: &str, name: &str, input: &serde_json::Value) -> Option<Outcome> {
+    fn answer(
+        &self,
+        kind: crate::inspect::WaitKind,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Option<Outcome> {
         let _ = (kind, name, input);
         None
     }
 
     /// For the implementation to find itself again.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     fn as_any(&self) -> &dyn Any;
 
     /// For the implementation to change itself (while its runner holds it alone).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -104,7 +111,7 @@ pub(crate) struct Posting {
     pub(crate) check: bool,
     pub(crate) key: String,
     pub(crate) outcome: Outcome,
-    pub(crate) result: Mutex<Option<Result<(), String>>>,
+    pub(crate) result: Mutex<Option<Result<(), RunError>>>,
 }
 
 /// The state of one run while its process body executes.

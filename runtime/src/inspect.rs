@@ -1,7 +1,7 @@
 //! Reading a journal back as a summary: what `status` and `list` show.
 
 use crate::journal::{Event, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Where a run stands.
@@ -22,13 +22,54 @@ pub enum RunState {
 
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             RunState::Completed => "completed",
             RunState::Failed => "failed",
             RunState::Cancelled => "cancelled",
             RunState::Waiting => "waiting",
             RunState::Incomplete => "incomplete",
         })
+    }
+}
+
+/// What a suspended run waits for ([`Waiting::kind`](crate::Waiting::kind)), and what an effect
+/// is ([`EffectSummary::kind`]). Serialized (and displayed) as `breakpoint`, `external` or
+/// `sleep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WaitKind {
+    /// A breakpoint: a person's decision ([`Ctx::breakpoint`](crate::Ctx::breakpoint)).
+    Breakpoint,
+    /// An external task's result ([`Ctx::external`](crate::Ctx::external)).
+    External,
+    /// A long sleep's end ([`Ctx::sleep`](crate::Ctx::sleep)).
+    Sleep,
+}
+
+impl WaitKind {
+    /// The word the journal and the command line use: `breakpoint`, `external` or `sleep`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitKind::Breakpoint => "breakpoint",
+            WaitKind::External => "external",
+            WaitKind::Sleep => "sleep",
+        }
+    }
+
+    /// The kind a journal's `effect_requested` event names (`breakpoint` or `external`).
+    pub(crate) fn of_effect(kind: &str) -> WaitKind {
+        match kind {
+            "breakpoint" => WaitKind::Breakpoint,
+            "sleep" => WaitKind::Sleep,
+            _ => WaitKind::External,
+        }
+    }
+}
+
+impl std::fmt::Display for WaitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -64,8 +105,8 @@ pub struct StepSummary {
 pub struct EffectSummary {
     /// The effect id (its step key): what `post`, `approve` and `reject` take.
     pub key: String,
-    /// `breakpoint` or `external`.
-    pub kind: String,
+    /// A breakpoint or an external task.
+    pub kind: WaitKind,
     /// The breakpoint's or external task's name.
     pub name: String,
     /// What the person or system is given.
@@ -172,7 +213,7 @@ pub fn summarize(events: &[Event]) -> RunSummary {
                 ..
             } => summary.effects.push(EffectSummary {
                 key: key.clone(),
-                kind: kind.clone(),
+                kind: WaitKind::of_effect(kind),
                 name: name.clone(),
                 input: input.clone(),
                 resolved: false,

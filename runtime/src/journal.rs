@@ -28,6 +28,13 @@ pub enum Event {
         input: Value,
         /// The structural fingerprint of the process graph.
         fingerprint: String,
+        /// The queue workers take the run from (absent: the process's default queue,
+        /// `default` unless `#[process(queue = "..")]` names one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<String>,
+        /// The run's priority among the ready runs of its queue: lower runs first (absent: 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<i32>,
     },
     /// A step began (its first attempt, or an attempt after a crash).
     StepStarted {

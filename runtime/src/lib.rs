@@ -1,10 +1,13 @@
 // The rooms of this crate, and which way the arrows run (a module uses only those to its
 // left; `../shared/tools/module-cycles` checks that there is no cycle):
 //
-//   journal -> store -> error -> replay -> engine -> ctx -> steps -> command -> run -> testing -> cli
+//   journal -> store -> inspect -> error -> replay -> engine -> ctx -> steps -> command -> run
+//     -> worker -> testing -> cli
 //
 // - journal: the events a run records (data only).
 // - store: where journals live: the `Store` trait, the file store, the memory store.
+// - inspect: a journal read back as a summary (what `status` and `list` show), and the states
+//   it names (a run's, a step's, what a run waits for).
 // - error: what tasks, processes and runs fail with (and what a suspended run waits for).
 // - replay: a run's journal by step key, checked for consistency and step order.
 // - engine: the state of one running run (append, flush, fail, wait, notices) and the hooks
@@ -14,10 +17,11 @@
 //   effects (breakpoints, external tasks), select (journaled races).
 // - command: command tasks (programs in their own process group).
 // - run: the runner: create, drive, resume, post, decide, cancel.
+// - worker: workers that claim ready runs from a store and drive them.
 // - testing: mocks, a virtual clock, automatic answers, journal replay checks (through the
 //   engine's hooks seam only).
-// - cli: the command line. Beside them: graph (the static graph), inspect (journal summaries),
-//   both used by the runner and the command line and using only the journal.
+// - cli: the command line. Beside them: graph (the static graph), used by the runner and the
+//   command line and using only the journal.
 //! # minder
 //!
 //! Type-checked, durable workflows in async Rust. A workflow is an ordinary `async fn` marked
@@ -60,6 +64,7 @@
 //! ```
 //!
 //! What the macros reject at compile time, and why, is in the README.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -69,10 +74,10 @@
 
 pub mod command;
 mod ctx;
-pub mod effects;
+mod effects;
 mod engine;
 mod error;
-pub mod graph;
+mod graph;
 pub mod inspect;
 mod join;
 pub mod journal;
@@ -82,21 +87,30 @@ mod run;
 mod select;
 pub mod store;
 mod task;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod worker;
 
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 
 pub use crate::ctx::Ctx;
 pub use crate::effects::Decision;
 pub use crate::engine::Notice;
-pub use crate::error::{ProcessError, RunError, TaskError, TaskErrorKind, Waiting};
+pub use crate::error::{
+    CancelProblem, DecodeProblem, EffectProblem, ProcessError, RunError, TaskError, TaskErrorKind,
+    VersionMismatch, Waiting,
+};
 pub use crate::graph::{Graph, Node};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{
-    Finished, Process, Runner, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
+    Finished, Process, Runner, Submit, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
 };
 pub use crate::select::Either;
+// The stores a `Runner` is built on, at the root for convenience; their pages are in `store`.
+#[doc(no_inline)]
 pub use crate::store::{FileStore, MemoryStore, Store};
 pub use crate::task::{artifact_dir, idempotency_key};
 
@@ -142,7 +156,8 @@ pub use minder_macros::task;
 ///
 /// The function stays callable; a type of the same name (in the type namespace) implements
 /// [`Process`], so `runner.run::<name>(input)` runs it. Option `name = "..."` sets the process
-/// name (default: the function name with `-` for `_`); `crate = "path"` renames minder.
+/// name (default: the function name with `-` for `_`); `queue = "..."` the queue workers take
+/// its runs from (default `default`; see [`worker`]); `crate = "path"` renames minder.
 ///
 /// The body is checked at compile time: no wall clock, randomness, spawning, environment,
 /// direct I/O or plain sleeps outside tasks (use the [`Ctx`] equivalents), no task future left
@@ -161,6 +176,40 @@ pub use minder_macros::process;
 /// step scope, so replay hands every branch its own results whatever order they finished in.
 /// Branches whose tasks declare conflicting `reads`/`writes` of one resource are rejected by
 /// `cargo check` (inside a `#[process]`; other shapes at `cargo build`).
+///
+/// ```
+/// use minder::prelude::*;
+///
+/// #[task]
+/// async fn double(x: u32) -> Result<u32, TaskError> {
+///     Ok(x * 2)
+/// }
+///
+/// #[task]
+/// async fn half(x: u32) -> Result<u32, TaskError> {
+///     if x % 2 == 1 {
+///         return Err(TaskError::new(format!("{x} is odd")));
+///     }
+///     Ok(x / 2)
+/// }
+///
+/// #[process]
+/// async fn arithmetic(_ctx: &Ctx, x: u32) -> Result<(u32, u32, bool), ProcessError> {
+///     // Fail-fast: a tuple of outputs, or the first error.
+///     let (a, b) = parallel!(double(x), async {
+///         let y = double(x).await?;
+///         half(y).await
+///     })?;
+///     // Settle: each branch's own `Result`.
+///     let (even, odd) = parallel!(settle: half(a), half(b));
+///     Ok((a, even?, odd.is_err()))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let done = Runner::in_memory().run::<arithmetic>(5).await.unwrap();
+/// assert_eq!(done.output, (10, 5, true));
+/// # }
+/// ```
 ///
 /// Without the macro, a fail-fast block is roughly:
 ///
@@ -202,13 +251,13 @@ pub mod __private {
         access_of, check_call, conflict, conflict_with_earlier, probe, HasAccess, NotATask,
         Parallel, ProbeOther, ProbeTask, ProbedCall,
     };
-    pub use crate::task::{AccessDef, TaskBody, TaskCall, TaskDef, TaskMeta, TaskReturn};
+    pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
-    pub use core::future::{poll_fn, Future, IntoFuture};
+    use core::future::IntoFuture;
+    pub use core::future::{poll_fn, Future};
     pub use core::marker::PhantomData;
     pub use core::pin::pin;
     pub use core::task::Poll;
-    pub use core::time::Duration;
     pub use futures::future::BoxFuture;
     pub use minder_macros::parallel_impl;
     pub use serde;
@@ -277,12 +326,6 @@ pub mod __private {
 
     /// Fails to compile, under the user's type, unless `T` can be journaled.
     pub fn assert_journaled<T: Journaled>() {}
-
-    /// Fails to compile, under the user's return type, unless it is a journaled `Result`.
-    pub fn assert_task_return<T: TaskReturn>() {}
-
-    /// Fails to compile, under the user's return type, unless it is `Result<Output, Error>`.
-    pub fn assert_process_return<T: ProcessReturn>() {}
 
     /// What a process returns: a journaled output or an error that can be displayed.
     #[diagnostic::on_unimplemented(

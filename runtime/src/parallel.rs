@@ -380,6 +380,39 @@ impl Ctx {
     ///
     /// Await it for fail-fast (the first error cancels the rest) or call [`Map::settle`] for
     /// one `Result` per item. `label` names the map in keys, progress and the graph.
+    ///
+    /// ```
+    /// use minder::prelude::*;
+    ///
+    /// #[task]
+    /// async fn word_count(line: String) -> Result<usize, TaskError> {
+    ///     Ok(line.split_whitespace().count())
+    /// }
+    ///
+    /// #[task]
+    /// async fn must_be_short(line: String) -> Result<String, TaskError> {
+    ///     if line.len() > 10 {
+    ///         return Err(TaskError::new(format!("too long: {line}")));
+    ///     }
+    ///     Ok(line)
+    /// }
+    ///
+    /// #[process]
+    /// async fn words(ctx: &Ctx, lines: Vec<String>) -> Result<(usize, usize), ProcessError> {
+    ///     // Fail-fast, at most 4 lines at once; item `i`'s steps are keyed `map(count)#0/i/..`.
+    ///     let counts = ctx.map("count", lines.clone(), word_count).limit(4).await?;
+    ///     // Every item to its end, one `Result` each.
+    ///     let checked = ctx.map("check", lines, must_be_short).settle().await;
+    ///     let short = checked.iter().filter(|r| r.is_ok()).count();
+    ///     Ok((counts.iter().sum(), short))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let lines = vec!["one two".to_string(), "three four five six".to_string()];
+    /// let done = Runner::in_memory().run::<words>(lines).await.unwrap();
+    /// assert_eq!(done.output, (6, 1));
+    /// # }
+    /// ```
     pub fn map<I, F, Fut, R, E>(&self, label: &'static str, items: I, f: F) -> Map<'_, I::Item, F>
     where
         I: IntoIterator,

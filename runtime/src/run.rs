@@ -2,8 +2,11 @@
 
 use crate::ctx::{in_scope, Ctx, Scope};
 use crate::engine::{unix_millis, Notice, Observer, Posting, RunState};
-use crate::error::{RunError, Waiting};
+use crate::error::{
+    CancelProblem, DecodeProblem, EffectProblem, RunError, VersionMismatch, Waiting,
+};
 use crate::graph::Graph;
+use crate::inspect::{RunState as End, WaitKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::ReplayMap;
 use crate::store::{MemoryStore, OpenRun, Opening, RunLog, Store, StoreError};
@@ -17,7 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
-use std::time::SystemTime;
 
 /// A process: what `#[process]` generates for an `async fn(&Ctx, Input) -> Result<Output, E>`.
 ///
@@ -32,10 +34,37 @@ pub trait Process: Send + Sync + 'static {
     type Output: Journaled;
     /// The error the process body returns.
     type Error: fmt::Display + Send + 'static;
+    /// The queue workers take its runs from unless [`Submit::queue`] names another
+    /// (`#[process(queue = "..")]`; [`DEFAULT_QUEUE`](crate::store::DEFAULT_QUEUE) if not set).
+    const QUEUE: &'static str = crate::store::DEFAULT_QUEUE;
     /// The static graph of the process body.
     fn graph() -> &'static Graph;
     /// Runs the process body.
     fn run(ctx: &Ctx, input: Self::Input) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
+}
+
+/// Where a submitted run goes: its queue and priority (see [`Runner::submit_with`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Submit {
+    /// The queue (default: the process's, [`Process::QUEUE`]).
+    pub queue: Option<String>,
+    /// Lower runs first among the ready runs of a queue (default 0).
+    pub priority: Option<i32>,
+}
+
+impl Submit {
+    /// Puts the run on `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Sets the run's priority: lower runs first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
 }
 
 /// A finished run.
@@ -101,8 +130,13 @@ impl fmt::Debug for Runner {
 impl Runner {
     /// A runner over `store`.
     pub fn new(store: impl Store) -> Self {
+        Self::from_store(Arc::new(store))
+    }
+
+    /// A runner over a store already shared (chosen at run time, for instance).
+    pub fn from_store(store: Arc<dyn Store>) -> Self {
         Runner {
-            store: Arc::new(store),
+            store,
             observer: None,
             allow_version_change: false,
             artifacts: None,
@@ -135,8 +169,8 @@ impl Runner {
     /// [`Runner::run`] / [`Runner::resume`] return [`RunError::Suspended`] listing the sleep with
     /// its due time, a later resume continues once it is due, and `resume --wait` wakes up for
     /// it. Shorter sleeps, and long ones while other steps of the run still progress, are
-    /// waited out in the program. `Duration::MAX` waits every sleep out; with a
-    /// [virtual clock](Runner::virtual_clock) sleeps never suspend.
+    /// waited out in the program. `Duration::MAX` waits every sleep out; with a virtual clock
+    /// (`Runner::virtual_clock`, feature `testing`) sleeps never suspend.
     pub fn suspend_sleeps_longer_than(mut self, limit: Duration) -> Self {
         self.suspend_sleeps_over = limit;
         self
@@ -155,17 +189,38 @@ impl Runner {
         &self.store
     }
 
-    /// Creates a run without starting it; [`Runner::resume`] starts it.
+    /// Creates a run without starting it; [`Runner::resume`] starts it, or a
+    /// worker (`minder::worker`) on the same store picks it up.
     ///
     /// The input is journaled when this is called; the future only writes it.
     pub fn create<P: Process>(
         &self,
         input: &P::Input,
     ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
+        self.submit_with::<P>(input, Submit::default())
+    }
+
+    /// Submits a run for workers (`minder::worker`): creates it, ready to be driven,
+    /// and returns its id. (The same as [`Runner::create`]: a created run is ready; a worker
+    /// on the same store takes it.)
+    pub fn submit<P: Process>(
+        &self,
+        input: &P::Input,
+    ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
+        self.submit_with::<P>(input, Submit::default())
+    }
+
+    /// [`Runner::submit`] with a queue or priority of its own.
+    pub fn submit_with<P: Process>(
+        &self,
+        input: &P::Input,
+        options: Submit,
+    ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
         let run_id = new_run_id();
-        let first = created::<P>(&run_id, input);
+        let first = created::<P>(&run_id, input, &options);
         async move {
-            drop(self.store.create(&run_id, first?).await?);
+            let log = self.store.create(&run_id, first?).await?;
+            log.close().await?;
             Ok(run_id)
         }
     }
@@ -173,11 +228,14 @@ impl Runner {
     /// Runs a process to its end.
     pub async fn run<P: Process>(&self, input: P::Input) -> Result<Finished<P::Output>, RunError> {
         let run_id = new_run_id();
-        let first = created::<P>(&run_id, &input)?;
+        let first = created::<P>(&run_id, &input, &Submit::default())?;
         let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
-        self.drive::<P>(run_id, log, ReplayMap::empty(), input, None)
-            .await
+        let drive = self.drive::<P>(run_id.clone(), log.clone(), ReplayMap::empty(), input, None);
+        let result = traced(&run_id, P::NAME, Driving::New, drive).await;
+        // Let the run go now (a store with leases would otherwise hold it until they lapse).
+        let _ = log.close().await;
+        result
     }
 
     /// Resumes a run: journaled steps return their recorded results without running, the rest
@@ -215,34 +273,69 @@ impl Runner {
                 return ended::<P>(run_id, end);
             }
         };
+        self.resume_stream::<P>(run_id, stream, posting).await
+    }
+
+    /// Drives a run a worker claimed (see [`Store::claim`]).
+    pub(crate) async fn resume_claimed<P: Process>(
+        &self,
+        claimed: crate::store::Claimed,
+    ) -> Result<Finished<P::Output>, RunError> {
+        let stream = crate::store::JournalStream::from_open(claimed.open);
+        self.resume_stream::<P>(&claimed.run_id, stream, None).await
+    }
+
+    /// Replays a run's journal as it streams in, then drives the run.
+    async fn resume_stream<P: Process>(
+        &self,
+        run_id: &str,
+        stream: crate::store::JournalStream,
+        posting: Option<Arc<Posting>>,
+    ) -> Result<Finished<P::Output>, RunError> {
+        // The journal is read as it streams in, into the replay map; what the orphan check
+        // needs is kept aside. A journal that is not consistent is reported after the orphans
+        // were dealt with, as when it was read whole.
         let read = crate::replay::read_stream(run_id, stream).await?;
         let log = read.log;
-        if posting.is_none() {
-            // Programs a crashed runner left running go before anything runs again.
-            crate::command::kill_orphans(&read.orphans).await;
-        }
-        let journal = read.journal?;
-        let checking = posting.as_ref().is_some_and(|p| p.check);
-        let Some((process, input, fingerprint)) = journal.created else {
-            return Err(RunError::Store(StoreError::Corrupt(format!(
-                "run `{run_id}` has no creation event"
-            ))));
-        };
-        self.check_version::<P>(run_id, &process, &fingerprint)?;
-        // A run that ended returns its end again (unless a saved journal is being checked).
-        match journal.end {
-            Some(Event::RunCancelled { .. }) => {
-                return Err(RunError::Cancelled(run_id.to_string()))
+        let result = async {
+            if posting.is_none() {
+                // Programs a crashed runner left running go before anything runs again.
+                crate::command::kill_orphans(&read.orphans).await;
             }
-            Some(_) if checking => {}
-            Some(end) => return ended::<P>(run_id, end),
-            None => {}
+            let journal = read.journal?;
+            let checking = posting.as_ref().is_some_and(|p| p.check);
+            // Created (`Runner::create`, the command line's `run`) and not started yet.
+            let fresh = read.events == 1;
+            let Some((process, input, fingerprint)) = journal.created else {
+                return Err(RunError::Store(StoreError::Corrupt(format!(
+                    "run `{run_id}` has no creation event"
+                ))));
+            };
+            self.check_version::<P>(run_id, &process, &fingerprint)?;
+            // A run that ended returns its end again (unless a saved journal is being checked).
+            match journal.end {
+                Some(end @ Event::RunCancelled { .. }) => return ended::<P>(run_id, end),
+                Some(_) if checking => {}
+                Some(end) => return ended::<P>(run_id, end),
+                None => {}
+            }
+            let replay = journal.map;
+            let input: P::Input = serde_json::from_value(input).map_err(|e| RunError::Decode {
+                problem: DecodeProblem::RecordedInput,
+                message: e.to_string(),
+            })?;
+            let how = match (&posting, fresh) {
+                (Some(_), _) => Driving::Posting,
+                (None, true) => Driving::New,
+                (None, false) => Driving::Resumed,
+            };
+            let drive = self.drive::<P>(run_id.to_string(), log.clone(), replay, input, posting);
+            traced(run_id, P::NAME, how, drive).await
         }
-        let replay = journal.map;
-        let input: P::Input = serde_json::from_value(input)
-            .map_err(|e| RunError::Decode(format!("the recorded input does not fit: {e}")))?;
-        self.drive::<P>(run_id.to_string(), log, replay, input, posting)
-            .await
+        .await;
+        // Let the run go now (a store with leases would otherwise hold it until they lapse).
+        let _ = log.close().await;
+        result
     }
 
     /// Checks that run `run_id`, recorded as a run of `process` with structure `fingerprint`,
@@ -253,19 +346,23 @@ impl Runner {
         process: &str,
         fingerprint: &str,
     ) -> Result<(), RunError> {
+        let mismatch = |mismatch| RunError::Version {
+            run_id: run_id.to_string(),
+            mismatch,
+        };
         if process != P::NAME {
-            return Err(RunError::Version(format!(
-                "run `{run_id}` belongs to process `{process}`, not `{}`",
-                P::NAME
-            )));
+            return Err(mismatch(VersionMismatch::OtherProcess {
+                recorded: process.to_string(),
+                expected: P::NAME.to_string(),
+            }));
         }
-        let now = P::graph().fingerprint();
-        if fingerprint != now && !self.allow_version_change {
-            return Err(RunError::Version(format!(
-                "run `{run_id}` was recorded with structure {fingerprint} of process \
-                 `{process}`, the code now has {now}: finish it with the old build, \
-                 or allow the version change if the edit is safe"
-            )));
+        let current = P::graph().fingerprint();
+        if fingerprint != current && !self.allow_version_change {
+            return Err(mismatch(VersionMismatch::Structure {
+                process: process.to_string(),
+                recorded: fingerprint.to_string(),
+                current,
+            }));
         }
         Ok(())
     }
@@ -280,7 +377,12 @@ impl Runner {
         effect: &str,
         result: Result<Value, Value>,
     ) -> Result<(), RunError> {
-        pending_effect(&self.store.read(run_id).await?, run_id, effect, "external")?;
+        pending_effect(
+            &self.store.read(run_id).await?,
+            run_id,
+            effect,
+            WaitKind::External,
+        )?;
         let posting = Arc::new(Posting {
             check: false,
             key: effect.to_string(),
@@ -293,11 +395,12 @@ impl Runner {
         let replayed = self.resume_with::<P>(run_id, Some(posting.clone())).await;
         let checked = posting.result.lock().unwrap().take();
         match checked {
-            Some(Ok(())) => Ok(()),
-            Some(Err(why)) => Err(RunError::Effect(why)),
-            None => Err(replayed
-                .err()
-                .unwrap_or_else(|| RunError::Effect(format!("effect `{effect}` was not reached")))),
+            Some(checked) => checked,
+            None => Err(replayed.err().unwrap_or_else(|| RunError::Effect {
+                run_id: run_id.to_string(),
+                key: effect.to_string(),
+                problem: EffectProblem::NotReached,
+            })),
         }
     }
 
@@ -309,21 +412,21 @@ impl Runner {
         decision: crate::effects::Decision,
     ) -> Result<(), RunError> {
         let OpenRun { events, log, .. } = self.store.open(run_id).await?;
-        let due = pending_effect(&events, run_id, breakpoint, "breakpoint")?;
+        let due = pending_effect(&events, run_id, breakpoint, WaitKind::Breakpoint)?;
         let now = unix_millis(self.hooks.now());
-        if let Some(due) = due.filter(|due| now >= *due) {
-            return Err(RunError::Effect(format!(
-                "breakpoint `{breakpoint}` of run `{run_id}` timed out at {}; a decision \
-                 after its deadline is refused (resume the run: it goes on as timed out)",
-                crate::inspect::utc_time(due)
-            )));
+        if let Some(due_ms) = due.filter(|due| now >= *due) {
+            return Err(RunError::Effect {
+                run_id: run_id.to_string(),
+                key: breakpoint.to_string(),
+                problem: EffectProblem::TimedOut { due_ms },
+            });
         }
         let value = serde_json::to_value(&decision).expect("a decision is plain data");
         log.append(Event::EffectResolved {
             key: breakpoint.to_string(),
             outcome: Outcome::Ok(value),
         })?;
-        log.flush().await?;
+        log.close().await?;
         Ok(())
     }
 
@@ -334,6 +437,15 @@ impl Runner {
     /// waits for that, up to [`CANCEL_WAIT`].
     pub async fn cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
         let ended = |events: &[Event]| events.iter().rev().find_map(Event::run_end);
+        let refused = |problem| RunError::NotCancelled {
+            run_id: run_id.to_string(),
+            problem,
+        };
+        let end_of = |end: &str| match end {
+            "completed" => End::Completed,
+            "failed" => End::Failed,
+            _ => End::Cancelled,
+        };
         // `Some(since)` once the writer holding the run was asked to cancel it.
         let mut asked: Option<tokio::time::Instant> = None;
         loop {
@@ -347,7 +459,7 @@ impl Runner {
                             // Programs a crashed runner left running die with the run.
                             crate::command::kill_orphans(&events).await;
                             log.append(Event::RunCancelled { reason })?;
-                            log.flush().await?;
+                            log.close().await?;
                             return Ok(());
                         }
                         end => end,
@@ -359,16 +471,14 @@ impl Runner {
             match (end, asked) {
                 // The writer that was asked stopped the run itself.
                 (Some("cancelled"), Some(_)) => return Ok(()),
-                (Some(end), Some(_)) => {
+                (Some(ended), Some(_)) => {
                     self.store.clear_cancel_request(run_id).await;
-                    return Err(RunError::Effect(format!(
-                        "run `{run_id}` {end} before it could be cancelled"
-                    )));
+                    let end = end_of(ended);
+                    return Err(refused(CancelProblem::EndedFirst { end }));
                 }
-                (Some(end), None) => {
-                    return Err(RunError::Effect(format!(
-                        "run `{run_id}` has already ended ({end}); nothing to cancel"
-                    )))
+                (Some(ended), None) => {
+                    let end = end_of(ended);
+                    return Err(refused(CancelProblem::AlreadyEnded { end }));
                 }
                 (None, None) => {
                     // Another writer is driving it: ask it to stop.
@@ -376,12 +486,8 @@ impl Runner {
                     asked = Some(tokio::time::Instant::now());
                 }
                 (None, Some(since)) if since.elapsed() > CANCEL_WAIT => {
-                    return Err(RunError::Effect(format!(
-                        "asked the writer of run `{run_id}` to cancel it, but it has not \
-                         stopped within {} s; it stops when it next checks, unless it is \
-                         blocked",
-                        CANCEL_WAIT.as_secs()
-                    )));
+                    let waited = CANCEL_WAIT;
+                    return Err(refused(CancelProblem::NotStopped { waited }));
                 }
                 (None, Some(_)) => {}
             }
@@ -452,6 +558,12 @@ impl Runner {
                         if cancel_check.as_mut().poll(cx).is_pending() {
                             break;
                         }
+                        if state.log().is_lost() {
+                            // Another writer took the run: stop now, write nothing more.
+                            return Poll::Ready(Err(RunError::Store(StoreError::Fenced(
+                                run_id.clone(),
+                            ))));
+                        }
                         looking = Some(self.store.cancel_request(&run_id));
                     }
                 }
@@ -485,10 +597,12 @@ impl Runner {
         };
         if let Some(reason) = cancelled {
             // The body is gone (its unfinished steps journaled as cancelled): say why it ended.
-            state.append(Event::RunCancelled { reason });
+            state.append(Event::RunCancelled {
+                reason: reason.clone(),
+            });
             state.flush().await?;
             self.store.clear_cancel_request(&run_id).await;
-            return Err(RunError::Cancelled(run_id));
+            return Err(RunError::Cancelled { run_id, reason });
         }
         if let Some(posting) = &state.posting {
             if posting.check {
@@ -499,15 +613,19 @@ impl Runner {
                         process: P::NAME.to_string(),
                         message: e.to_string(),
                     }),
-                    None => Err(RunError::Effect(String::new())),
+                    None => Err(RunError::Effect {
+                        run_id,
+                        key: String::new(),
+                        problem: EffectProblem::NotReached,
+                    }),
                 };
             }
             let _ = state.flush().await;
-            return Err(RunError::Effect(format!(
-                "effect `{}` of run `{run_id}` is not reached when the run is replayed: it may \
-                 wait behind another effect; resolve that first",
-                posting.key
-            )));
+            return Err(RunError::Effect {
+                run_id,
+                key: posting.key.clone(),
+                problem: EffectProblem::NotReached,
+            });
         }
         let result = match stop {
             Some(result) => result,
@@ -523,8 +641,10 @@ impl Runner {
         };
         match result {
             Ok(output) => {
-                let value = serde_json::to_value(&output)
-                    .map_err(|e| RunError::Decode(format!("cannot journal the output: {e}")))?;
+                let value = serde_json::to_value(&output).map_err(|e| RunError::Decode {
+                    problem: DecodeProblem::RunOutput,
+                    message: e.to_string(),
+                })?;
                 state.append(Event::RunCompleted { output: value });
                 state.flush().await?;
                 Ok(Finished { run_id, output })
@@ -548,8 +668,10 @@ impl Runner {
 fn ended<P: Process>(run_id: &str, end: Event) -> Result<Finished<P::Output>, RunError> {
     match end {
         Event::RunCompleted { output } => {
-            let output = serde_json::from_value(output)
-                .map_err(|e| RunError::Decode(format!("the recorded output does not fit: {e}")))?;
+            let output = serde_json::from_value(output).map_err(|e| RunError::Decode {
+                problem: DecodeProblem::RecordedOutput,
+                message: e.to_string(),
+            })?;
             Ok(Finished {
                 run_id: run_id.to_string(),
                 output,
@@ -559,19 +681,84 @@ fn ended<P: Process>(run_id: &str, end: Event) -> Result<Finished<P::Output>, Ru
             process: P::NAME.to_string(),
             message: error,
         }),
-        _ => Err(RunError::Cancelled(run_id.to_string())),
+        Event::RunCancelled { reason } => Err(RunError::Cancelled {
+            run_id: run_id.to_string(),
+            reason,
+        }),
+        _ => Err(RunError::Cancelled {
+            run_id: run_id.to_string(),
+            reason: None,
+        }),
     }
 }
 
+/// Why a run is driven: what [`traced`] says when it starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Driving {
+    New,
+    Resumed,
+    /// Replayed to check a posted result: nothing runs, and how it stops says nothing of the run.
+    Posting,
+}
+
+/// Drives a run inside its `tracing` span, `run` (fields `run_id`, `process`; a task step's
+/// span, `step`, is a child of it), with events for how it started and how it stopped: `run
+/// started` or `run resumed`, then `run completed`, `run suspended` (field `waiting`, the
+/// effect ids), `run failed` (field `error`), `run cancelled`, or `run stopped` (field `error`)
+/// when the runner itself failed.
+async fn traced<T>(
+    run_id: &str,
+    process: &'static str,
+    how: Driving,
+    drive: impl Future<Output = Result<Finished<T>, RunError>>,
+) -> Result<Finished<T>, RunError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("run", run_id, process);
+    async move {
+        match how {
+            Driving::New => tracing::info!("run started"),
+            Driving::Resumed => tracing::info!("run resumed"),
+            Driving::Posting => tracing::debug!("run replayed to check a posted result"),
+        }
+        let result = drive.await;
+        match &result {
+            _ if how == Driving::Posting => {}
+            Ok(_) => tracing::info!("run completed"),
+            Err(RunError::Suspended { waiting, .. }) => {
+                let waiting: Vec<&str> = waiting.iter().map(|w| w.key.as_str()).collect();
+                tracing::info!(?waiting, "run suspended");
+            }
+            Err(e @ RunError::Failed { .. }) => tracing::warn!(error = %e, "run failed"),
+            Err(RunError::Cancelled { .. }) => tracing::info!("run cancelled"),
+            Err(e) => tracing::error!(error = %e, "run stopped"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
 /// The first event of a new run of `P`.
-fn created<P: Process>(run_id: &str, input: &P::Input) -> Result<Event, RunError> {
-    let input = serde_json::to_value(input)
-        .map_err(|e| RunError::Decode(format!("cannot journal the input: {e}")))?;
+fn created<P: Process>(
+    run_id: &str,
+    input: &P::Input,
+    options: &Submit,
+) -> Result<Event, RunError> {
+    let input = serde_json::to_value(input).map_err(|e| RunError::Decode {
+        problem: DecodeProblem::RunInput,
+        message: e.to_string(),
+    })?;
+    let queue = options
+        .queue
+        .clone()
+        .or_else(|| (P::QUEUE != crate::store::DEFAULT_QUEUE).then(|| P::QUEUE.to_string()));
     Ok(Event::RunCreated {
         run_id: run_id.to_string(),
         process: P::NAME.to_string(),
         input,
         fingerprint: P::graph().fingerprint(),
+        queue,
+        priority: options.priority.filter(|p| *p != 0),
     })
 }
 
@@ -585,7 +772,7 @@ pub(crate) fn pending_effect(
     events: &[Event],
     run_id: &str,
     key: &str,
-    kind: &str,
+    kind: WaitKind,
 ) -> Result<Option<u64>, RunError> {
     let mut found = None;
     let mut resolved = false;
@@ -624,38 +811,28 @@ pub(crate) fn pending_effect(
             _ => {}
         }
     }
-    let listed = if pending.is_empty() {
-        "it has no pending effects".to_string()
-    } else {
-        format!("pending: {}", pending.join(", "))
+    let pending = || pending.iter().map(|p| p.to_string()).collect();
+    let err = |problem| {
+        Err(RunError::Effect {
+            run_id: run_id.to_string(),
+            key: key.to_string(),
+            problem,
+        })
     };
-    let err = |m: String| Err(RunError::Effect(m));
     match found {
-        None if is_step => err(format!(
-            "`{key}` is a task step of run `{run_id}`, not an effect; {listed}"
-        )),
-        None => err(format!("run `{run_id}` has no effect `{key}`; {listed}")),
-        Some(_) if resolved => err(format!(
-            "effect `{key}` of run `{run_id}` is already resolved"
-        )),
-        Some(_) if ended => err(format!("run `{run_id}` has already ended")),
-        Some((k, _)) if k != kind => err(match k {
-            "breakpoint" => format!("`{key}` is a breakpoint: approve or reject it"),
-            _ => format!("`{key}` is an external task: post its result"),
+        None if is_step => err(EffectProblem::NotAnEffect { pending: pending() }),
+        None => err(EffectProblem::Unknown { pending: pending() }),
+        Some(_) if resolved => err(EffectProblem::AlreadyResolved),
+        Some(_) if ended => err(EffectProblem::RunEnded),
+        Some((k, _)) if WaitKind::of_effect(k) != kind => err(EffectProblem::WrongKind {
+            actual: WaitKind::of_effect(k),
         }),
-        Some(_) if abandoned => err(format!(
-            "the run no longer waits for effect `{key}` (another branch went on without it); \
-             {listed}"
-        )),
+        Some(_) if abandoned => err(EffectProblem::Abandoned { pending: pending() }),
         Some((_, due)) => Ok(due),
     }
 }
 
-/// A new run id: a ULID (48 bits of milliseconds since the epoch and 80 random bits, in
-/// Crockford's base 32), so ids sort by creation time and two runs created in the same
-/// millisecond still do not collide.
+/// A new run id: a ULID (see `store::new_id`), so ids sort by creation time.
 pub(crate) fn new_run_id() -> String {
-    let random =
-        (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..))) & ((1u128 << 80) - 1);
-    ulid::Ulid::from_parts(unix_millis(SystemTime::now()), random).to_string()
+    crate::store::new_id()
 }

@@ -3,7 +3,7 @@
 use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
-use crate::error::{RunError, TaskError, TaskErrorKind};
+use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -203,13 +203,14 @@ pub trait TaskMeta: Send + 'static {
 
 /// A task's body: the user's function, taking its arguments as a tuple. Called once per
 /// attempt.
-pub type TaskBody<M> = fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
+pub(crate) type TaskBody<M> =
+    fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
 ///
 /// Everything that runs a step is compiled once, in this crate: the step is driven through
-/// [`StepIo`], the one part that knows the task's types, instantiated per argument and return
+/// `StepIo`, the one part that knows the task's types, instantiated per argument and return
 /// type (not per task). What a task adds to its crate's build is its body and a few lines of
 /// glue, as a hand-written `async fn` would.
 #[must_use = "a task does nothing unless it is awaited: add `.await`, or pass it to `parallel!`"]
@@ -275,7 +276,18 @@ fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture
     // path in the key keeps their keys apart.
     let code = || format!("`{}` ({})", def.path(), def.location());
     let step = scope.next_key_checked(&def.key_name(), Some((def.name, &code)));
-    Box::pin(run_step(scope, step, def, io))
+    // A child of the run's span (the process body polls the step inside it).
+    let span = tracing::info_span!(
+        "step",
+        key = %step.key,
+        task = %def.path(),
+        attempt = tracing::field::Empty,
+        replayed = tracing::field::Empty,
+    );
+    Box::pin(tracing::Instrument::instrument(
+        run_step(scope, step, def, io),
+        span,
+    ))
 }
 
 impl<M: TaskMeta> Future for TaskCall<M> {
@@ -432,7 +444,10 @@ async fn run_step(
     let args_value = match io.args() {
         Ok(v) => v,
         Err(e) => {
-            let error = RunError::Decode(format!("cannot journal the arguments of `{key}`: {e}"));
+            let error = RunError::Decode {
+                problem: DecodeProblem::TaskArguments { key },
+                message: e.to_string(),
+            };
             return fatal(&scope, error).await;
         }
     };
@@ -449,6 +464,12 @@ async fn run_step(
         })) => {
             if let Err(detail) = same_step(def, &task, &location, &recorded, &args_value) {
                 return fatal(&scope, RunError::NonDeterminism { key, detail }).await;
+            }
+            let span = tracing::Span::current();
+            span.record("replayed", true);
+            match &outcome {
+                Outcome::Ok(_) => tracing::debug!("step replayed"),
+                Outcome::Err(error) => tracing::debug!(%error, "step replayed (it had failed)"),
             }
             return match io.decode(&outcome) {
                 Ok(r) => r,
@@ -477,6 +498,10 @@ async fn run_step(
             }
             // Started but never completed: it was in flight at a crash, so it runs again.
             attempt = failed_attempts;
+            tracing::debug!(
+                failed_attempts,
+                "step interrupted before it completed: runs again"
+            );
         }
         Ok(Some(other)) => {
             run.diverged(
@@ -493,6 +518,8 @@ async fn run_step(
         return std::future::pending().await;
     }
     let _active = run.active();
+    let span = tracing::Span::current();
+    span.record("replayed", false);
     run.append(Event::StepStarted {
         key: key.clone(),
         task: def.path(),
@@ -505,32 +532,37 @@ async fn run_step(
         run: &run,
         key: Some(key.clone()),
     };
-    let mocked = run.hooks.mock(def.name, &args_value);
+    let mut mocked = run.hooks.mock(def.name, &args_value);
     let result = loop {
         if run.stopped() {
             return stopped().await;
         }
-        if let Some(mocked) = &mocked {
-            let decoded = match mocked {
-                Ok(outcome) => io.decode(outcome),
-                Err(why) => return fatal(&scope, RunError::Decode(why.clone())).await,
-            };
-            match decoded {
+        span.record("attempt", attempt);
+        tracing::debug!(attempt, "step started");
+        // A mock's answer ends the loop either way.
+        match mocked.take() {
+            Some(Err(error)) => return fatal(&scope, error).await,
+            Some(Ok(outcome)) => match io.decode(&outcome) {
                 Ok(r) => break r,
                 Err(e) => {
-                    let why = format!(
-                        "the mock of `{}` returned a value of another type: {e}",
-                        def.name
-                    );
-                    return fatal(&scope, RunError::Decode(why)).await;
+                    let error = RunError::Decode {
+                        problem: DecodeProblem::MockOutput {
+                            task: def.name.to_string(),
+                        },
+                        message: e.to_string(),
+                    };
+                    return fatal(&scope, error).await;
                 }
-            }
+            },
+            None => {}
         }
         let body = match io.start(&args_value) {
             Ok(body) => body,
             Err(e) => {
-                let error =
-                    RunError::Decode(format!("cannot re-read the arguments of `{key}`: {e}"));
+                let error = RunError::Decode {
+                    problem: DecodeProblem::RecordedArguments { key },
+                    message: e.to_string(),
+                };
                 return fatal(&scope, error).await;
             }
         };
@@ -546,11 +578,11 @@ async fn run_step(
         };
         if attempt < def.retries && io.failed(&result) {
             let delay = def.backoff.saturating_mul(1 << attempt.min(16));
-            tracing::debug!(step = %key, attempt, "task failed, retrying");
             let error = match io.outcome(&result) {
                 Ok(Outcome::Err(v)) => v,
                 _ => serde_json::Value::Null,
             };
+            tracing::warn!(attempt, %error, retry_in = ?delay, "step attempt failed, retrying");
             run.append(Event::AttemptFailed {
                 key: key.clone(),
                 attempt,
@@ -564,12 +596,21 @@ async fn run_step(
     };
     cancelled.key = None;
     match io.outcome(&result) {
-        Ok(outcome) => run.append(Event::StepCompleted {
-            key: key.clone(),
-            outcome,
-        }),
+        Ok(outcome) => {
+            match &outcome {
+                Outcome::Ok(_) => tracing::debug!(attempt, "step completed"),
+                Outcome::Err(error) => tracing::warn!(attempt, %error, "step failed"),
+            }
+            run.append(Event::StepCompleted {
+                key: key.clone(),
+                outcome,
+            })
+        }
         Err(e) => {
-            let error = RunError::Decode(format!("cannot journal the result of `{key}`: {e}"));
+            let error = RunError::Decode {
+                problem: DecodeProblem::TaskResult { key },
+                message: e.to_string(),
+            };
             return fatal(&scope, error).await;
         }
     }
@@ -588,6 +629,7 @@ struct CancelGuard<'a> {
 impl Drop for CancelGuard<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
+            tracing::debug!("step cancelled");
             self.run.append(Event::StepCancelled { key });
         }
     }
@@ -608,7 +650,8 @@ async fn attempt_once(
     body: BoxFuture<'static, Output>,
     info: StepInfo,
 ) -> Result<Output, TaskError> {
-    let body = STEP.scope(info, body);
+    // The body's own events and spans sit under the step's span.
+    let body = tracing::Instrument::in_current_span(STEP.scope(info, body));
     let mut handle = AbortOnDrop(tokio::spawn(body));
     let joined = match def.timeout {
         None => (&mut handle.0).await,

@@ -2,6 +2,10 @@
 //! and external tasks answered by the test, and a virtual clock; and replay a saved journal
 //! against the current code to catch incompatible changes in CI.
 //!
+//! Behind the `testing` feature, so a service's build does not compile it: enable it where
+//! the tests are, `minder = { version = "..", features = ["testing"] }` under
+//! `[dev-dependencies]`.
+//!
 //! ```
 //! use minder::prelude::*;
 //! use minder::testing::replay_journal;
@@ -36,6 +40,8 @@
 
 use crate::effects::Decision;
 use crate::engine::{Hooks, Posting};
+use crate::error::DecodeProblem;
+use crate::inspect::WaitKind;
 use crate::journal::{Event, Outcome};
 use crate::run::{Process, Runner};
 use crate::store::MemoryStore;
@@ -48,7 +54,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-type MockFn = Arc<dyn Fn(Value) -> Result<Outcome, String> + Send + Sync>;
+type MockFn = Arc<dyn Fn(Value) -> Result<Outcome, RunError> + Send + Sync>;
 type DecideFn = Arc<dyn Fn(&str, &Value) -> Decision + Send + Sync>;
 type AnswerFn = Arc<dyn Fn(&str, &Value) -> Option<Result<Value, Value>> + Send + Sync>;
 
@@ -83,14 +89,14 @@ impl Hooks for TestHooks {
         }
     }
 
-    fn mock(&self, task: &str, args: &Value) -> Option<Result<Outcome, String>> {
+    fn mock(&self, task: &str, args: &Value) -> Option<Result<Outcome, RunError>> {
         self.mocks.get(task).map(|m| m(args.clone()))
     }
 
     /// An automatic answer to an effect, when the test gave one.
-    fn answer(&self, kind: &str, name: &str, input: &Value) -> Option<Outcome> {
+    fn answer(&self, kind: WaitKind, name: &str, input: &Value) -> Option<Outcome> {
         match kind {
-            "breakpoint" => self.breakpoints.as_ref().map(|f| {
+            WaitKind::Breakpoint => self.breakpoints.as_ref().map(|f| {
                 Outcome::Ok(serde_json::to_value(f(name, input)).expect("a decision is plain data"))
             }),
             _ => self
@@ -145,15 +151,21 @@ impl Runner {
     {
         let task_name = task.to_string();
         let mock: MockFn = Arc::new(move |args: Value| {
-            let args: A = serde_json::from_value(args).map_err(|e| {
-                format!("the mock of `{task_name}` does not take these arguments: {e}")
+            let args: A = serde_json::from_value(args).map_err(|e| RunError::Decode {
+                problem: DecodeProblem::MockArguments {
+                    task: task_name.clone(),
+                },
+                message: e.to_string(),
             })?;
             let encoded = match f(args) {
                 Ok(r) => serde_json::to_value(r).map(Outcome::Ok),
                 Err(e) => serde_json::to_value(e).map(Outcome::Err),
             };
-            encoded.map_err(|e| {
-                format!("the mock of `{task_name}` returned a value that cannot be journaled: {e}")
+            encoded.map_err(|e| RunError::Decode {
+                problem: DecodeProblem::MockResult {
+                    task: task_name.clone(),
+                },
+                message: e.to_string(),
             })
         });
         self.test_hooks().mocks.insert(task.to_string(), mock);
@@ -209,7 +221,10 @@ pub async fn replay_journal<P: Process>(events: Vec<Event>) -> Result<Replay, Ru
             Event::RunCreated { run_id, .. } => Some(run_id.clone()),
             _ => None,
         })
-        .ok_or_else(|| RunError::Decode("the journal has no creation event".into()))?;
+        .ok_or_else(|| RunError::Decode {
+            problem: DecodeProblem::NoCreationEvent,
+            message: String::new(),
+        })?;
     let recorded_end = events.iter().rev().find_map(|e| match e {
         Event::RunCompleted { output } => Some(Ok(output.clone())),
         Event::RunFailed { error } => Some(Err(error.clone())),
@@ -252,8 +267,8 @@ pub async fn replay_journal<P: Process>(events: Vec<Event>) -> Result<Replay, Ru
             "the journal ends with the error `{recorded}`, the code now completes"
         ))),
         (Ok(_), None) => Ok(Replay::Completed),
-        (Err(RunError::Effect(_)), None) => Ok(Replay::Incomplete),
-        (Err(RunError::Effect(_)), Some(_)) => Err(differs(
+        (Err(RunError::Effect { .. }), None) => Ok(Replay::Incomplete),
+        (Err(RunError::Effect { .. }), Some(_)) => Err(differs(
             "the journal is complete, but the code now needs steps it does not have".into(),
         )),
         (Err(e), _) => Err(e),
@@ -263,8 +278,16 @@ pub async fn replay_journal<P: Process>(events: Vec<Event>) -> Result<Replay, Ru
 /// Reads a journal saved as JSON (`events <run-id> --json > journal.json`).
 pub fn load_journal(path: impl AsRef<std::path::Path>) -> Result<Vec<Event>, RunError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RunError::Decode(format!("cannot read `{}`: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| RunError::Decode(format!("`{}` is not a saved journal: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| RunError::Decode {
+        problem: DecodeProblem::UnreadableJournal {
+            path: path.to_path_buf(),
+        },
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| RunError::Decode {
+        problem: DecodeProblem::NotAJournal {
+            path: path.to_path_buf(),
+        },
+        message: e.to_string(),
+    })
 }

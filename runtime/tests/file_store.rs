@@ -27,6 +27,8 @@ fn created(run_id: &str) -> Event {
         process: "test".to_string(),
         input: json!({"n": 1}),
         fingerprint: "f".to_string(),
+        queue: None,
+        priority: None,
     }
 }
 
@@ -388,10 +390,11 @@ async fn creating_an_existing_run_is_refused_and_changes_nothing() {
         "{err:?}"
     );
     assert_eq!(fs::read(journal(&store, "once")).unwrap(), before);
-    // No staging directory is left behind.
+    // No staging directory is left behind (beside the run, only the workers' ready index).
     let entries: Vec<_> = fs::read_dir(dir.path().join("runs"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|name| name != ".ready")
         .collect();
     assert_eq!(entries, ["once"]);
 }

@@ -109,7 +109,7 @@ async fn a_completed_run_resumes_from_its_end_note() {
 
     // A process that is not the run's is refused, note or not.
     let wrong = runner.resume::<count_then_fail>(&id).await.unwrap_err();
-    assert!(matches!(wrong, RunError::Version(_)), "{wrong}");
+    assert!(matches!(wrong, RunError::Version { .. }), "{wrong}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +139,7 @@ async fn a_cancelled_run_is_noted_too() {
         Some(Event::RunCancelled { .. })
     ));
     let err = runner.resume::<count_up>(&id).await.unwrap_err();
-    assert!(matches!(err, RunError::Cancelled(_)), "{err}");
+    assert!(matches!(err, RunError::Cancelled { .. }), "{err}");
 }
 
 /// Every state a crash (or an edit) can leave the note in sends the resume the long way,

@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
+use minder::inspect::WaitKind;
 use minder::journal::Event;
 use minder::prelude::*;
-use minder::{MemoryStore, RunError, Store};
+use minder::{CancelProblem, EffectProblem, MemoryStore, RunError, Store};
 use serde_json::json;
 
 #[process]
@@ -69,6 +70,11 @@ async fn breakpoint_suspends_and_an_approval_resumes() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already resolved"), "{err}");
+    assert!(
+        matches!(&err, RunError::Effect { run_id, key, problem: EffectProblem::AlreadyResolved }
+            if *run_id == id && key == "approve-production#0"),
+        "{err:?}"
+    );
     assert_eq!(store.events(&id).unwrap().len(), len);
 }
 
@@ -139,6 +145,11 @@ async fn external_task_result_is_type_checked_then_resumed() {
     assert!(msg.contains("does not fit `test_effects::Review`"), "{msg}");
     assert!(msg.contains("at `score`"), "{msg}");
     assert!(msg.contains("nothing was written"), "{msg}");
+    assert!(
+        matches!(&err, RunError::Effect { problem: EffectProblem::InvalidValue { detail }, .. }
+            if detail.contains("at `score`")),
+        "{err:?}"
+    );
     assert_eq!(store.events(&id).unwrap().len(), len);
 
     // Unknown effect, a task step, the wrong kind: errors, nothing written.
@@ -151,11 +162,26 @@ async fn external_task_result_is_type_checked_then_resumed() {
             .contains("has no effect `nope#0`; pending: par(step+external)#0/b1/review#0"),
         "{err}"
     );
+    assert!(
+        matches!(&err, RunError::Effect { problem: EffectProblem::Unknown { pending }, .. }
+            if pending == &["par(step+external)#0/b1/review#0"]),
+        "{err:?}"
+    );
     let err = runner
         .post::<reviewed>(&id, "par(step+external)#0/b0/common::step#0", Ok(json!(1)))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is a task step"), "{err}");
+    assert!(
+        matches!(
+            &err,
+            RunError::Effect {
+                problem: EffectProblem::NotAnEffect { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = runner
         .decide(&id, key, Decision::Approved { feedback: None })
         .await
@@ -164,6 +190,18 @@ async fn external_task_result_is_type_checked_then_resumed() {
         err.to_string()
             .contains("is an external task: post its result"),
         "{err}"
+    );
+    assert!(
+        matches!(
+            &err,
+            RunError::Effect {
+                problem: EffectProblem::WrongKind {
+                    actual: WaitKind::External
+                },
+                ..
+            }
+        ),
+        "{err:?}"
     );
     assert_eq!(store.events(&id).unwrap().len(), len);
 
@@ -216,10 +254,22 @@ async fn a_cancelled_run_never_runs_again() {
         .await
         .unwrap();
     let err = runner.resume::<deploy>(&id).await.unwrap_err();
-    assert!(matches!(err, RunError::Cancelled(_)), "{err}");
+    assert!(matches!(err, RunError::Cancelled { .. }), "{err}");
     let len = store.events(&id).unwrap().len();
     let err = runner.cancel(&id, None).await.unwrap_err();
     assert!(err.to_string().contains("has already ended"), "{err}");
+    assert!(
+        matches!(
+            &err,
+            RunError::NotCancelled {
+                problem: CancelProblem::AlreadyEnded {
+                    end: minder::inspect::RunState::Cancelled
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = runner
         .decide(
             &id,
@@ -253,7 +303,8 @@ async fn a_run_driven_by_another_writer_is_cancelled_on_request() {
     });
     cancelled.unwrap();
     assert!(
-        matches!(driven, Err(RunError::Cancelled(ref r)) if *r == id),
+        matches!(driven, Err(RunError::Cancelled { ref run_id, ref reason })
+            if *run_id == id && reason.as_deref() == Some("superseded")),
         "{driven:?}"
     );
     let events = store.events(&id).unwrap();
@@ -270,7 +321,7 @@ async fn a_run_driven_by_another_writer_is_cancelled_on_request() {
     // It stays cancelled, and a second cancel says so.
     assert!(matches!(
         runner.resume::<held>(&id).await,
-        Err(RunError::Cancelled(_))
+        Err(RunError::Cancelled { .. })
     ));
     let again = runner.cancel(&id, None).await.unwrap_err();
     assert!(
@@ -322,7 +373,20 @@ async fn cancelling_a_run_that_finishes_first_says_so() {
         cancel.await
     });
     assert_eq!(driven.unwrap().output, 7);
-    let err = cancelled.unwrap_err().to_string();
+    let err = cancelled.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RunError::NotCancelled {
+                problem: CancelProblem::EndedFirst {
+                    end: minder::inspect::RunState::Completed
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("completed before it could be cancelled"),
         "{err}"
@@ -485,6 +549,16 @@ async fn a_long_sleep_suspends_the_run_until_it_is_due() {
     assert_eq!(
         (waiting[0].kind.as_str(), waiting[0].key.as_str()),
         ("sleep", "sleep#0")
+    );
+    // The kind is an enum that reads, displays and serializes as the word it was.
+    assert_eq!(waiting[0].kind, WaitKind::Sleep);
+    assert_eq!(waiting[0].kind.to_string(), "sleep");
+    assert_eq!(format!("[{:<7}]", waiting[0].kind), "[sleep  ]");
+    let json = serde_json::to_value(&waiting[0]).unwrap();
+    assert_eq!(json["kind"], "sleep");
+    assert_eq!(
+        serde_json::from_value::<minder::Waiting>(json).unwrap(),
+        waiting[0]
     );
     let due = waiting[0].due_ms.expect("a sleep has a due time");
     let now = SystemTime::now()

@@ -380,7 +380,12 @@ async fn keys_are_stable_under_an_unrelated_edit() {
     let id = create_and_drop_at::<evolving_v1>(&runner, tag.to_string(), tag, "gate", 1).await;
     // The structure changed, so resuming under the new code needs permission.
     let err = runner.resume::<evolving_v2>(&id).await.unwrap_err();
-    assert!(matches!(err, RunError::Version(_)), "{err}");
+    assert!(matches!(err, RunError::Version { .. }), "{err}");
+    assert!(
+        matches!(&err, RunError::Version { mismatch: minder::VersionMismatch::Structure { recorded, current, .. }, .. }
+            if recorded != current),
+        "{err:?}"
+    );
     open_gate(tag);
     let runner = runner.allow_version_change(true);
     let done = runner.resume::<evolving_v2>(&id).await.unwrap();
@@ -572,5 +577,15 @@ async fn resume_under_the_wrong_process_is_refused() {
     assert!(
         err.to_string().contains("belongs to process `sleeper`"),
         "{err}"
+    );
+    assert!(
+        matches!(
+            &err,
+            RunError::Version {
+                mismatch: minder::VersionMismatch::OtherProcess { recorded, expected },
+                ..
+            } if recorded == "sleeper" && expected == "looping"
+        ),
+        "{err:?}"
     );
 }

@@ -165,3 +165,41 @@ async fn a_saved_journal_replays_against_the_current_code() {
         Replay::Incomplete
     );
 }
+
+/// A mock whose value is not the task's type, and a journal file that is not there: `Decode`
+/// errors that say which value, with serde's (or the file system's) message.
+#[tokio::test(start_paused = true)]
+async fn decode_errors_name_the_value() {
+    use minder::DecodeProblem;
+    let err = test_runner(MemoryStore::new())
+        .mock("charge", |(_customer, _cents): (String, u64)| {
+            Ok::<_, TaskError>(42u32)
+        })
+        .run::<billing>("carol".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::Decode { problem: DecodeProblem::MockOutput { task }, message }
+            if task == "charge" && message.contains("expected a string")),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("the mock of `charge` returned a value of another type: "),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let err = minder::testing::load_journal(&missing).unwrap_err();
+    assert!(
+        matches!(&err, RunError::Decode { problem: DecodeProblem::UnreadableJournal { path }, .. }
+            if *path == missing),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read `{}`: ", missing.display())),
+        "{err}"
+    );
+}

@@ -205,7 +205,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let mut krate = default_crate();
     let mut name = func.sig.ident.unraw().to_string().replace('_', "-");
-    for opt in parse_opts(args, "process", &["name", "crate"], &mut errors) {
+    let mut queue: Option<String> = None;
+    for opt in parse_opts(args, "process", &["name", "queue", "crate"], &mut errors) {
         match opt.key.to_string().as_str() {
             "name" => {
                 if let Some(lit) = opt.str("\"batch-files\"", &mut errors) {
@@ -213,6 +214,25 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     match bad_process_name(&value) {
                         None => name = value,
                         Some(why) => errors.at(lit.span(), why),
+                    }
+                }
+            }
+            "queue" => {
+                if let Some(lit) = opt.str("\"deploys\"", &mut errors) {
+                    let value = lit.value();
+                    let ok = !value.is_empty()
+                        && value.len() <= 64
+                        && value
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    if ok {
+                        queue = Some(value);
+                    } else {
+                        errors.at(
+                            lit.span(),
+                            "a queue name is one word of at most 64 letters, digits, `-` and \
+                             `_` (workers name it in `--queues`), like \"deploys\"",
+                        );
                     }
                 }
             }
@@ -224,6 +244,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             _ => unreachable!("parse_opts keeps known options only"),
         }
     }
+    let queue_const = queue.map(|q| quote!(const QUEUE: &'static str = #q;));
     let sig = check_signature(&func, &mut errors);
     let ctx_name = sig.as_ref().and_then(|s| s.ctx_name.clone());
     let probes = check::body(&func, &mut errors);
@@ -261,6 +282,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let process_impl = quote_spanned! {ret.span()=>
         impl #k::__private::Process for #ident {
             const NAME: &'static str = #name;
+            #queue_const
             type Input = #input;
             type Output = <#ret as #k::__private::ProcessReturn>::Ok;
             type Error = <#ret as #k::__private::ProcessReturn>::Err;

@@ -3,12 +3,17 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-#[derive(Parser, Debug)]
-#[command(about = "Run and inspect durable minder workflows", version)]
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Run and inspect durable minder workflows")]
 pub(super) struct Cli {
     /// Directory that holds the run journals.
     #[arg(long, global = true, default_value = ".minder/runs")]
     pub(super) runs_dir: PathBuf,
+    /// Where the runs are kept instead of `--runs-dir`: a PostgreSQL URL
+    /// (`postgres://user:password@host/db`; `postgresql:///db?host=/run/postgresql` for a Unix
+    /// socket), or a runs directory.
+    #[arg(long, global = true, env = "MINDER_STORE", hide_env_values = true)]
+    pub(super) store: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub(super) json: bool,
@@ -41,7 +46,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     ))
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub(super) enum Command {
     /// Start a run of a process and drive it to its end.
     Run {
@@ -50,7 +55,40 @@ pub(super) enum Command {
         /// The input JSON: a file, or `-` for standard input.
         #[arg(long)]
         input: String,
+        /// Only create the run and print its id: a worker (`worker`) drives it.
+        #[arg(long)]
+        detach: bool,
+        /// The queue workers take it from (default: the process's).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Lower runs first among the ready runs of its queue (default 0).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i32>,
     },
+    /// Drive every run that is ready (new, resolved, due, or left by a worker that died), of
+    /// this binary's processes, until SIGTERM or Ctrl-C; then let the runs under way finish
+    /// for the grace period.
+    Worker {
+        /// Only runs of these queues (comma-separated; default: every queue).
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// At most this many runs at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How long runs under way may go on after a stop signal.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// The lease on a claimed run (PostgreSQL): a worker silent for this long loses its
+        /// runs to others.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease: std::time::Duration,
+        /// Look for ready runs at least this often (new work is announced sooner on
+        /// PostgreSQL).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        poll: std::time::Duration,
+    },
+    /// The live workers, and the runs each holds.
+    Workers,
     /// Continue a run: journaled steps are replayed, the rest runs.
     Resume {
         /// The run id.
@@ -68,8 +106,22 @@ pub(super) enum Command {
         /// The run id.
         run_id: Option<String>,
     },
-    /// Every run in the runs directory.
-    List,
+    /// Every run in the runs directory, or those that match every filter given.
+    List {
+        /// Only runs of this process.
+        #[arg(long)]
+        process: Option<String>,
+        /// Only runs in this state (repeat it, or separate with commas).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_parser = ["completed", "failed", "cancelled", "waiting", "incomplete"]
+        )]
+        state: Vec<String>,
+        /// Only runs whose last event is more recent than this: `1h`, `7d`.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+    },
     /// A run's journal, event by event.
     Events {
         /// The run id.
@@ -125,7 +177,38 @@ pub(super) enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Draw a process's static graph.
+    /// Delete old finished runs, or runs named by id.
+    ///
+    /// With `--older-than`: the completed, failed and cancelled runs whose last event (the
+    /// last write of their journal) is older than that. A run that is running, interrupted or
+    /// waiting is deleted only when named by id; one a writer holds is never deleted.
+    Prune {
+        /// Delete these runs, whatever their state.
+        #[arg(
+            conflicts_with_all = ["older_than", "state"],
+            required_unless_present = "older_than"
+        )]
+        run_ids: Vec<String>,
+        /// Delete the completed, failed and cancelled runs whose last event is older than
+        /// this: `30d`, `12h`, `1h30m`.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Only runs that ended this way (repeat it, or separate with commas).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<Ended>,
+        /// Say what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// For bash: `source <(my-app completions bash)`; for zsh, put the script in a file
+    /// named `_my-app` on your `$fpath`; for fish, in `~/.config/fish/completions/my-app.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Draw a process's static graph (`--json`: its nodes as JSON).
     Graph {
         /// The process name.
         process: String,
@@ -133,6 +216,14 @@ pub(super) enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+}
+
+/// How a finished run ended: what `prune --state` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum Ended {
+    Completed,
+    Failed,
+    Cancelled,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -1,7 +1,7 @@
 //! The commands: what each subcommand does.
 
 use super::args::{Cli, Command, GraphFormat};
-use super::format::{describe, print_json, print_list, print_status, short, Progress};
+use super::format::{describe, graph_json, print_json, print_list, print_status, short, Progress};
 use super::wait::{drive, until_news};
 use super::{CliError, Registry};
 use crate::inspect::summarize;
@@ -27,22 +27,137 @@ fn read_input(source: &str) -> Result<Value, CliError> {
         .map_err(|e| CliError::Input(format!("the input in {origin} is not valid JSON: {e}")))
 }
 
+/// The store the command line works on: `--store` (a PostgreSQL URL or a runs directory),
+/// else `--runs-dir`.
+pub(super) struct CliStore {
+    pub(super) shared: Arc<dyn Store>,
+    /// The same store when it is a runs directory (recovery and artifacts need it).
+    file: Option<FileStore>,
+    /// Where it is, for messages.
+    pub(super) label: String,
+}
+
+impl std::ops::Deref for CliStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        self.shared.as_ref()
+    }
+}
+
+fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+pub(super) async fn open_store(
+    cli: &Cli,
+    lease: Option<std::time::Duration>,
+) -> Result<CliStore, CliError> {
+    match cli.store.as_deref() {
+        Some(url) if is_postgres_url(url) => {
+            #[cfg(feature = "postgres")]
+            {
+                let lease = lease.unwrap_or(std::time::Duration::from_secs(15));
+                let store = crate::store::PgStore::connect_with_lease(url, lease).await?;
+                let label = store.url().to_string();
+                Ok(CliStore {
+                    shared: Arc::new(store),
+                    file: None,
+                    label,
+                })
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = lease;
+                Err(CliError::Input(format!(
+                    "--store {}: this binary was built without minder's `postgres` feature",
+                    url.split('@').next_back().unwrap_or(url)
+                )))
+            }
+        }
+        Some(url) if url.contains("://") => Err(CliError::Input(format!(
+            "--store `{}`: not a store this binary knows; give a postgres:// URL or a runs \
+             directory",
+            url.split('@').next_back().unwrap_or(url)
+        ))),
+        other => {
+            let dir = other.map_or_else(|| cli.runs_dir.clone(), std::path::PathBuf::from);
+            let file = FileStore::new(dir.clone());
+            Ok(CliStore {
+                shared: Arc::new(file.clone()),
+                file: Some(file),
+                label: dir.display().to_string(),
+            })
+        }
+    }
+}
+
 pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliError> {
-    let store = FileStore::new(cli.runs_dir.clone());
+    let store = open_store(cli, None).await?;
     match &cli.command {
-        Command::Run { process, input } => {
+        Command::Run {
+            process,
+            input,
+            detach,
+            queue,
+            priority,
+        } => {
             let entry = registry.find(process)?;
             let input = read_input(input)?;
-            let runner = runner(store, cli);
-            let run_id = (entry.create)(&runner, input).await?;
+            let runner = runner(&store, cli);
+            let mut options = crate::Submit::default();
+            if let Some(queue) = queue {
+                options = options.queue(queue.clone());
+            }
+            if let Some(priority) = priority {
+                options = options.priority(*priority);
+            }
+            let run_id = (entry.create)(&runner, input, options).await?;
+            if *detach {
+                if cli.json {
+                    print_json(&json!({ "run_id": run_id, "state": "submitted" }));
+                } else {
+                    out!("{run_id}");
+                    note!(
+                        "run {run_id} of `{}` submitted to {}: a worker drives it (`worker`)",
+                        entry.name,
+                        store.label
+                    );
+                }
+                return Ok(());
+            }
             if !cli.json {
                 note!(
                     "run {run_id} of `{}` started in {}",
                     entry.name,
-                    cli.runs_dir.display()
+                    store.label
                 );
             }
             drive(entry, &runner, &run_id, cli).await
+        }
+        Command::Worker { .. } => unreachable!("`worker` is run by `worker()`"),
+        Command::Workers => {
+            let workers = store.workers().await?;
+            if cli.json {
+                print_json(&workers);
+            } else if workers.is_empty() {
+                out!("no live workers on {}", store.label);
+            } else {
+                for w in workers {
+                    out!(
+                        "{}  {}:{}  since {}  holds {}",
+                        w.id,
+                        w.host,
+                        w.pid,
+                        crate::inspect::utc_time(w.started_ms),
+                        if w.holds.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            w.holds.join(", ")
+                        }
+                    );
+                }
+            }
+            Ok(())
         }
         Command::Resume {
             run_id,
@@ -53,13 +168,13 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             let events = store.read(run_id).await?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
-            let runner = runner(store.clone(), cli).allow_version_change(*allow_version_change);
+            let runner = runner(&store, cli).allow_version_change(*allow_version_change);
             loop {
                 match drive(entry, &runner, run_id, cli).await {
                     Err(CliError::Waiting) if *wait => {
                         // The lock is released while waiting, so `post` / `approve` can write;
                         // a breakpoint's timeout also ends the wait.
-                        until_news(&store, run_id).await?;
+                        until_news(&*store, run_id).await?;
                     }
                     other => return other,
                 }
@@ -74,20 +189,18 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
             Ok(())
         }
-        Command::Status { run_id: None } | Command::List => {
-            let mut runs = Vec::new();
-            for id in store.list().await? {
-                match store.read(&id).await {
-                    Ok(events) => runs.push(summarize(&events)),
-                    Err(e) => note!("warning: run `{id}`: {e}"),
-                }
-            }
-            if cli.json {
-                print_json(&runs);
-            } else {
-                print_list(&runs);
-            }
-            Ok(())
+        Command::Status { run_id: None } => list(&*store, cli, &Filter::default()).await,
+        Command::List {
+            process,
+            state,
+            since,
+        } => {
+            let filter = Filter {
+                process: process.as_deref(),
+                states: state,
+                since: *since,
+            };
+            list(&*store, cli, &filter).await
         }
         Command::Events { run_id } => {
             let events = store.read(run_id).await?;
@@ -141,7 +254,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
                 (None, None) => return Err(CliError::Input("give --value or --error".into())),
             };
             recover(&store, run_id).await?;
-            let runner = Runner::new(store);
+            let runner = Runner::from_store(store.shared.clone());
             (entry.post)(&runner, run_id, effect, result).await?;
             report(cli, run_id, effect, "posted");
             Ok(())
@@ -167,7 +280,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
                 }
             };
             recover(&store, run_id).await?;
-            Runner::new(store)
+            Runner::from_store(store.shared.clone())
                 .decide(run_id, breakpoint, decision)
                 .await?;
             report(
@@ -180,7 +293,9 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
         }
         Command::Cancel { run_id, reason } => {
             recover(&store, run_id).await?;
-            Runner::new(store).cancel(run_id, reason.clone()).await?;
+            Runner::from_store(store.shared.clone())
+                .cancel(run_id, reason.clone())
+                .await?;
             if cli.json {
                 print_json(&json!({ "run_id": run_id, "state": "cancelled" }));
             } else {
@@ -188,8 +303,32 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
             Ok(())
         }
+        Command::Prune {
+            run_ids,
+            older_than,
+            state,
+            dry_run,
+        } => {
+            let ask = super::prune::Ask {
+                run_ids,
+                older_than: *older_than,
+                states: state,
+                dry_run: *dry_run,
+            };
+            super::prune::prune(&*store, cli, ask).await
+        }
+        Command::Completions { shell } => {
+            let mut command = registry.command();
+            let name = command.get_name().to_string();
+            clap_complete::generate(*shell, &mut command, name, &mut std::io::stdout());
+            Ok(())
+        }
         Command::Graph { process, format } => {
             let graph = registry.find(process)?.graph;
+            if cli.json {
+                print_json(&graph_json(graph));
+                return Ok(());
+            }
             match format {
                 GraphFormat::Mermaid => out!("{}", graph.to_mermaid().trim_end()),
                 GraphFormat::Dot => out!("{}", graph.to_dot().trim_end()),
@@ -200,11 +339,58 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
     }
 }
 
+/// What `list` shows: the runs that match every filter given.
+#[derive(Default)]
+struct Filter<'a> {
+    process: Option<&'a str>,
+    states: &'a [String],
+    since: Option<std::time::Duration>,
+}
+
+async fn list(store: &dyn Store, cli: &Cli, filter: &Filter<'_>) -> Result<(), CliError> {
+    let now = std::time::SystemTime::now();
+    let mut runs = Vec::new();
+    for id in store.list().await? {
+        let summary = match store.read(&id).await {
+            Ok(events) => summarize(&events),
+            Err(e) => {
+                note!("warning: run `{id}`: {e}");
+                continue;
+            }
+        };
+        if filter.process.is_some_and(|p| p != summary.process)
+            || !(filter.states.is_empty() || filter.states.contains(&summary.state.to_string()))
+        {
+            continue;
+        }
+        if let Some(since) = filter.since {
+            // A run whose store cannot say when it was last written does not match.
+            let recent = match store.last_write(&id).await? {
+                Some(written) => now.duration_since(written).unwrap_or_default() <= since,
+                None => false,
+            };
+            if !recent {
+                continue;
+            }
+        }
+        runs.push(summary);
+    }
+    if cli.json {
+        print_json(&runs);
+    } else {
+        print_list(&runs);
+    }
+    Ok(())
+}
+
 /// Before a command writes to run `run_id`: if its last writer was poisoned by a failed write or
 /// sync, cuts the journal back to the last durable offset ([`FileStore::recover`]) and tells
 /// the user on standard error. A run held by a writer is left to the command, which reports it.
-async fn recover(store: &FileStore, run_id: &str) -> Result<(), CliError> {
-    match store.recover(run_id).await {
+async fn recover(store: &CliStore, run_id: &str) -> Result<(), CliError> {
+    let Some(file) = &store.file else {
+        return Ok(());
+    };
+    match file.recover(run_id).await {
         Ok(Some(notice)) => {
             note!("warning: {notice}");
             Ok(())
@@ -222,12 +408,13 @@ fn report(cli: &Cli, run_id: &str, effect: &str, what: &str) {
     }
 }
 
-/// A runner over the file store that shows logs and map progress on a terminal.
-fn runner(store: FileStore, cli: &Cli) -> Runner {
-    let root = store.runs_dir().to_path_buf();
-    let runner = Runner::new(store)
-        .artifacts_in(root)
+/// A runner over the store that shows logs and map progress on a terminal.
+fn runner(store: &CliStore, cli: &Cli) -> Runner {
+    let mut runner = Runner::from_store(store.shared.clone())
         .suspend_sleeps_longer_than(cli.suspend_sleeps_over);
+    if let Some(file) = &store.file {
+        runner = runner.artifacts_in(file.runs_dir().to_path_buf());
+    }
     let json = cli.json;
     if json {
         return runner;
@@ -235,4 +422,93 @@ fn runner(store: FileStore, cli: &Cli) -> Runner {
     let terminal = std::io::stderr().is_terminal();
     let bars = Arc::new(Mutex::new(Progress::new(terminal)));
     runner.on_notice(move |_, notice| bars.lock().unwrap().show(notice))
+}
+
+/// `worker`: drives every ready run of the registry's processes until `stop` resolves, then
+/// lets the runs under way finish for the grace period.
+pub(super) async fn worker(
+    registry: &Registry,
+    cli: &Cli,
+    stop: impl std::future::Future<Output = (&'static str, u8)>,
+) -> Result<(), CliError> {
+    let Command::Worker {
+        queues,
+        concurrency,
+        grace,
+        lease,
+        poll,
+    } = &cli.command
+    else {
+        unreachable!("called for `worker` only")
+    };
+    let store = open_store(cli, Some(*lease)).await?;
+    let runner = Runner::from_store(store.shared.clone())
+        .suspend_sleeps_longer_than(cli.suspend_sleeps_over);
+    let runner = match &store.file {
+        Some(file) => runner.artifacts_in(file.runs_dir().to_path_buf()),
+        None => runner,
+    };
+    let json = cli.json;
+    let worker = crate::worker::Worker::new(runner, registry.processes.clone())
+        .concurrency(*concurrency)
+        .queues(queues.clone())
+        .grace(*grace)
+        .lease(*lease)
+        .poll(*poll)
+        .on_run(move |run_id, outcome| {
+            if json {
+                print_json(&json!({ "run_id": run_id, "outcome": outcome }));
+            } else {
+                note!("run {run_id} {outcome}");
+            }
+        });
+    if !json {
+        note!(
+            "worker {} on {}: {} (at most {} runs at once{}); stop it with Ctrl-C or SIGTERM",
+            worker.id(),
+            store.label,
+            registry.names().join(", "),
+            concurrency,
+            if queues.is_empty() {
+                String::new()
+            } else {
+                format!(", queues {}", queues.join(", "))
+            }
+        );
+    }
+    let report = worker
+        .run_until(async {
+            let (name, _) = stop.await;
+            if !json {
+                note!(
+                    "{name}: claiming nothing more; the runs under way get {} to finish",
+                    humantime::format_duration(*grace)
+                );
+            }
+        })
+        .await?;
+    if json {
+        print_json(&json!({
+            "completed": report.completed,
+            "failed": report.failed,
+            "suspended": report.suspended,
+            "cancelled": report.cancelled,
+            "lost": report.lost,
+            "errors": report.errors,
+            "abandoned": report.abandoned,
+        }));
+    } else {
+        note!(
+            "worker stopped: {} completed, {} failed, {} waiting, {} cancelled, {} lost to \
+             other workers, {} errors, {} left unfinished",
+            report.completed,
+            report.failed,
+            report.suspended,
+            report.cancelled,
+            report.lost,
+            report.errors,
+            report.abandoned
+        );
+    }
+    Ok(())
 }

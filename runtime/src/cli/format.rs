@@ -2,9 +2,10 @@
 //! the logs and progress bars of a running run.
 
 use crate::engine::Notice;
+use crate::graph::{Graph, Node};
 use crate::inspect::{RunSummary, StepState};
 use crate::journal::Event;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 pub(super) struct Progress {
@@ -133,6 +134,46 @@ pub(super) fn print_status(s: &RunSummary) {
             out!("{state:<8}  {:<width$}  {}", st.key, st.task);
         }
     }
+}
+
+/// A process graph as JSON: `{"process", "fingerprint", "nodes"}`, each node an object with
+/// its `kind` (`call`, `ctx`, `parallel`, `map`, `loop`, `branch`) and its fields.
+pub(super) fn graph_json(graph: &Graph) -> Value {
+    fn nodes(list: &[Node]) -> Value {
+        Value::Array(list.iter().map(node).collect())
+    }
+    fn node(n: &Node) -> Value {
+        match n {
+            Node::Call { name } => json!({ "kind": "call", "name": name }),
+            Node::Ctx { op } => json!({ "kind": "ctx", "op": op }),
+            Node::Parallel {
+                label,
+                settle,
+                branches,
+            } => json!({
+                "kind": "parallel",
+                "label": label,
+                "settle": settle,
+                "branches": branches.iter().map(|b| nodes(b)).collect::<Vec<_>>(),
+            }),
+            Node::Map { label, body } => {
+                json!({ "kind": "map", "label": label, "body": nodes(body) })
+            }
+            Node::Loop { kind, body } => {
+                json!({ "kind": "loop", "loop": kind, "body": nodes(body) })
+            }
+            Node::Branch { kind, arms } => json!({
+                "kind": "branch",
+                "branch": kind,
+                "arms": arms.iter().map(|a| nodes(a)).collect::<Vec<_>>(),
+            }),
+        }
+    }
+    json!({
+        "process": graph.process,
+        "fingerprint": graph.fingerprint(),
+        "nodes": nodes(graph.nodes),
+    })
 }
 
 pub(super) fn short(v: &Value) -> String {

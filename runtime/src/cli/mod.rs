@@ -1,5 +1,21 @@
-//! The command line: `run`, `resume`, `status`, `list`, `events`, `graph`, for any binary that
-//! registers its processes. Behind the `cli` feature.
+//! The command line for any binary that registers its processes ([`Registry`]). Behind the
+//! `cli` feature. [`main`] takes over `main` (its own runtime, `std::env::args`, `RUST_LOG` on
+//! standard error); [`run`] runs inside your runtime with your arguments; [`command`] and
+//! [`Args`] mount it as a subcommand of your own clap application ([`run_args`]).
+//!
+//! - `run <process> --input FILE|-`, `resume <run> [--wait] [--allow-version-change]`: start or
+//!   continue a run and drive it until it ends or stops to wait.
+//! - `status [<run>]`, `list [--process ..] [--state ..] [--since ..]`, `events <run>`,
+//!   `tasks <run> [--pending]`: read the journals.
+//! - `post <run> <effect> --value JSON|--error MSG`, `approve|reject <run> <breakpoint>
+//!   [--feedback ..]`, `cancel <run> [--reason ..]`: resolve what a run waits for, or end it.
+//! - `prune --older-than DURATION [--state ..] [--dry-run]`, `prune <run>...`: delete runs.
+//! - `graph <process> [--format mermaid|dot|tree] [--json]`: the process's static graph.
+//! - `completions bash|zsh|fish`: shell completions.
+//!
+//! Every command takes `--runs-dir DIR` (default `.minder/runs`), `--json` (one JSON document
+//! on standard output; an error is `{"error": .., "exit": ..}`, nothing on standard error) and
+//! `--suspend-sleeps-over DURATION` (default `60s`).
 //!
 //! ```no_run
 //! use minder::prelude::*;
@@ -26,9 +42,13 @@
 //! --pending` lists the effects; `approve`, `reject` and `post` resolve them; `resume`
 //! continues, a sleep once it is due), 6 when the run was cancelled.
 //!
+//! Under `--json`, an error is one JSON object, `{"error": "...", "exit": N}`, on standard
+//! output, and nothing is written to standard error.
+//!
 //! The code: `args` (the arguments, as clap types), `execute` (the commands), `wait` (driving a
-//! run until it stops, and `resume --wait`), `format` (text and JSON output, progress bars);
-//! here, the entry point [`main`], the [`Registry`] of processes and the exit statuses.
+//! run until it stops, and `resume --wait`), `prune` (retention), `format` (text and JSON
+//! output, progress bars); here, the entry points, the [`Registry`] of processes and the exit
+//! statuses.
 
 /// Prints a line to standard error; a closed pipe is not an error.
 macro_rules! note {
@@ -49,6 +69,7 @@ macro_rules! out {
 mod args;
 mod execute;
 mod format;
+mod prune;
 mod wait;
 
 use crate::graph::Graph;
@@ -56,15 +77,17 @@ use crate::run::{Process, Runner};
 use crate::store::StoreError;
 use crate::RunError;
 use args::Cli;
-use clap::Parser;
+use clap::FromArgMatches;
 use execute::execute;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
+use std::ffi::OsString;
 use std::fmt;
 use std::process::ExitCode;
 
 type RunFn = for<'a> fn(&'a Runner, &'a str) -> BoxFuture<'a, Result<Value, RunError>>;
-type CreateFn = for<'a> fn(&'a Runner, Value) -> BoxFuture<'a, Result<String, CliError>>;
+type CreateFn =
+    for<'a> fn(&'a Runner, Value, crate::Submit) -> BoxFuture<'a, Result<String, CliError>>;
 type PostFn = for<'a> fn(
     &'a Runner,
     &'a str,
@@ -85,6 +108,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Registry {
     entries: Vec<Entry>,
+    binary: Option<(&'static str, &'static str)>,
+    /// The same processes, for `worker`.
+    processes: crate::worker::Processes,
 }
 
 impl fmt::Debug for Registry {
@@ -110,10 +136,14 @@ fn decode_input<P: Process>(name: &str, input: Value) -> Result<P::Input, CliErr
     })
 }
 
-fn create<P: Process>(runner: &Runner, input: Value) -> BoxFuture<'_, Result<String, CliError>> {
+fn create<P: Process>(
+    runner: &Runner,
+    input: Value,
+    options: crate::Submit,
+) -> BoxFuture<'_, Result<String, CliError>> {
     Box::pin(async move {
         let input = decode_input::<P>(P::NAME, input)?;
-        Ok(runner.create::<P>(&input).await?)
+        Ok(runner.submit_with::<P>(&input, options).await?)
     })
 }
 
@@ -123,8 +153,10 @@ fn resume<'a, P: Process>(
 ) -> BoxFuture<'a, Result<Value, RunError>> {
     Box::pin(async move {
         let done = runner.resume::<P>(id).await?;
-        serde_json::to_value(done.output)
-            .map_err(|e| RunError::Decode(format!("cannot encode the output: {e}")))
+        serde_json::to_value(done.output).map_err(|e| RunError::Decode {
+            problem: crate::error::DecodeProblem::RunOutput,
+            message: e.to_string(),
+        })
     })
 }
 
@@ -152,6 +184,7 @@ impl Registry {
             resume: resume::<P>,
             post: post::<P>,
         });
+        self.processes = self.processes.process::<P>();
         self
     }
 
@@ -163,6 +196,36 @@ impl Registry {
                 known.join(", ")
             ))
         })
+    }
+
+    /// Names the binary: `--version` prints `name version`, and help and `completions` use
+    /// the name. Pass your crate's: `.binary(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))`.
+    /// Without it, the name is the file name the binary was started as, and the version
+    /// minder's.
+    pub fn binary(mut self, name: &'static str, version: &'static str) -> Self {
+        self.binary = Some((name, version));
+        self
+    }
+
+    /// The command line of this binary: [`command`] named and versioned as
+    /// [`Registry::binary`] says.
+    pub fn command(&self) -> clap::Command {
+        self.command_for(None)
+    }
+
+    /// The command named as the registry says, else after `argv0`'s file name.
+    fn command_for(&self, argv0: Option<&OsString>) -> clap::Command {
+        let cmd = command().version(env!("CARGO_PKG_VERSION"));
+        match self.binary {
+            Some((name, version)) => cmd.name(name).bin_name(name).version(version),
+            None => match argv0
+                .and_then(|a| std::path::Path::new(a).file_name())
+                .and_then(|f| f.to_str())
+            {
+                Some(name) => cmd.name(name.to_string()),
+                None => cmd,
+            },
+        }
     }
 
     /// The names of the registered processes.
@@ -195,22 +258,24 @@ impl CliError {
             CliError::Input(_) => 2,
             CliError::Waiting => 5,
             CliError::Interrupted(_, signal) => 128 + signal,
-            CliError::Run(RunError::Effect(_)) => 2,
-            CliError::Run(RunError::Cancelled(_)) => 6,
+            CliError::Run(RunError::Effect { .. } | RunError::NotCancelled { .. }) => 2,
+            CliError::Run(RunError::Cancelled { .. }) => 6,
             CliError::Run(RunError::Failed { .. }) => 1,
             CliError::Run(RunError::Store(
                 StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
             )) => 2,
             CliError::Run(RunError::Store(_)) => 3,
-            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version(_)) => 4,
+            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version { .. }) => 4,
             CliError::Run(_) => 3,
         }
     }
 }
 
-/// Parses the process arguments and runs the command. Call it from `main`.
+/// Parses the process arguments and runs the command. Call it from `main`: it starts its own
+/// tokio runtime, and installs a `tracing` subscriber that writes to standard error what
+/// `RUST_LOG` asks for (nothing without it). Inside a runtime of your own, call [`run`].
 pub fn main(registry: Registry) -> ExitCode {
-    let cli = Cli::parse();
+    install_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -221,27 +286,181 @@ pub fn main(registry: Registry) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let result = runtime.block_on(async {
-        tokio::select! {
-            result = execute(&registry, &cli) => result,
-            (name, number) = stop_signal() => Err(CliError::Interrupted(name, number)),
-        }
-    });
+    let code = runtime.block_on(run(&registry, std::env::args_os()));
     // The run's tasks go with the runtime, and with them the process groups of its programs.
     drop(runtime);
+    code
+}
+
+/// Installs a `tracing` subscriber that prints to standard error the spans and events
+/// `RUST_LOG` asks for (`RUST_LOG=minder=debug`, `RUST_LOG=info`): a run's `run` span, its
+/// steps' `step` spans, their events, and your tasks' own. Without `RUST_LOG`, nothing is
+/// installed and nothing printed. [`main`] calls it; call it before [`run`] if you want the
+/// same, unless your program installs a subscriber of its own. Does nothing when a global
+/// subscriber is installed already.
+pub fn install_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(e) => {
+            if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+                note!("warning: RUST_LOG is ignored: {e}");
+            }
+            return;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses `args` (the first one is the binary's name, as in [`std::env::args_os`]) and runs
+/// the command inside the caller's tokio runtime (a multi-threaded one: a command task's
+/// program is waited for on it); returns the exit status (see the module docs). A parse error,
+/// `--help` or `--version` prints what clap prints and returns its status, never exits the
+/// process. It installs no `tracing` subscriber (see [`install_tracing`]).
+///
+/// While a command runs, `SIGINT`, `SIGTERM` and `SIGHUP` stop it (a run's programs are
+/// killed, the run stays resumable; the status is 128 + the signal). It listens for them
+/// through tokio, which keeps handling them for the rest of the process once asked: after
+/// `run` returns, Ctrl-C no longer ends a program that does not listen for it itself.
+///
+/// ```no_run
+/// # use minder::cli::Registry;
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     let registry = Registry::new().binary(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+///     minder::cli::run(&registry, std::env::args_os()).await
+/// }
+/// ```
+pub async fn run<I, T>(registry: &Registry, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let parsed = registry
+        .command_for(args.first())
+        .try_get_matches_from(&args)
+        .and_then(|matches| Args::from_arg_matches(&matches));
+    match parsed {
+        Ok(args) => run_args(registry, args).await,
+        Err(e) => {
+            let json = args.iter().skip(1).any(|a| a == "--json");
+            parse_error(e, json)
+        }
+    }
+}
+
+/// Runs a command whose arguments were parsed already: the minder command line mounted as a
+/// subcommand of your own clap application, as [`Args`] in a derived `Subcommand` or through
+/// [`command`] and [`clap::FromArgMatches`]. As [`run`] otherwise.
+pub async fn run_args(registry: &Registry, args: Args) -> ExitCode {
+    let cli = args.cli;
+    let result = if matches!(cli.command, args::Command::Worker { .. }) {
+        // A worker stops claiming at the first signal and lets its runs finish for the grace
+        // period; a second signal ends it at once.
+        tokio::select! {
+            result = execute::worker(registry, &cli, stop_signal()) => result,
+            _ = async {
+                stop_signal().await;
+                stop_signal().await
+            } => Err(CliError::Interrupted("a second signal", 2)),
+        }
+    } else {
+        tokio::select! {
+            result = execute(registry, &cli) => result,
+            (name, number) = stop_signal() => Err(CliError::Interrupted(name, number)),
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Waiting) => ExitCode::from(CliError::Waiting.exit_code()),
         Err(e) => {
             if cli.json {
+                // One JSON object on standard output, nothing on standard error.
                 out!(
                     "{}",
                     json!({ "error": e.to_string(), "exit": e.exit_code() })
                 );
+            } else {
+                note!("error: {e}");
             }
-            note!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Prints clap's error, help or version text and returns its status; under `--json`, an
+/// error is one JSON object on standard output instead.
+fn parse_error(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = e.exit_code().clamp(0, 255) as u8;
+    let shown = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && !shown {
+        let mut message = e.kind().to_string();
+        if let Some(first) = e.render().to_string().lines().next() {
+            message = first.trim_start_matches("error: ").to_string();
+        }
+        out!("{}", json!({ "error": message, "exit": code }));
+    } else {
+        let _ = e.print();
+    }
+    ExitCode::from(code)
+}
+
+/// The minder command line as a clap [`Command`](clap::Command), to mount as a subcommand of
+/// your own application (rename it with [`Command::name`](clap::Command::name)); parse its
+/// matches with [`clap::FromArgMatches`] into [`Args`] and call [`run_args`].
+///
+/// ```
+/// use clap::FromArgMatches;
+///
+/// let app = clap::Command::new("shop")
+///     .subcommand(clap::Command::new("serve"))
+///     .subcommand(minder::cli::command().name("flows"));
+/// let matches = app.get_matches_from(["shop", "flows", "list", "--json"]);
+/// let (name, sub) = matches.subcommand().unwrap();
+/// assert_eq!(name, "flows");
+/// let args = minder::cli::Args::from_arg_matches(sub).unwrap();
+/// // minder::cli::run_args(&registry, args).await
+/// # let _ = args;
+/// ```
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// The parsed arguments of the minder command line. It implements [`clap::Args`], so it
+/// mounts in a derived application: `Flows(minder::cli::Args)` in your `Subcommand` enum,
+/// then [`run_args`].
+#[derive(Debug, Clone)]
+pub struct Args {
+    cli: Cli,
+}
+
+impl clap::FromArgMatches for Args {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Cli::from_arg_matches(matches).map(|cli| Args { cli })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.cli.update_from_arg_matches(matches)
+    }
+}
+
+impl clap::Args for Args {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Cli::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Cli::augment_args_for_update(cmd)
     }
 }
 

@@ -3,9 +3,10 @@
 use super::args::Cli;
 use super::format::{print_json, short};
 use super::{CliError, Entry};
+use crate::inspect::WaitKind;
 use crate::journal::Event;
 use crate::run::Runner;
-use crate::store::{FileStore, Store};
+use crate::store::Store;
 use crate::RunError;
 use serde_json::json;
 
@@ -26,10 +27,14 @@ pub(super) async fn drive(
                     "{}",
                     serde_json::to_string_pretty(&output).unwrap_or_default()
                 );
-                note!(
-                    "look at it with: status {run_id} | events {run_id} (add --runs-dir {} if not the default)",
-                    cli.runs_dir.display()
-                );
+                let hint = match &cli.store {
+                    Some(_) => " (with the same --store)".to_string(),
+                    None => format!(
+                        " (add --runs-dir {} if not the default)",
+                        cli.runs_dir.display()
+                    ),
+                };
+                note!("look at it with: status {run_id} | events {run_id}{hint}");
             }
             Ok(())
         }
@@ -40,7 +45,7 @@ pub(super) async fn drive(
                 out!("run {run_id} is waiting for:");
                 for w in &waiting {
                     match w.due_ms {
-                        Some(due) if w.kind == "sleep" => out!(
+                        Some(due) if w.kind == WaitKind::Sleep => out!(
                             "  {:<11} {}  until {}",
                             w.kind,
                             w.key,
@@ -49,7 +54,7 @@ pub(super) async fn drive(
                         _ => out!("  {:<11} {}  {}", w.kind, w.key, short(&w.input)),
                     }
                 }
-                if waiting.iter().any(|w| w.kind != "sleep") {
+                if waiting.iter().any(|w| w.kind != WaitKind::Sleep) {
                     out!(
                         "resolve with: approve|reject {run_id} <breakpoint>, post {run_id} <effect> --value JSON; then: resume {run_id}"
                     );
@@ -75,7 +80,7 @@ pub(super) async fn drive(
 
 /// Waits while a run is suspended: returns once its journal grew (a result posted, a
 /// breakpoint decided) or its earliest due time (a sleep, a breakpoint's timeout) passed.
-pub(super) async fn until_news(store: &FileStore, run_id: &str) -> Result<(), CliError> {
+pub(super) async fn until_news(store: &dyn Store, run_id: &str) -> Result<(), CliError> {
     let events = store.read(run_id).await?;
     let seen = events.len();
     let due = events.iter().rev().find_map(|e| match e {

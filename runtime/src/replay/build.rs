@@ -281,6 +281,8 @@ pub(crate) struct Streamed {
     /// Programs started, the completions of their steps, the run's end, in journal order
     /// (what the orphan check of command tasks looks at).
     pub(crate) orphans: Vec<Event>,
+    /// How many events the journal has.
+    pub(crate) events: usize,
 }
 
 /// Reads the journal of `run_id` as it streams in, into a replay map. A journal that is not
@@ -293,8 +295,10 @@ pub(crate) async fn read_stream(
     let mut builder = Builder::new(run_id);
     let mut inconsistent = None;
     let mut orphans = OrphanEvents::default();
+    let mut events = 0;
     while let Some(batch) = stream.next_batch().await {
         for event in batch? {
+            events += 1;
             orphans.see(&event);
             if inconsistent.is_none() {
                 if let Err(e) = builder.push(event) {
@@ -311,6 +315,7 @@ pub(crate) async fn read_stream(
         },
         log,
         orphans: orphans.events,
+        events,
     })
 }
 

@@ -581,6 +581,8 @@ mod tests {
             process: "p".into(),
             input: json!(null),
             fingerprint: "f".into(),
+            queue: None,
+            priority: None,
         }];
         for i in 0..n {
             events.push(started(i));
@@ -637,6 +639,8 @@ mod tests {
             process: "p".into(),
             input: json!(null),
             fingerprint: "f".into(),
+            queue: None,
+            priority: None,
         };
         let log = Event::Log {
             key: "m::t#1".into(),

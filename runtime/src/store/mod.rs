@@ -7,9 +7,16 @@ use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+mod claim;
 mod file;
+#[cfg(feature = "postgres")]
+mod postgres;
+pub use claim::{ClaimRequest, Claimed, Readiness, DEFAULT_QUEUE};
 pub use file::FileStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 
 /// A failure of the journal store.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +72,15 @@ pub enum StoreError {
     /// file store, whose lock cannot be taken from a live holder, never does.
     #[error("run `{0}` was taken over by another writer; this writer's events are refused")]
     Fenced(String),
+    /// The database could not be used: it cannot be reached, refused the credentials, holds
+    /// the schema of a newer minder, or a statement failed. `url` has its password masked.
+    #[error("PostgreSQL at {url}: {message}")]
+    Database {
+        /// The database URL, its password masked.
+        url: String,
+        /// What failed, and the database's or the connection's message.
+        message: String,
+    },
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {
@@ -86,6 +102,19 @@ pub trait RunLog: Send + Sync + fmt::Debug {
     /// [`StoreError::Fenced`] once another writer took the run over: nothing of this writer's
     /// lands after that.
     fn flush(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Makes everything appended durable and lets the run go now, for the next writer (a
+    /// worker, another command): a store whose writers hold leases releases the lease here
+    /// rather than when the log is dropped. Nothing may be appended after it. The default
+    /// flushes (the run is let go when the log is dropped).
+    fn close(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.flush()
+    }
+    /// Whether this writer knows it lost the run (its lease lapsed and another writer took
+    /// it): the runner then stops driving it at once rather than at its next flush. The
+    /// default: never.
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
 
 /// A run opened for writing by [`Store::open`]: its journal so far and the log to append to.
@@ -242,6 +271,94 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes a run and everything kept for it. A run held open for writing is not deleted
     /// ([`StoreError::Locked`]); an unknown run is [`StoreError::UnknownRun`].
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// When the run's journal was last written: its last event (for a finished run, about
+    /// when it ended). What `prune --older-than` and `list --since` measure a run's age by.
+    /// `None` when the store cannot tell (the default), and such runs are never pruned by age.
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Claims up to `request.max` runs that a worker can drive now ([`Readiness`]: ready, or
+    /// due), of the processes and structures it has, from its queues, lowest priority value
+    /// first, then oldest; each is opened for writing as by [`Store::open`] and held until
+    /// dropped (a store with leases holds it for `request.lease` past the last flush or
+    /// heartbeat). Runs another writer holds are skipped.
+    ///
+    /// The default reads every run's journal, which suits small stores (the [`MemoryStore`]);
+    /// the [`FileStore`] keeps an index of the runs that are not ended or parked, so a claim
+    /// reads only those.
+    fn claim<'a>(
+        &'a self,
+        request: &'a ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<Claimed>, StoreError>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let mut candidates = Vec::new();
+            for id in self.list().await? {
+                let Ok(events) = self.read(&id).await else {
+                    continue;
+                };
+                let Some((process, fingerprint, queue, priority)) =
+                    events.first().and_then(claim::created_facts)
+                else {
+                    continue;
+                };
+                if request.wants(process, fingerprint, queue)
+                    && Readiness::of(&events).claimable_at(now)
+                {
+                    candidates.push((priority, id, process.to_string()));
+                }
+            }
+            candidates.sort();
+            let mut claimed = Vec::new();
+            for (_, id, process) in candidates {
+                if claimed.len() >= request.max {
+                    break;
+                }
+                match self.open(&id).await {
+                    // Looked at again once held: another writer may have moved it meanwhile.
+                    Ok(open) if Readiness::of(&open.events).claimable_at(now) => {
+                        claimed.push(Claimed::new(id, process, open))
+                    }
+                    Ok(_) | Err(StoreError::Locked(_) | StoreError::UnknownRun(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// Records that worker `id` is alive for as long as the returned guard lives (its
+    /// process dies with it), for [`Store::workers`]. The default records nothing.
+    fn register_worker<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<WorkerGuard, StoreError>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(WorkerGuard::none())))
+    }
+
+    /// Records that worker `id` stopped (before its guard is dropped). The default does
+    /// nothing.
+    fn unregister_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        let _ = id;
+        Box::pin(std::future::ready(()))
+    }
+
+    /// The live workers, and the runs each holds. The default knows none.
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// Waits until there may be new work for workers (a run created, resolved or due), or
+    /// until `timeout` passes. The default waits out the timeout: workers then poll.
+    fn wait_for_work(&self, timeout: std::time::Duration) -> BoxFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(timeout))
+    }
 
     /// Leaves a request to cancel `run_id` for the writer that holds it open (see
     /// [`Runner::cancel`](crate::Runner::cancel)), which checks for one while it drives the
@@ -269,6 +386,97 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = run_id;
         Box::pin(std::future::ready(()))
     }
+}
+
+/// A new id: a ULID (48 bits of milliseconds since the epoch and 80 random bits, in
+/// Crockford's base 32), so ids sort by creation time and two made in the same millisecond
+/// still do not collide.
+pub(crate) fn new_id() -> String {
+    let random =
+        (u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..))) & ((1u128 << 80) - 1);
+    ulid::Ulid::from_parts(now_ms(), random).to_string()
+}
+
+/// The wall clock in milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A live worker, as [`Store::workers`] lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's id.
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// When it started, in milliseconds since the epoch.
+    pub started_ms: u64,
+    /// When it last renewed its leases, for stores with leases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+    /// The runs it holds now.
+    pub holds: Vec<String>,
+}
+
+impl WorkerInfo {
+    /// A worker's record (for [`Store`] implementations).
+    pub fn new(id: String, host: String, pid: u32, started_ms: u64) -> Self {
+        WorkerInfo {
+            id,
+            host,
+            pid,
+            started_ms,
+            heartbeat_ms: None,
+            holds: Vec::new(),
+        }
+    }
+
+    /// Sets the runs it holds.
+    pub fn holding(mut self, runs: Vec<String>) -> Self {
+        self.holds = runs;
+        self
+    }
+
+    /// Sets its last heartbeat.
+    pub fn heartbeat(mut self, at_ms: u64) -> Self {
+        self.heartbeat_ms = Some(at_ms);
+        self
+    }
+}
+
+/// Keeps a worker registered ([`Store::register_worker`]) while it lives.
+pub struct WorkerGuard(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+
+impl WorkerGuard {
+    /// A registration that keeps nothing.
+    pub fn none() -> Self {
+        WorkerGuard(None)
+    }
+
+    /// A registration that lasts as long as `keep` (dropped with the guard).
+    pub fn keeping(keep: impl Send + Sync + 'static) -> Self {
+        WorkerGuard(Some(Box::new(keep)))
+    }
+}
+
+impl fmt::Debug for WorkerGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WorkerGuard")
+    }
+}
+
+/// This machine's host name, or `host` when it cannot be read.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_string())
 }
 
 /// Checks that a run id is a plain name (no path separators, no `..`).
@@ -313,6 +521,7 @@ impl MemoryStore {
             Arc::new(MemoryLog {
                 events: Mutex::new(events),
                 held: Mutex::new(false),
+                written: Mutex::new(SystemTime::now()),
             }),
         );
     }
@@ -322,6 +531,7 @@ impl MemoryStore {
 struct MemoryLog {
     events: Mutex<Vec<Event>>,
     held: Mutex<bool>,
+    written: Mutex<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -338,6 +548,7 @@ impl Drop for MemoryWriter {
 impl RunLog for MemoryWriter {
     fn append(&self, event: Event) -> Result<(), StoreError> {
         self.log.events.lock().unwrap().push(event);
+        *self.log.written.lock().unwrap() = SystemTime::now();
         Ok(())
     }
 
@@ -379,6 +590,7 @@ impl MemoryStore {
         let log = Arc::new(MemoryLog {
             events: Mutex::new(vec![first]),
             held: Mutex::new(false),
+            written: Mutex::new(SystemTime::now()),
         });
         runs.insert(run_id.to_string(), log.clone());
         hold(run_id, &log)
@@ -428,6 +640,18 @@ impl Store for MemoryStore {
 
     fn delete<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(std::future::ready(self.delete_now(run_id)))
+    }
+
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, StoreError>> {
+        let runs = self.runs.lock().unwrap();
+        let written = match runs.get(run_id) {
+            Some(log) => Ok(Some(*log.written.lock().unwrap())),
+            None => Err(StoreError::UnknownRun(run_id.to_string())),
+        };
+        Box::pin(std::future::ready(written))
     }
 
     fn request_cancel<'a>(

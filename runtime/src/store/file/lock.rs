@@ -90,7 +90,17 @@ pub(super) fn lock_run(run_id: &str, dir: &Path) -> Result<File, StoreError> {
     };
     // Not waited for here: the store's async calls ask a busy lock again, on a timer.
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            // Who holds it, for `workers` (a hint: not synced, and a holder that died leaves
+            // its pid behind with the lock free).
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::FileExt as _;
+                let _ = file.set_len(0);
+                let _ = file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0);
+            }
+            Ok(file)
+        }
         Err(TryLockError::WouldBlock) => Err(StoreError::Locked(run_id.to_string())),
         Err(TryLockError::Error(e)) => Err(io_error(format!("cannot lock {}", path.display()), e)),
     }
@@ -108,5 +118,17 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     {
         let _ = dir;
         Ok(())
+    }
+}
+
+/// The pid a run's lock file names and whether the lock is held now (by anyone).
+pub(super) fn lock_holder(dir: &Path) -> Option<u32> {
+    let path = dir.join(LOCK);
+    let file = run_file_options().read(true).write(true).open(&path).ok()?;
+    let pid = fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+    match file.try_lock() {
+        // Free: nobody holds it (the lock goes with `file`).
+        Ok(()) => None,
+        Err(_) => Some(pid),
     }
 }

@@ -139,6 +139,8 @@ mod ended;
 mod flat;
 mod lock;
 mod open;
+mod ready;
+mod workers;
 mod writer;
 
 use super::{validate_run_id, JournalStream, OpenRun, Opening, RunLog, Store, StoreError};
@@ -380,7 +382,18 @@ impl FileStore {
             self.syncs.clone(),
             self.fail_sync.clone(),
         )?;
-        Ok(Arc::new(log))
+        // Ready for workers once this returns (a crash before it: the caller never got the id).
+        ready::write_entry(
+            &self.runs_dir,
+            run_id,
+            ready::Entry::of(first, super::Readiness::Ready).as_ref(),
+        )?;
+        Ok(Arc::new(ready::IndexedLog::created(
+            Arc::new(log),
+            &self.runs_dir,
+            run_id,
+            first,
+        )))
     }
 
     fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
@@ -506,6 +519,7 @@ impl FileStore {
         // Gone for good once the rename is durable; the files go after.
         sync_dir(&self.runs_dir)?;
         drop(lock);
+        ready::write_entry(&self.runs_dir, run_id, None)?;
         fs::remove_dir_all(&doomed)
             .map_err(|e| io_error(format!("cannot remove {}", doomed.display()), e))
     }
@@ -577,6 +591,51 @@ impl Store for FileStore {
         Box::pin(retry_busy(move || store.delete_now(&run_id)))
     }
 
+    fn claim<'a>(
+        &'a self,
+        request: &'a super::ClaimRequest,
+    ) -> BoxFuture<'a, Result<Vec<super::Claimed>, StoreError>> {
+        let store = self.clone();
+        let request = request.clone();
+        Box::pin(off_runtime(move || ready::claim(&store, &request)))
+    }
+
+    fn register_worker<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<super::WorkerGuard, StoreError>> {
+        let store = self.clone();
+        let id = id.to_string();
+        Box::pin(off_runtime(move || workers::register(&store, &id)))
+    }
+
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<super::WorkerInfo>, StoreError>> {
+        let store = self.clone();
+        Box::pin(off_runtime(move || workers::list(&store)))
+    }
+
+    fn wait_for_work(&self, timeout: std::time::Duration) -> BoxFuture<'_, ()> {
+        // No signal crosses processes here: look again at least every 100 ms.
+        Box::pin(tokio::time::sleep(
+            timeout.min(std::time::Duration::from_millis(100)),
+        ))
+    }
+
+    fn last_write<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || {
+            let journal = store.existing_run(&run_id)?.join(JOURNAL);
+            let modified = journal.symlink_metadata().and_then(|m| m.modified());
+            modified
+                .map(Some)
+                .map_err(|e| io_error(format!("cannot look at {}", journal.display()), e))
+        }))
+    }
+
     fn request_cancel<'a>(
         &'a self,
         run_id: &'a str,
@@ -639,6 +698,15 @@ async fn retry_busy<T: Send + 'static>(
             done => return done,
         }
     }
+}
+
+/// The run id of a journal at `<runs_dir>/<run-id>/journal.log`.
+fn run_id_of(journal: &Path) -> String {
+    journal
+        .parent()
+        .and_then(Path::file_name)
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn io_error(context: String, source: io::Error) -> StoreError {

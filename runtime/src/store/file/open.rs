@@ -6,7 +6,7 @@ use super::codec::{decode, Decoded, Reader};
 use super::durable::{read_durable, trusted_len, DURABLE, DURABLE_TMP};
 use super::lock::{lock_run, open_error, run_file_options, sync_dir};
 use super::writer::FileLog;
-use super::{io_error, FileStore, JOURNAL};
+use super::{io_error, ready, run_id_of, FileStore, JOURNAL};
 use crate::journal::Event;
 use crate::store::{JournalStream, RunLog, StoreError};
 use futures::stream::StreamExt;
@@ -207,6 +207,7 @@ impl FileStore {
             len,
             notice: _,
         } = opened;
+        let run_id = run_id_of(&path);
         let log = FileLog::start(
             path,
             file,
@@ -215,7 +216,9 @@ impl FileStore {
             self.syncs.clone(),
             self.fail_sync.clone(),
         )?;
-        Ok((Arc::new(log), events))
+        // Keeps the run's entry in the workers' ready index current when it closes.
+        let log = ready::indexed(self, &run_id, &events, Arc::new(log));
+        Ok((log, events))
     }
 
     /// Starts [`FileStore::stream_journal`] on a thread of its own, and waits until it holds

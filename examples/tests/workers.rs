@@ -1,0 +1,144 @@
+//! Workers from the command line, as the README shows them: runs submitted with
+//! `run --detach`, two `worker` processes, one killed with SIGKILL part way; every run
+//! completes, no completed step runs twice, and the survivor stops cleanly on SIGTERM. On the
+//! runs directory and on PostgreSQL (a throwaway cluster, see `runtime/tests/pg/mod.rs`).
+
+#[path = "../../runtime/tests/pg/mod.rs"]
+mod pg;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_minder-examples");
+const PATIENCE: Duration = Duration::from_secs(180);
+
+fn minder(store: &[&str], args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(store)
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap()
+}
+
+fn json(store: &[&str], args: &[&str]) -> Value {
+    let out = minder(store, &[args, &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn worker(store: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(store)
+        .args([
+            "worker",
+            "--concurrency",
+            "2",
+            "--poll",
+            "100ms",
+            "--lease",
+            "2s",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// How many of the runs are completed.
+fn completed(store: &[&str]) -> usize {
+    json(store, &["list", "--state", "completed"])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+fn two_workers_one_killed(store: &[&str]) {
+    let runs = 40;
+    let mut ids = Vec::new();
+    for _ in 0..runs {
+        let submitted = json(
+            store,
+            &[
+                "run",
+                "batch-files",
+                "--input",
+                "examples/data/batch-input.json",
+                "--detach",
+            ],
+        );
+        assert_eq!(submitted["state"], "submitted");
+        ids.push(submitted["run_id"].as_str().unwrap().to_string());
+    }
+    let mut a = worker(store);
+    let b = worker(store);
+    let deadline = Instant::now() + PATIENCE;
+    while completed(store) < 4 {
+        assert!(Instant::now() < deadline, "the workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill().unwrap(); // SIGKILL, mid-way through the batch
+    a.wait().unwrap();
+    while completed(store) < runs {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {runs} runs completed",
+            completed(store)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    let out = b.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("worker stopped:"), "{stderr}");
+    // No step that completed ran again: each step key completed once in each journal.
+    for id in &ids {
+        let events = json(store, &["events", id]);
+        let mut done: HashMap<&str, usize> = HashMap::new();
+        for e in events.as_array().unwrap() {
+            if e["event"] == "step_completed" {
+                *done.entry(e["key"].as_str().unwrap()).or_default() += 1;
+            }
+        }
+        assert!(done.values().all(|n| *n == 1), "{id}: {done:?}");
+        assert_eq!(
+            events.as_array().unwrap().last().unwrap()["event"],
+            "run_completed"
+        );
+    }
+}
+
+#[test]
+fn on_a_runs_directory_the_survivor_finishes_what_a_killed_worker_left() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runs = dir.path().join("runs").display().to_string();
+    two_workers_one_killed(&["--runs-dir", &runs]);
+}
+
+#[test]
+fn on_postgres_the_survivor_finishes_what_a_killed_worker_left() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(pg::fresh_db("cli_workers"));
+    two_workers_one_killed(&["--store", &url]);
+    // `workers` lists none once both are gone: the stopped one removed its row, the killed
+    // one's drops out once its heartbeat is older than its lease.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let listed = json(&["--store", &url], &["workers"]);
+        if listed.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,639 @@
+//! The PostgreSQL store against a real server (a throwaway cluster, see `pg/mod.rs`): the
+//! store contract, runs and workers on it, fencing of a stalled writer, bad URLs and servers.
+
+mod common;
+mod pg;
+
+use common::PATIENCE;
+use minder::journal::Event;
+use minder::prelude::*;
+use minder::store::{OpenRun, PgStore, Store, StoreError};
+use minder::worker::{Processes, Worker, WorkerReport};
+use minder::RunError;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+#[data]
+struct Job {
+    tag: String,
+    /// A file each task appends `<tag> <what>` to (what really ran, across processes).
+    log: String,
+    /// `hold` waits until this file exists.
+    gate: String,
+}
+
+fn append(log: &str, line: String) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    file.write_all(format!("{line}\n").as_bytes()).unwrap();
+    file.sync_data().unwrap();
+}
+
+#[task]
+async fn mark(log: String, tag: String, step: u32) -> Result<u32, TaskError> {
+    append(&log, format!("{tag} {step}"));
+    Ok(step)
+}
+
+#[task]
+async fn hold(log: String, tag: String, gate: String) -> Result<u32, TaskError> {
+    append(&log, format!("{tag} hold"));
+    while !std::path::Path::new(&gate).exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(10)
+}
+
+#[process]
+async fn three_steps(_ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
+    let a = mark(job.log.clone(), job.tag.clone(), 1).await?;
+    let b = hold(job.log.clone(), job.tag.clone(), job.gate.clone()).await?;
+    let c = mark(job.log.clone(), job.tag.clone(), 2).await?;
+    Ok(a + b + c)
+}
+
+#[task]
+async fn noop(i: u32) -> Result<u32, TaskError> {
+    Ok(i)
+}
+
+#[process]
+async fn fan(ctx: &Ctx, n: u32) -> Result<u32, ProcessError> {
+    let all: Vec<u32> = ctx.map("noops", 0..n, noop).limit(16).await?;
+    Ok(all.iter().sum())
+}
+
+/// Set when `guarded`'s body was dropped before it finished.
+static GUARDED_DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct DropFlag;
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        GUARDED_DROPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[task]
+async fn guarded(log: String, tag: String) -> Result<u32, TaskError> {
+    append(&log, format!("{tag} guarded"));
+    let flag = DropFlag;
+    // Never finishes by itself: only a dropped body ends it.
+    std::future::pending::<()>().await;
+    std::mem::forget(flag);
+    Ok(0)
+}
+
+#[process]
+async fn stuck(_ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
+    let a = mark(job.log.clone(), job.tag.clone(), 1).await?;
+    Ok(a + guarded(job.log, job.tag).await?)
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("pg-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+fn lines(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn created(run_id: &str) -> Event {
+    Event::RunCreated {
+        run_id: run_id.to_string(),
+        process: "p".to_string(),
+        input: serde_json::json!({"n": 1}),
+        fingerprint: "f".to_string(),
+        queue: None,
+        priority: None,
+    }
+}
+
+fn log_event(i: usize) -> Event {
+    Event::Log {
+        key: format!("log/{i}"),
+        message: format!("message {i} ✓"),
+        seq: None,
+        location: None,
+    }
+}
+
+async fn wait_ended(store: &dyn Store, ids: &[String]) {
+    let deadline = std::time::Instant::now() + PATIENCE * 4;
+    loop {
+        let mut open = 0;
+        for id in ids {
+            let events = store.read(id).await.unwrap();
+            if !events.iter().any(|e| e.run_end().is_some()) {
+                open += 1;
+            }
+        }
+        if open == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} of {} runs did not end in time",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_contract_holds_on_postgres() {
+    let url = pg::fresh_db("contract").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    // Connecting again applies nothing new (the schema is there).
+    let other = PgStore::connect(&url).await.unwrap();
+    assert!(store.list().await.unwrap().is_empty());
+    let log = store.create("r1", created("r1")).await.unwrap();
+    for i in 0..10 {
+        log.append(log_event(i)).unwrap();
+    }
+    log.flush().await.unwrap();
+    assert!(matches!(
+        store.create("r1", created("r1")).await,
+        Err(StoreError::RunExists(_))
+    ));
+    // Held: nobody else opens or deletes it.
+    assert!(matches!(other.open("r1").await, Err(StoreError::Locked(_))));
+    assert!(matches!(
+        other.delete("r1").await,
+        Err(StoreError::Locked(_))
+    ));
+    assert!(matches!(
+        other.open("nope").await,
+        Err(StoreError::UnknownRun(_))
+    ));
+    assert!(matches!(
+        other.read("nope").await,
+        Err(StoreError::UnknownRun(_))
+    ));
+    assert!(matches!(
+        other.open("../x").await,
+        Err(StoreError::InvalidRunId(_))
+    ));
+    let read = other.read("r1").await.unwrap();
+    assert_eq!(read.len(), 11);
+    assert_eq!(read[0], created("r1"));
+    assert_eq!(read[10], log_event(9));
+    // Appended but not flushed when dropped: written on the way out, then the run is let go.
+    log.append(log_event(10)).unwrap();
+    drop(log);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let OpenRun { events, log, .. } = loop {
+        match other.open("r1").await {
+            Ok(open) => break open,
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(events.len(), 12);
+    log.append(log_event(11)).unwrap();
+    log.flush().await.unwrap();
+    drop(log);
+    assert_eq!(store.list().await.unwrap(), ["r1"]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match store.delete("r1").await {
+            Ok(()) => break,
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(store.list().await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete("r1").await,
+        Err(StoreError::UnknownRun(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_and_resumes_on_postgres_without_rerunning_steps() {
+    let url = pg::fresh_db("workflow").await;
+    let dir = scratch();
+    let runner = Runner::new(PgStore::connect(&url).await.unwrap());
+    std::fs::write(dir.path().join("gate"), "").unwrap();
+    let job = Job {
+        tag: "w".into(),
+        log: dir.path().join("log").display().to_string(),
+        gate: dir.path().join("gate").display().to_string(),
+    };
+    let done = runner.run::<three_steps>(job).await.unwrap();
+    assert_eq!(done.output, 13);
+    // Another store instance (another machine) resumes it: the recorded output, nothing runs.
+    let again = Runner::new(PgStore::connect(&url).await.unwrap());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let resumed = loop {
+        match again.resume::<three_steps>(&done.run_id).await {
+            Err(RunError::Store(StoreError::Locked(_))) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(resumed.output, 13);
+    assert_eq!(lines(&dir.path().join("log")), ["w 1", "w hold", "w 2"]);
+    let fan_out = runner.run::<fan>(300).await.unwrap();
+    assert_eq!(fan_out.output, (0..300).sum::<u32>());
+}
+
+fn start_worker(
+    url: String,
+    concurrency: usize,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<WorkerReport>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let store = PgStore::connect_with_lease(&url, Duration::from_secs(2))
+            .await
+            .unwrap();
+        Worker::new(
+            Runner::new(store),
+            Processes::new().process::<three_steps>().process::<fan>(),
+        )
+        .concurrency(concurrency)
+        .poll(Duration::from_millis(200))
+        .run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap()
+    });
+    (stop, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_workers_complete_two_hundred_runs_each_once_with_contiguous_events() {
+    let url = pg::fresh_db("fleet").await;
+    let dir = scratch();
+    std::fs::write(dir.path().join("gate"), "").unwrap();
+    let submitter = Runner::new(PgStore::connect(&url).await.unwrap());
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let job = Job {
+            tag: format!("r{i}"),
+            log: dir.path().join("log").display().to_string(),
+            gate: dir.path().join("gate").display().to_string(),
+        };
+        ids.push(submitter.submit::<three_steps>(&job).await.unwrap());
+    }
+    let workers: Vec<_> = (0..4).map(|_| start_worker(url.clone(), 8)).collect();
+    wait_ended(submitter.store().as_ref(), &ids).await;
+    let mut total = WorkerReport::default();
+    for (stop, handle) in workers {
+        stop.send(()).unwrap();
+        let report = handle.await.unwrap();
+        assert!(
+            report.completed > 0,
+            "every worker took a share: {report:?}"
+        );
+        total.completed += report.completed;
+        total.errors += report.errors + report.lost;
+    }
+    assert_eq!((total.completed, total.errors), (200, 0));
+    let ran = lines(&dir.path().join("log"));
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for line in &ran {
+        *counts.entry(line.as_str()).or_default() += 1;
+    }
+    for i in 0..200 {
+        for what in ["1", "hold", "2"] {
+            assert_eq!(
+                counts.get(format!("r{i} {what}").as_str()),
+                Some(&1),
+                "r{i} {what}"
+            );
+        }
+    }
+    // Each run's events are numbered 1..=n without a gap, and their epochs never go down.
+    let client = pg::sql(&url).await;
+    let rows = client
+        .query(
+            "SELECT run_id, array_agg(seq ORDER BY seq), array_agg(epoch ORDER BY seq)
+             FROM minder_events GROUP BY run_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 200);
+    for row in rows {
+        let run_id: String = row.get(0);
+        let seqs: Vec<i64> = row.get(1);
+        let epochs: Vec<i64> = row.get(2);
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "{run_id}"
+        );
+        assert!(
+            epochs.windows(2).all(|w| w[0] <= w[1]),
+            "{run_id}: {epochs:?}"
+        );
+    }
+}
+
+/// Set in the child process of the fencing test: the database URL.
+const STALL_CHILD: &str = "MINDER_TEST_PG_STALL_CHILD";
+
+/// The child: opens run `stalled` with a 1-second lease, says so, then appends and flushes an
+/// event every 20 ms, printing each result, until a flush fails.
+fn stall_child(url: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = PgStore::connect_with_lease(url, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let OpenRun { log, .. } = store.open("stalled").await.unwrap();
+        println!("held");
+        let mut i = 0;
+        loop {
+            log.append(log_event(1000 + i)).unwrap_or(());
+            match log.flush().await {
+                Ok(()) => println!("flushed {i}"),
+                Err(e) => {
+                    println!("refused: {e}");
+                    return;
+                }
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn a_stalled_writer_past_its_lease_lands_nothing_after_another_took_the_run() {
+    if let Ok(url) = std::env::var(STALL_CHILD) {
+        return stall_child(&url);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = pg::fresh_db("fence").await;
+        let store = PgStore::connect(&url).await.unwrap();
+        drop(store.create("stalled", created("stalled")).await.unwrap());
+        // Wait until the creator let it go.
+        let client = pg::sql(&url).await;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !client
+            .query_one("SELECT owner IS NULL FROM minder_runs", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_stalled_writer_past_its_lease_lands_nothing_after_another_took_the_run",
+                "--nocapture",
+            ])
+            .env(STALL_CHILD, &url)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        // Held, and writing.
+        loop {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            if line.starts_with("flushed 3") {
+                break;
+            }
+            assert!(!line.is_empty(), "the child stopped early");
+        }
+        let pid = child.id() as i32;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        // Its lease runs out; another writer takes the run (epoch + 1).
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let OpenRun { events, log, .. } = loop {
+            match store.open("stalled").await {
+                Ok(open) => break open,
+                Err(StoreError::Locked(_)) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the lease never ran out"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let taken_at = events.len() as i64;
+        log.append(log_event(1)).unwrap();
+        log.flush().await.unwrap();
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert!(child.wait().unwrap().success());
+        let refused = rest
+            .lines()
+            .find(|l| l.starts_with("refused"))
+            .unwrap_or_else(|| panic!("the stale writer was never refused: {rest}"));
+        assert!(refused.contains("taken over"), "{refused}");
+        // Nothing the stale writer sent after the takeover landed: every event past the
+        // takeover point has the new epoch, and the new writer's event follows at once.
+        let rows = client
+            .query(
+                "SELECT seq, epoch FROM minder_events WHERE run_id = 'stalled' AND seq > $1
+                 ORDER BY seq",
+                &[&taken_at],
+            )
+            .await
+            .unwrap();
+        let stale = rows
+            .iter()
+            .filter(|r| r.get::<_, i64>(1) < rows[0].get::<_, i64>(1))
+            .count();
+        println!(
+            "events after the takeover: {}, from the stale writer: {stale}",
+            rows.len()
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(stale, 0);
+        let all = store.read("stalled").await.unwrap();
+        assert_eq!(all.last(), Some(&log_event(1)));
+    });
+}
+
+/// Set in the child of the kill test: the database URL.
+const WORKER_CHILD: &str = "MINDER_TEST_PG_WORKER_CHILD";
+
+#[test]
+fn a_killed_worker_s_run_is_finished_by_another_after_its_lease() {
+    if let Ok(url) = std::env::var(WORKER_CHILD) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = PgStore::connect_with_lease(&url, Duration::from_secs(1))
+                .await
+                .unwrap();
+            Worker::new(
+                Runner::new(store),
+                Processes::new().process::<three_steps>(),
+            )
+            .poll(Duration::from_millis(50))
+            .run()
+            .await
+            .unwrap();
+        });
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = pg::fresh_db("kill").await;
+        let dir = scratch();
+        let log = dir.path().join("log");
+        let gate = dir.path().join("gate");
+        let runner = Runner::new(PgStore::connect(&url).await.unwrap());
+        let id = runner
+            .submit::<three_steps>(&Job {
+                tag: "k".into(),
+                log: log.display().to_string(),
+                gate: gate.display().to_string(),
+            })
+            .await
+            .unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_killed_worker_s_run_is_finished_by_another_after_its_lease",
+                "--nocapture",
+            ])
+            .env(WORKER_CHILD, &url)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_until("the child worker to reach `hold`", || {
+            lines(&log).iter().any(|l| l == "k hold")
+        })
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::write(&gate, "").unwrap();
+        let (stop, worker) = start_worker(url.clone(), 2);
+        wait_ended(runner.store().as_ref(), std::slice::from_ref(&id)).await;
+        stop.send(()).unwrap();
+        let report = worker.await.unwrap();
+        assert_eq!(report.completed, 1, "{report:?}");
+        assert_eq!(lines(&log), ["k 1", "k hold", "k hold", "k 2"]);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_and_servers_are_one_line_errors_with_the_password_masked() {
+    let unreachable = "postgres://me:hunter2@/db?host=/nonexistent-minder&port=1&connect_timeout=2";
+    let e = PgStore::connect(unreachable).await.unwrap_err().to_string();
+    assert!(!e.contains("hunter2") && e.contains("me:***@"), "{e}");
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    let e = PgStore::connect("postgres://me:pw@host:notaport/db")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a PostgreSQL URL") && !e.contains(":pw@"),
+        "{e}"
+    );
+    // A database that does not exist.
+    let missing = pg::url_of("no_such_database_here");
+    let e = PgStore::connect(&missing).await.unwrap_err().to_string();
+    assert!(e.contains("no_such_database_here"), "{e}");
+    // The schema of a newer minder.
+    let url = pg::fresh_db("newer").await;
+    drop(PgStore::connect(&url).await.unwrap());
+    pg::sql(&url)
+        .await
+        .execute("UPDATE minder_schema SET version = 99", &[])
+        .await
+        .unwrap();
+    let e = PgStore::connect(&url).await.unwrap_err().to_string();
+    assert!(e.contains("newer minder") && e.contains("99"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_drops_the_run_at_once_and_writes_nothing() {
+    let url = pg::fresh_db("lost").await;
+    let dir = scratch();
+    let log = dir.path().join("log");
+    let store = PgStore::connect_with_lease(&url, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let runner = Runner::new(store.clone());
+    let id = runner
+        .submit::<stuck>(&Job {
+            tag: "s".into(),
+            log: log.display().to_string(),
+            gate: String::new(),
+        })
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(Runner::new(store), Processes::new().process::<stuck>())
+            .poll(Duration::from_millis(50))
+            .run_until(async {
+                let _ = stopped.await;
+            }),
+    );
+    common::wait_until("the task to start", || {
+        lines(&log).iter().any(|l| l == "s guarded")
+    })
+    .await;
+    // Another writer takes the run (as a worker would once the lease lapsed).
+    let client = pg::sql(&url).await;
+    let before: i64 = client
+        .query_one(
+            "SELECT count(*) FROM minder_events WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE minder_runs SET owner = 'thief', epoch = epoch + 1 WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    // The heartbeat finds the lease gone; the runner drops the body (the task with it).
+    common::wait_until("the stale worker to drop the task", || {
+        GUARDED_DROPPED.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    stop.send(()).unwrap();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!((report.lost, report.completed), (1, 0), "{report:?}");
+    let after: i64 = client
+        .query_one(
+            "SELECT count(*) FROM minder_events WHERE run_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, before, "the stale worker wrote after losing the run");
+}
