@@ -99,11 +99,13 @@ pub fn run_child(args: &[String]) -> Result<(), String> {
             let dir = PathBuf::from(args.get(1).ok_or_else(usage)?);
             let n: u64 = args.get(2).and_then(|n| n.parse().ok()).ok_or_else(usage)?;
             runtime.block_on(async {
-                let done = Runner::new(FileStore::new(dir))
+                let store = FileStore::new(dir);
+                let done = Runner::new(store.clone())
                     .run::<fan_out>(n)
                     .await
                     .expect("the fan-out run failed");
                 assert_eq!(done.output, n);
+                println!("journal_syncs {}", store.sync_count());
             });
         }
         Some("replay") => {
@@ -118,6 +120,49 @@ pub fn run_child(args: &[String]) -> Result<(), String> {
                     .expect("the resume failed");
                 assert_eq!(done.output, (0..n).fold(0u64, u64::wrapping_add));
             });
+        }
+        Some("read") => {
+            // The fastest of `reps` reads of a journal (`Store::read`: read and decode whole).
+            let dir = PathBuf::from(args.get(1).ok_or_else(usage)?);
+            let run_id = args.get(2).ok_or_else(usage)?;
+            let reps: u32 = args.get(3).and_then(|n| n.parse().ok()).ok_or_else(usage)?;
+            let best = runtime.block_on(async {
+                use minder::store::Store;
+                let store = FileStore::new(dir);
+                let mut best = f64::MAX;
+                for _ in 0..reps {
+                    let start = std::time::Instant::now();
+                    let events = store.read(run_id).await.expect("cannot read the journal");
+                    best = best.min(start.elapsed().as_secs_f64());
+                    drop(std::hint::black_box(events));
+                }
+                best
+            });
+            println!("read_s {best:.3}");
+        }
+        Some("block-in-place") => {
+            // What the lone flush's hand-off costs on a worker thread: `block_in_place` around
+            // nothing, from a spawned task, against the same loop without it.
+            let n: u32 = args.get(1).and_then(|n| n.parse().ok()).ok_or_else(usage)?;
+            let (with, without) = runtime.block_on(async move {
+                tokio::spawn(async move {
+                    let start = std::time::Instant::now();
+                    for i in 0..n {
+                        std::hint::black_box(tokio::task::block_in_place(|| i));
+                    }
+                    let with = start.elapsed().as_secs_f64() * 1e9 / f64::from(n);
+                    let start = std::time::Instant::now();
+                    for i in 0..n {
+                        std::hint::black_box(i);
+                        tokio::task::yield_now().await;
+                    }
+                    let without = start.elapsed().as_secs_f64() * 1e9 / f64::from(n);
+                    (with, without)
+                })
+                .await
+                .expect("the measuring task panicked")
+            });
+            println!("block_in_place_ns {with:.0} yield_now_ns {without:.0}");
         }
         _ => return Err(usage()),
     }

@@ -31,6 +31,12 @@ pub struct Sequential {
     pub record_bytes: f64,
     /// Journal syncs per task.
     pub fsyncs_per_task: f64,
+    /// µs per task when the run is driven from a task spawned on a worker thread (where the
+    /// lone flush first hands the worker's other tasks away with `block_in_place`), not from
+    /// `block_on`.
+    pub spawned_us: f64,
+    /// The median of the ratios spawned / floor.
+    pub spawned_ratio: f64,
 }
 
 /// The floor: `n` appends of `size` bytes to a new file in `dir`, each followed by
@@ -54,6 +60,14 @@ pub fn floor(dir: &Path, n: u64, size: usize) -> f64 {
     drop(file);
     let _ = fs::remove_file(&path);
     us
+}
+
+/// [`run_once`] from a task spawned on a worker thread of the runtime.
+async fn run_spawned(runs: &Path, n: u64) -> f64 {
+    let runs = runs.to_path_buf();
+    tokio::spawn(async move { run_once(&runs, n).await.0 })
+        .await
+        .expect("the spawned sequential run panicked")
 }
 
 /// Runs the sequential process once on a new file store under `runs`; returns µs per task,
@@ -91,16 +105,21 @@ pub async fn measure(n: u64, reps: usize, dir: &Path) -> Sequential {
 
     let (mut minder_us, mut floor_us, mut ratios, mut syncs) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut spawned_us, mut spawned_ratios) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         let runs = dir.join(format!("sequential-{rep}"));
         let before = tokio::task::block_in_place(|| floor(&runs.join("floor-0"), n, append_bytes));
         let (us, per_task, _, _) = run_once(&runs, n).await;
         let after = tokio::task::block_in_place(|| floor(&runs.join("floor-1"), n, append_bytes));
+        let spawned = run_spawned(&runs.join("spawned"), n).await;
+        let last = tokio::task::block_in_place(|| floor(&runs.join("floor-2"), n, append_bytes));
         let floor = (before + after) / 2.0;
         minder_us.push(us);
         floor_us.push(floor);
         ratios.push(us / floor);
         syncs.push(per_task);
+        spawned_us.push(spawned);
+        spawned_ratios.push(spawned / ((after + last) / 2.0));
     }
     Sequential {
         n,
@@ -111,5 +130,7 @@ pub async fn measure(n: u64, reps: usize, dir: &Path) -> Sequential {
         append_bytes,
         record_bytes,
         fsyncs_per_task: median(&mut syncs),
+        spawned_us: median(&mut spawned_us),
+        spawned_ratio: median(&mut spawned_ratios),
     }
 }

@@ -289,40 +289,23 @@ impl Runner {
     async fn resume_stream<P: Process>(
         &self,
         run_id: &str,
-        mut stream: crate::store::JournalStream,
+        stream: crate::store::JournalStream,
         posting: Option<Arc<Posting>>,
     ) -> Result<Finished<P::Output>, RunError> {
         // The journal is read as it streams in, into the replay map; what the orphan check
         // needs is kept aside. A journal that is not consistent is reported after the orphans
         // were dealt with, as when it was read whole.
-        let mut builder = crate::replay::Builder::new(run_id);
-        let mut inconsistent = None;
-        let mut orphans = OrphanEvents::default();
-        let mut count = 0usize;
-        while let Some(batch) = stream.next_batch().await {
-            for event in batch? {
-                count += 1;
-                orphans.see(&event);
-                if inconsistent.is_none() {
-                    if let Err(e) = builder.push(event) {
-                        inconsistent = Some(e);
-                    }
-                }
-            }
-        }
-        let log = stream.finish().await?;
+        let read = crate::replay::read_stream(run_id, stream).await?;
+        let log = read.log;
         let result = async {
             if posting.is_none() {
                 // Programs a crashed runner left running go before anything runs again.
-                crate::command::kill_orphans(&orphans.events).await;
+                crate::command::kill_orphans(&read.orphans).await;
             }
-            if let Some(e) = inconsistent {
-                return Err(e);
-            }
+            let journal = read.journal?;
             let checking = posting.as_ref().is_some_and(|p| p.check);
             // Created (`Runner::create`, the command line's `run`) and not started yet.
-            let fresh = count == 1;
-            let journal = builder.finish();
+            let fresh = read.events == 1;
             let Some((process, input, fingerprint)) = journal.created else {
                 return Err(RunError::Store(StoreError::Corrupt(format!(
                     "run `{run_id}` has no creation event"
@@ -677,31 +660,6 @@ impl Runner {
                     message,
                 })
             }
-        }
-    }
-}
-
-/// The events of a journal the orphan check ([`crate::command::kill_orphans`]) looks at, in
-/// journal order: programs started, the completions of their steps, the run's end.
-#[derive(Default)]
-struct OrphanEvents {
-    events: Vec<Event>,
-    /// Keys of steps that started a program.
-    keys: std::collections::HashSet<String>,
-}
-
-impl OrphanEvents {
-    fn see(&mut self, event: &Event) {
-        match event {
-            Event::ChildStarted { key, .. } => {
-                self.keys.insert(key.clone());
-                self.events.push(event.clone());
-            }
-            Event::StepCompleted { key, .. } if self.keys.contains(key) => {
-                self.events.push(event.clone());
-            }
-            e if e.run_end().is_some() => self.events.push(event.clone()),
-            _ => {}
         }
     }
 }

@@ -246,3 +246,70 @@ async fn resuming_an_ended_run_reads_two_records() {
     assert_eq!(done.output, 2_000);
     assert!(matches!(store.read(&id).await, Err(StoreError::Corrupt(_))));
 }
+
+/// Set in the child process of `a_writer_killed_at_any_point_leaves_runs_that_resume`: the
+/// runs directory.
+const KILL_CHILD: &str = "MINDER_RESUME_END_KILL_CHILD";
+
+/// A writer killed (SIGKILL) at an arbitrary point — while it appends, syncs, writes a run's
+/// end or its end note — leaves every run resumable: a run whose end is durable resumes to its
+/// output without running anything (from its note, or from the whole journal when the note
+/// did not make it), the others run to their end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_at_any_point_leaves_runs_that_resume() {
+    if let Some(runs) = std::env::var_os(KILL_CHILD) {
+        // The child: one small run after another, until it is killed.
+        let runner = Runner::new(FileStore::new(runs));
+        loop {
+            runner.run::<count_up>(3).await.unwrap();
+        }
+    }
+    let dir = scratch();
+    let runs = dir.path().join("runs");
+    let store = FileStore::new(&runs);
+    let runner = Runner::new(store.clone());
+    for round in 0..6u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_writer_killed_at_any_point_leaves_runs_that_resume",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(KILL_CHILD, &runs)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for some runs to exist (a generous deadline), then a little more, varied.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.list().await.unwrap().len() < 2 * (round as usize + 1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child made no runs"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(3 * round)).await;
+        // SIGKILL: no destructor, no flush, no note.
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let ids = store.list().await.unwrap();
+    assert!(ids.len() >= 12, "{} runs", ids.len());
+    for id in &ids {
+        let before = store.read(id).await.unwrap();
+        let ended = before.last().and_then(Event::run_end).is_some();
+        let done = runner.resume::<count_up>(id).await.unwrap();
+        assert_eq!(done.output, 3, "run {id}");
+        let after = store.read(id).await.unwrap();
+        if ended {
+            // Its note may be missing (killed between the end's sync and the note): then it
+            // took the long way, which writes nothing.
+            assert_eq!(after.len(), before.len(), "run {id}: nothing ran again");
+        } else {
+            // Ended by this resume, and noted: the next resume reads two records.
+            assert!(ended_by_note(&store, id).await.is_some(), "run {id}");
+        }
+    }
+}

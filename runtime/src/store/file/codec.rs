@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::Path;
 
+use super::flat::decode_event;
 use super::io_error;
 
 /// The first 8 bytes of every journal file.
@@ -144,7 +145,7 @@ fn record_at(path: &Path, bytes: &[u8], offset: usize, base: usize) -> Result<Re
                 }
                 "the last record's checksum does not match"
             } else {
-                return match serde_json::from_slice::<Event>(payload) {
+                return match decode_event(payload) {
                     Ok(event) => Ok(Record::Event(event, end)),
                     Err(e) => Err(corrupt(
                         offset,
@@ -275,7 +276,7 @@ impl<'a> Reader<'a> {
         if crc32(&self.payload) != le_u32(&header[4..]) {
             return None;
         }
-        let event = serde_json::from_slice(&self.payload).ok()?;
+        let event = decode_event(&self.payload).ok()?;
         self.offset += RECORD_HEADER_LEN + len;
         Some(event)
     }
@@ -318,7 +319,7 @@ pub(super) fn decode_one(bytes: &[u8]) -> Option<(Event, u32)> {
     if len == 0 || payload.len() != len || crc32(payload) != crc {
         return None;
     }
-    let event = serde_json::from_slice(payload).ok()?;
+    let event = decode_event(payload).ok()?;
     Some((event, crc))
 }
 
@@ -374,7 +375,7 @@ fn intact_record_after(bytes: &[u8], from: usize) -> Option<usize> {
         len > 0
             && len <= bytes.len() - body
             && crc32(&bytes[body..body + len]) == le_u32(&bytes[at + 4..])
-            && serde_json::from_slice::<Event>(&bytes[body..body + len]).is_ok()
+            && decode_event(&bytes[body..body + len]).is_ok()
     })
 }
 

@@ -61,6 +61,11 @@
 //!   header, or cut inside the first record): a run is created with its first event synced, so
 //!   such a file was cut short or damaged.
 //!
+//! [`Store::open_stream`] (what resuming a run uses) applies the same rules record by record
+//! while its reader consumes the events, without holding the file in memory: damage ends the
+//! stream with the same `Corrupt` error (the file not modified), and the torn tail is cut only
+//! once every record before it was read.
+//!
 //! # Ended runs
 //!
 //! Once the sync that made a run's end record (`run_completed`, `run_failed`,
@@ -81,11 +86,15 @@
 //!   directory synced), renamed to `<runs_dir>/<run-id>`, and `<runs_dir>` is synced. After a
 //!   crash a run either exists with its first event or not at all (a leftover staging directory
 //!   is ignored by [`Store::list`]).
-//! * **Appends** are encoded on the caller's thread and buffered. Each open run has one writer
-//!   thread; [`RunLog::flush`] registers a waiter for everything appended so far and wakes it.
+//! * **Appends** are encoded on the caller's thread, straight into the buffer of pending
+//!   records. Each open run has one writer thread; [`RunLog::flush`] registers a waiter for
+//!   everything appended so far and wakes the thread if it is idle.
 //!   The thread takes *all* buffered records, writes them with one `write_all`, calls
 //!   `fdatasync` once, then completes every waiter the sync covers: flushes that arrive while a
-//!   sync is under way share the next one (group commit).
+//!   sync is under way share the next one (group commit). Before a sync, while fewer than 128
+//!   flushes wait and steps of the run are still in flight (each will complete and flush
+//!   soon), the thread waits for their flushes, at most half as long as its last sync took
+//!   (and at most 1 ms); a flush with no step in flight (a sequential step) never waits.
 //! * **A failed write or sync poisons the log** (the lesson of Postgres' "fsyncgate": after a
 //!   failed `fsync` the kernel may drop the dirty pages or mark them clean, so the page cache
 //!   can show bytes that will never reach the disk, and a retried sync reports success). That
@@ -115,17 +124,21 @@
 //!
 //! # Code
 //!
-//! [`FileStore`] (here) opens, creates, reads and lists runs; `codec` holds the bytes of a
-//! journal (format, CRC-32, records, the torn-tail rule); `ended` the end note of an ended run;
-//! `lock` the files of a run directory
-//! (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last durable offset
-//! of a poisoned journal; `writer` the writer thread of an open journal (group commit, the
-//! lone flush, poisoning).
+//! [`FileStore`] (here) creates, reads, lists and deletes runs; `open` opens a run for
+//! writing (its journal read whole, or streamed to its reader a few batches ahead on a thread
+//! of its own, then cut back to what can be trusted); `codec` holds the bytes of a journal
+//! (format, CRC-32, records, the torn-tail rule, the record-by-record reader); `flat` decodes a
+//! record's event in one pass; `ended` the end note of an ended run; `lock` the files of a run
+//! directory (`O_NOFOLLOW` opens, modes, directory syncs, the run lock); `durable` the last
+//! durable offset of a poisoned journal; `writer` the writer thread of an open journal (group
+//! commit, the lone flush, poisoning).
 
 mod codec;
 mod durable;
 mod ended;
+mod flat;
 mod lock;
+mod open;
 mod queues;
 mod ready;
 mod workers;
@@ -133,18 +146,16 @@ mod writer;
 
 use super::{validate_run_id, JournalStream, OpenRun, Opening, RunLog, Store, StoreError};
 use crate::journal::Event;
-use codec::{decode, encode_record, Decoded, Reader, MAGIC, VERSION};
-use durable::{read_durable, trusted_len, DURABLE, DURABLE_TMP};
+use codec::{decode, encode_record, MAGIC, VERSION};
+use durable::{read_durable, trusted_len, DURABLE};
 use ended::{read_ends, read_note};
 use futures::future::BoxFuture;
-use futures::stream::StreamExt;
 use lock::{create_private_dir, lock_run, open_error, run_file_options, set_file_mode, sync_dir};
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
 use writer::FileLog;
 
 /// The journal's file name inside a run directory.
@@ -310,258 +321,6 @@ impl FileStore {
         }
         Ok(())
     }
-
-    /// Opens run `run_id`'s journal for writing: takes the lock, reads and decodes the journal,
-    /// cuts it back to its last durable offset (a poisoned writer's record) or drops a torn
-    /// tail, and syncs it.
-    fn open_journal(&self, run_id: &str) -> Result<Opened, StoreError> {
-        let locked = self.lock_journal(run_id)?;
-        let mut bytes = Vec::new();
-        (&locked.file)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error(format!("cannot read {}", locked.path.display()), e))?;
-        let trusted = trusted_len(&locked.path, locked.durable, bytes.len())?;
-        let Decoded { events, good_len } = decode(&locked.path, &bytes[..trusted])?;
-        self.ready_journal(locked, bytes.len(), good_len, events)
-    }
-
-    /// Takes run `run_id`'s lock and opens its journal for reading and writing.
-    fn lock_journal(&self, run_id: &str) -> Result<Locked, StoreError> {
-        let dir = self.existing_run(run_id)?;
-        let path = dir.join(JOURNAL);
-        let lock = lock_run(run_id, &dir)?;
-        let file = match run_file_options().read(true).write(true).open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::UnknownRun(run_id.to_string()))
-            }
-            Err(e) => return Err(open_error(&path, "open", e)),
-        };
-        let durable = read_durable(&dir)?;
-        Ok(Locked {
-            dir,
-            path,
-            file,
-            lock,
-            durable,
-        })
-    }
-
-    /// After the journal of `locked` (`len` bytes) was read up to `good_len`: cuts it back
-    /// there (to the last durable offset of a poisoned writer, or before a torn tail), syncs
-    /// it, and positions it at its end for appending.
-    fn ready_journal(
-        &self,
-        locked: Locked,
-        len: usize,
-        good_len: usize,
-        events: Vec<Event>,
-    ) -> Result<Opened, StoreError> {
-        let Locked {
-            dir,
-            path,
-            mut file,
-            lock,
-            durable,
-        } = locked;
-        let mut notice = None;
-        if let Some(offset) = durable {
-            let dropped = len - good_len;
-            let message = format!(
-                "a write or sync of journal {} failed earlier, so its writer stopped; the bytes \
-                 past offset {offset} (the end of its last successful sync) were never confirmed \
-                 durable and cannot be trusted, so {} — nothing acknowledged was lost, and the \
-                 steps after that point run again",
-                path.display(),
-                if dropped == 0 {
-                    "nothing past it needed cutting".to_string()
-                } else {
-                    format!("the journal was cut back to it ({dropped} bytes dropped)")
-                }
-            );
-            tracing::warn!(journal = %path.display(), offset, dropped, "{message}");
-            notice = Some(message);
-        } else if good_len < len {
-            tracing::warn!(
-                journal = %path.display(),
-                offset = good_len,
-                bytes = len - good_len,
-                "dropping the torn tail of a journal (an append interrupted by a crash)"
-            );
-        }
-        let synced = if good_len < len {
-            file.set_len(good_len as u64).and_then(|()| file.sync_all())
-        } else {
-            file.sync_data()
-        };
-        synced.map_err(|e| io_error(format!("cannot sync {}", path.display()), e))?;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        if durable.is_some() {
-            // The record goes only once the cut is durable, and the run is written to only
-            // once its removal is.
-            for name in [DURABLE, DURABLE_TMP] {
-                match fs::remove_file(dir.join(name)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(io_error(
-                            format!("cannot remove {}", dir.join(name).display()),
-                            e,
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            sync_dir(&dir)?;
-        }
-        file.seek(SeekFrom::Start(good_len as u64))
-            .map_err(|e| io_error(format!("cannot seek in {}", path.display()), e))?;
-        Ok(Opened {
-            events,
-            path,
-            file,
-            lock,
-            len: good_len as u64,
-            notice,
-        })
-    }
-
-    /// [`Store::open_stream`], on the calling thread: takes the lock and opens the journal
-    /// (reporting that through `setup`), sends its events in batches of [`BATCH`] (an error
-    /// ends them), then readies the journal for appending and hands its log to `log`. Stops
-    /// early, releasing the run, when the reader goes away.
-    fn stream_journal(
-        &self,
-        run_id: &str,
-        setup: oneshot::Sender<Result<(), StoreError>>,
-        batches: mpsc::Sender<Result<Vec<Event>, StoreError>>,
-        log: oneshot::Sender<Result<Arc<dyn RunLog>, StoreError>>,
-    ) {
-        let locked = match self.lock_journal(run_id).and_then(|locked| {
-            let len = locked
-                .file
-                .metadata()
-                .map_err(|e| io_error(format!("cannot read {}", locked.path.display()), e))?
-                .len() as usize;
-            let trusted = trusted_len(&locked.path, locked.durable, len)?;
-            Ok((locked, len, trusted))
-        }) {
-            Ok(locked) => locked,
-            Err(e) => {
-                let _ = setup.send(Err(e));
-                return;
-            }
-        };
-        if setup.send(Ok(())).is_err() {
-            return;
-        }
-        let (locked, len, trusted) = locked;
-        let read = (|| {
-            let mut reader = Reader::new(&locked.path, &locked.file, trusted)?;
-            let mut batch = Vec::with_capacity(BATCH);
-            while let Some(event) = reader.next_event()? {
-                batch.push(event);
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if batches.blocking_send(Ok(full)).is_err() {
-                        return Ok(None);
-                    }
-                }
-            }
-            if !batch.is_empty() && batches.blocking_send(Ok(batch)).is_err() {
-                return Ok(None);
-            }
-            Ok(Some(reader.good_len()))
-        })();
-        let good_len = match read {
-            Ok(Some(good_len)) => good_len,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = batches.blocking_send(Err(e));
-                return;
-            }
-        };
-        drop(batches);
-        let opened = self
-            .ready_journal(locked, len, good_len, Vec::new())
-            .and_then(|opened| self.start_log(opened).map(|(log, _)| log));
-        let _ = log.send(opened);
-    }
-
-    /// Starts the writer of a journal readied for appending; returns it and the journal's
-    /// events.
-    fn start_log(&self, opened: Opened) -> Result<(Arc<dyn RunLog>, Vec<Event>), StoreError> {
-        let Opened {
-            events,
-            path,
-            file,
-            lock,
-            len,
-            notice: _,
-        } = opened;
-        let run_id = run_id_of(&path);
-        let log = FileLog::start(
-            path,
-            file,
-            lock,
-            len,
-            self.syncs.clone(),
-            self.fail_sync.clone(),
-        )?;
-        // Keeps the run's entry in the workers' ready index current when it closes.
-        let log = ready::indexed(self, &run_id, &events, Arc::new(log));
-        Ok((log, events))
-    }
-
-    /// Starts [`FileStore::stream_journal`] on a thread of its own, and waits until it holds
-    /// the run (or failed to).
-    async fn open_stream_once(&self, run_id: &str) -> Result<JournalStream, StoreError> {
-        let (setup_tx, setup_rx) = oneshot::channel();
-        let (batch_tx, mut batch_rx) = mpsc::channel(BATCHES_AHEAD);
-        let (log_tx, log_rx) = oneshot::channel();
-        let store = self.clone();
-        let id = run_id.to_string();
-        std::thread::Builder::new()
-            .name("minder-journal-read".to_string())
-            .spawn(move || store.stream_journal(&id, setup_tx, batch_tx, log_tx))
-            .map_err(|e| io_error("cannot start the journal reader".to_string(), e))?;
-        let stopped = || {
-            io_error(
-                "the journal reader stopped".to_string(),
-                io::Error::other("the reader thread exited"),
-            )
-        };
-        setup_rx.await.map_err(|_| stopped())??;
-        let batches = futures::stream::poll_fn(move |cx| batch_rx.poll_recv(cx)).boxed();
-        let log = Box::pin(async move { log_rx.await.map_err(|_| stopped())? });
-        Ok(JournalStream::new(batches, log))
-    }
-}
-
-/// Events per batch of a streamed journal, and how many batches the reader runs ahead.
-const BATCH: usize = 1024;
-const BATCHES_AHEAD: usize = 4;
-
-/// A run's journal, locked and opened, not read yet.
-struct Locked {
-    dir: PathBuf,
-    path: PathBuf,
-    file: File,
-    lock: File,
-    /// A poisoned writer's last durable offset, if one is recorded.
-    durable: Option<u64>,
-}
-
-/// A journal opened for writing by [`FileStore::open_journal`].
-struct Opened {
-    events: Vec<Event>,
-    path: PathBuf,
-    /// The journal, synced and positioned at its end.
-    file: File,
-    /// The held run lock.
-    lock: File,
-    /// The journal's length: all of it durable.
-    len: u64,
-    /// What was cut back after a poisoned writer, for the user.
-    notice: Option<String>,
 }
 
 impl FileStore {

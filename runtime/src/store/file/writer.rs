@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::codec::encode_record;
@@ -99,6 +100,11 @@ struct State {
     closing: bool,
     /// The writer thread has ended (its [`StopGuard`] ran).
     stopped: bool,
+    /// The writer thread waits on `wake` (so a flush has to wake it; while it writes or syncs,
+    /// it looks for waiters before it waits again, and needs no wake-up).
+    idle: bool,
+    /// How long the writer thread's last write and sync took.
+    last_sync: Duration,
 }
 
 impl State {
@@ -339,16 +345,19 @@ impl FileLog {
 
 impl RunLog for FileLog {
     fn append(&self, event: Event) -> Result<(), StoreError> {
-        let mut record = Vec::with_capacity(256);
-        encode_record(&event, &mut record)?;
         let mut state = self.shared.lock();
         if let Some(failure) = &state.failure {
             return Err(failure.to_error());
         }
-        state.pending.extend_from_slice(&record);
+        // Encoded straight into the pending buffer (no buffer of its own to allocate and copy
+        // from): the lock is held for the encoding, a microsecond, which only other appends
+        // and the writer's taking of a batch wait for.
+        let before = state.pending.len();
+        encode_record(&event, &mut state.pending)?;
+        let size = (state.pending.len() - before) as u64;
         state.appended += 1;
         let start = state.len;
-        state.len += record.len() as u64;
+        state.len += size;
         if event.run_end().is_some() {
             state.end = Some(EndNote {
                 journal_len: state.len,
@@ -400,8 +409,11 @@ impl RunLog for FileLog {
         }
         let (tx, rx) = oneshot::channel();
         state.waiters.push_back((target, tx));
+        let idle = state.idle;
         drop(state);
-        self.shared.wake.notify_one();
+        if idle {
+            self.shared.wake.notify_one();
+        }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
                 Err(io_error(
@@ -487,6 +499,40 @@ impl Drop for StopGuard<'_> {
     }
 }
 
+/// A sync covers at least this many flushes when the steps in flight can give them.
+const GROUP: usize = 128;
+/// The longest a sync waits for more flushes: half the last sync, at most this.
+const GATHER_MAX: Duration = Duration::from_millis(1);
+
+/// Before a sync: while fewer than [`GROUP`] flushes wait and steps of the run are still in
+/// flight (each will complete and flush soon), waits for their flushes, at most half as long
+/// as the last sync took (and never past [`GATHER_MAX`]). A fan-out's syncs then cover more
+/// steps each; a flush with nothing else in flight (a sequential step) never waits.
+fn gather<'a>(shared: &'a Shared, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    if state.waiters.len() >= GROUP || state.open_steps == 0 || state.closing {
+        return state;
+    }
+    let deadline = Instant::now() + (state.last_sync / 2).min(GATHER_MAX);
+    while state.waiters.len() < GROUP
+        && state.open_steps > 0
+        && !state.closing
+        && state.failure.is_none()
+    {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        state.idle = true;
+        let (next, _) = shared
+            .wake
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner);
+        state = next;
+        state.idle = false;
+    }
+    state
+}
+
 /// The writer thread: waits for a flush (or the close), writes everything pending with one
 /// `write_all`, syncs once, completes the waiters that sync covers. Flushes that arrive while
 /// a sync is under way wait for the next one, which covers them all: group commit.
@@ -507,15 +553,21 @@ fn write_loop(shared: &Shared) {
                         return;
                     }
                 }
+                state.idle = true;
                 state = shared
                     .wake
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
+                state.idle = false;
             }
+            state = gather(shared, state);
             state.take_batch()
         };
+        let started = Instant::now();
         let result = shared.write_and_sync(&batch);
+        let took = started.elapsed();
         let mut state = shared.lock();
+        state.last_sync = took;
         let (done, failure) = finish_batch(shared, &mut state, batch, target, result);
         let note = state.note_ready.take();
         drop(state);

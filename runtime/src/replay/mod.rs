@@ -9,6 +9,9 @@
 use crate::error::RunError;
 use crate::journal::{Event, Outcome};
 use crate::store::StoreError;
+
+mod build;
+pub(crate) use build::read_stream;
 use serde_json::Value;
 use std::collections::HashMap as StdHashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -176,8 +179,13 @@ struct Entry {
 pub(crate) struct ReplayMap {
     arena: Vec<u8>,
     entries: Vec<Entry>,
-    /// Open addressing over `entries`: slot = index + 1, 0 = empty; at most half full.
-    table: Vec<u32>,
+    /// Open addressing over `entries`: a slot holds the high half of the key's hash and the
+    /// entry's index + 1 (0: empty); at most half full. The hash half spares reading the
+    /// entries of other keys while probing.
+    table: Vec<u64>,
+    /// Where the code's next key most likely is: after the entry taken last (a replay takes
+    /// entries roughly in journal order), checked before the table.
+    cursor: usize,
     /// Interned strings, and their indexes.
     strings: Vec<Box<str>>,
     interned: HashMap<Box<str>, u32>,
@@ -221,8 +229,15 @@ fn scope_of(key: &str) -> &str {
 fn hash_key(key: &[u8]) -> u64 {
     let mut h = KeyHasher::default();
     h.write(key);
-    // Spread the multiplicative hash's high bits into the low ones the table uses.
-    h.finish() ^ (h.finish() >> 29)
+    // The multiplicative hash leaves the low bits (which the table uses) poorly mixed for
+    // keys that differ in their last bytes (`…#123`, `…#124`): finish with a full avalanche
+    // (MurmurHash3's 64-bit finalizer).
+    let mut x = h.finish() ^ key.len() as u64;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 /// The arena is addressed with 32-bit offsets.
@@ -239,6 +254,7 @@ impl ReplayMap {
             arena: Vec::new(),
             entries: Vec::new(),
             table: Vec::new(),
+            cursor: 0,
             strings: Vec::new(),
             interned: HashMap::default(),
             positions: HashMap::default(),
@@ -315,13 +331,15 @@ impl ReplayMap {
             return None;
         }
         let mask = self.table.len() - 1;
-        let mut slot = hash_key(key.as_bytes()) as usize & mask;
+        let hash = hash_key(key.as_bytes());
+        let tag = hash >> 32;
+        let mut slot = hash as usize & mask;
         loop {
             match self.table[slot] {
                 0 => return None,
-                i => {
-                    let index = i as usize - 1;
-                    if self.bytes(self.entries[index].key) == key.as_bytes() {
+                held => {
+                    let index = (held & 0xffff_ffff) as usize - 1;
+                    if held >> 32 == tag && self.bytes(self.entries[index].key) == key.as_bytes() {
                         return Some(index);
                     }
                 }
@@ -337,15 +355,15 @@ impl ReplayMap {
     }
 
     /// Puts `index` (whose key is in the arena) into the table.
-    fn place(table: &mut [u32], arena: &[u8], entries: &[Entry], index: usize) {
+    fn place(table: &mut [u64], arena: &[u8], entries: &[Entry], index: usize) {
         let mask = table.len() - 1;
         let key = entries[index].key;
-        let mut slot =
-            hash_key(&arena[key.off as usize..(key.off + key.len) as usize]) as usize & mask;
+        let hash = hash_key(&arena[key.off as usize..(key.off + key.len) as usize]);
+        let mut slot = hash as usize & mask;
         while table[slot] != 0 {
             slot = (slot + 1) & mask;
         }
-        table[slot] = index as u32 + 1;
+        table[slot] = (hash >> 32) << 32 | (index as u64 + 1);
     }
 
     /// Adds `entry`, whose key is new, growing the table as needed.
@@ -353,7 +371,7 @@ impl ReplayMap {
         self.entries.push(entry);
         if self.entries.len() * 2 > self.table.len() {
             let size = (self.entries.len() * 2).next_power_of_two().max(64);
-            let mut table = vec![0u32; size];
+            let mut table = vec![0u64; size];
             for index in 0..self.entries.len() - 1 {
                 Self::place(&mut table, &self.arena, &self.entries, index);
             }
@@ -422,10 +440,16 @@ impl ReplayMap {
         seq: u32,
         task: Option<(&str, &dyn Fn() -> String)>,
     ) -> Result<Option<Replayed>, RunError> {
-        let Some(index) = self.live(key) else {
+        let next = self
+            .entries
+            .get(self.cursor)
+            .filter(|e| e.kind != Kind::Taken && self.bytes(e.key) == key.as_bytes())
+            .map(|_| self.cursor);
+        let Some(index) = next.or_else(|| self.live(key)) else {
             self.check_swapped(key, seq, task)?;
             return Ok(None);
         };
+        self.cursor = index + 1;
         let entry = self.entries[index];
         self.entries[index].kind = Kind::Taken;
         let what = self.replayed(&entry);
@@ -511,267 +535,130 @@ impl ReplayMap {
     }
 }
 
-/// Reads a journal event by event into a [`ReplayMap`], checking that the events could have
-/// been written by one run: every key journaled once per kind, a step completed once and never
-/// started again after it, effects resolved once, nothing after the run's end.
-pub(crate) struct Builder<'a> {
-    run_id: &'a str,
-    map: ReplayMap,
-    created: Option<(String, Value, String)>,
-    end: Option<(usize, Event)>,
-    /// Events read so far.
-    index: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::build::Builder;
+    use super::*;
+    use serde_json::json;
 
-impl<'a> Builder<'a> {
-    /// A builder for the journal of `run_id`.
-    pub(crate) fn new(run_id: &'a str) -> Self {
-        Builder {
-            run_id,
-            map: ReplayMap::empty(),
-            created: None,
-            end: None,
-            index: 0,
-        }
-    }
-
-    fn corrupt(&self, what: String) -> RunError {
-        RunError::Store(StoreError::Corrupt(format!(
-            "run `{}`: event {} of the journal {what}",
-            self.run_id,
-            self.index + 1
-        )))
-    }
-
-    /// A new entry at `key` (`what` describes its kind, for the error when the key has one).
-    fn insert(&mut self, key: &str, seq: Option<u32>, entry: Entry) -> Result<(), RunError> {
-        if let Some(index) = self.map.find(key) {
-            let earlier = self.map.replayed(&self.map.entries[index]);
-            return Err(self.corrupt(format!(
-                "journals `{key}` a second time (it already has {earlier})"
-            )));
-        }
-        if let Some(seq) = seq {
-            let scope = scope_of(key);
-            match self.map.positions.get_mut(scope) {
-                Some(p) => p.seqs.push(seq),
-                None => {
-                    self.map.positions.insert(
-                        scope.into(),
-                        Positions {
-                            seqs: vec![seq],
-                            passed: 0,
-                        },
-                    );
-                }
-            }
-        }
-        let run_id = self.run_id;
-        let key = self
-            .map
-            .store(key.as_bytes())
-            .ok_or_else(|| too_large(run_id))?;
-        self.map.add(Entry { key, seq, ..entry });
-        Ok(())
-    }
-
-    fn entry(kind: Kind) -> Entry {
-        Entry {
-            key: Span::default(),
-            a: Span::default(),
-            b: Span::default(),
+    fn started(i: usize) -> Event {
+        Event::StepStarted {
+            key: format!("m::t#{i}"),
+            task: "m::t".to_string(),
+            location: "l:1".to_string(),
+            args: json!([i, -0.0, "é"]),
+            // No position: the order checks (tested with whole runs) stay out of the way.
             seq: None,
-            name: NONE,
-            location: NONE,
-            extra: 0,
-            kind,
-            ok: true,
-            resolved: false,
         }
     }
 
-    fn value(&mut self, value: &Value) -> Result<Span, RunError> {
-        let run_id = self.run_id;
-        self.map.store_value(value).ok_or_else(|| too_large(run_id))
-    }
-
-    /// Reads the next event of the journal.
-    pub(crate) fn push(&mut self, event: Event) -> Result<(), RunError> {
-        let result = self.read(event);
-        self.index += 1;
-        result
-    }
-
-    fn read(&mut self, event: Event) -> Result<(), RunError> {
-        if let Some((ended, e)) = &self.end {
-            return Err(self.corrupt(format!(
-                "follows the end of the run (event {}: run {})",
-                ended + 1,
-                e.run_end().unwrap_or("ended")
-            )));
+    fn completed(i: usize) -> Event {
+        Event::StepCompleted {
+            key: format!("m::t#{i}"),
+            outcome: if i.is_multiple_of(3) {
+                Outcome::Err(json!({"n": i}))
+            } else {
+                Outcome::Ok(json!(i))
+            },
         }
-        match event {
-            Event::RunCreated {
-                process,
-                input,
-                fingerprint,
-                ..
-            } => {
-                if self.created.is_some() || self.index != 0 {
-                    return Err(self.corrupt("creates the run a second time".into()));
-                }
-                self.created = Some((process, input, fingerprint));
+    }
+
+    fn build(events: Vec<Event>) -> Result<Journal, RunError> {
+        let mut builder = Builder::new("r");
+        for event in events {
+            builder.push(event)?;
+        }
+        Ok(builder.finish())
+    }
+
+    /// Thousands of keys (the table grows many times), taken back in journal order (the
+    /// cursor) and out of it (the table), each exactly once, with its values intact.
+    #[test]
+    fn every_entry_comes_back_once_with_its_values() {
+        let n = 5_000;
+        let mut events = vec![Event::RunCreated {
+            run_id: "r".into(),
+            process: "p".into(),
+            input: json!(null),
+            fingerprint: "f".into(),
+            queue: None,
+            priority: None,
+        }];
+        for i in 0..n {
+            events.push(started(i));
+            if !i.is_multiple_of(7) {
+                events.push(completed(i));
             }
-            Event::StepStarted {
-                key,
-                task,
-                location,
-                args,
-                seq,
-            } => match self.map.live(&key).map(|i| self.map.entries[i]) {
-                // Started again after a crash or a cancellation: the same step.
-                Some(e)
-                    if e.kind == Kind::Started
-                        && self.map.string(e.name) == task
-                        && self.map.holds(e.a, &args) => {}
-                Some(e) if e.kind == Kind::Completed => {
-                    return Err(
-                        self.corrupt(format!("starts step `{key}` again after it completed"))
-                    )
-                }
-                _ => {
-                    let mut entry = Self::entry(Kind::Started);
-                    entry.name = self.map.intern(&task);
-                    entry.location = self.map.intern(&location);
-                    entry.a = self.value(&args)?;
-                    self.insert(&key, seq, entry)?;
-                }
-            },
-            Event::StepCompleted { key, outcome } => {
-                let index = self.map.live(&key);
-                match index.map(|i| (i, self.map.entries[i].kind)) {
-                    Some((i, Kind::Started)) => {
-                        let (ok, value) = match &outcome {
-                            Outcome::Ok(v) => (true, v),
-                            Outcome::Err(v) => (false, v),
-                        };
-                        let b = self.value(value)?;
-                        let e = &mut self.map.entries[i];
-                        e.kind = Kind::Completed;
-                        e.b = b;
-                        e.ok = ok;
-                        e.extra = 0;
-                    }
-                    Some((_, Kind::Completed)) => {
-                        return Err(self.corrupt(format!("completes step `{key}` a second time")))
-                    }
-                    _ => {
-                        return Err(
-                            self.corrupt(format!("completes step `{key}`, which never started"))
-                        )
-                    }
-                }
-            }
-            Event::AttemptFailed { key, .. } => match self.map.live(&key) {
-                Some(i) if self.map.entries[i].kind == Kind::Started => {
-                    self.map.entries[i].extra += 1;
-                }
-                _ => {
-                    return Err(self.corrupt(format!(
-                        "fails an attempt of step `{key}`, which is not running"
-                    )))
-                }
-            },
-            Event::StepCancelled { key } => match self.map.live(&key) {
-                Some(i) if self.map.entries[i].kind == Kind::Started => {}
-                _ => {
-                    return Err(self.corrupt(format!("cancels step `{key}`, which is not running")))
-                }
-            },
-            Event::Recorded {
-                key,
-                value,
-                seq,
-                location,
-            } => {
-                let mut entry = Self::entry(Kind::Recorded);
-                entry.a = self.value(&value)?;
-                entry.location = self.map.intern_opt(location.as_deref());
-                self.insert(&key, seq, entry)?;
-            }
-            Event::Log {
-                key,
-                message,
-                seq,
-                location,
-            } => {
-                let mut entry = Self::entry(Kind::Logged);
-                let run_id = self.run_id;
-                entry.a = self
-                    .map
-                    .store(message.as_bytes())
-                    .ok_or_else(|| too_large(run_id))?;
-                entry.location = self.map.intern_opt(location.as_deref());
-                self.insert(&key, seq, entry)?;
-            }
-            Event::EffectRequested {
-                key,
-                kind,
-                name,
-                input,
-                seq,
-                location,
-                ..
-            } => {
-                let mut entry = Self::entry(Kind::Effect);
-                entry.extra = self.map.intern(&kind);
-                entry.name = self.map.intern(&name);
-                entry.a = self.value(&input)?;
-                entry.location = self.map.intern_opt(location.as_deref());
-                self.insert(&key, seq, entry)?;
-            }
-            Event::EffectResolved { key, outcome } => match self.map.live(&key) {
-                Some(i) if self.map.entries[i].kind == Kind::Effect => {
-                    if self.map.entries[i].resolved {
-                        return Err(self.corrupt(format!("resolves effect `{key}` a second time")));
-                    }
-                    let (ok, value) = match &outcome {
-                        Outcome::Ok(v) => (true, v),
-                        Outcome::Err(v) => (false, v),
+        }
+        // A step started again after a crash, with the same arguments (`-0.0` included).
+        events.push(started(7));
+        let mut map = build(events).unwrap().map;
+        // Every other key in order, then the rest backwards.
+        let order: Vec<usize> = (0..n)
+            .step_by(2)
+            .chain((0..n).filter(|i| !i.is_multiple_of(2)).rev())
+            .collect();
+        for i in order {
+            let key = format!("m::t#{i}");
+            let taken = map.take(&key, i as u32, None);
+            match taken {
+                Ok(Some(Replayed::Completed {
+                    task,
+                    location,
+                    args,
+                    outcome,
+                })) => {
+                    assert!(!i.is_multiple_of(7), "{key}");
+                    assert_eq!((task.as_str(), location.as_str()), ("m::t", "l:1"));
+                    assert_eq!(args, json!([i, -0.0, "é"]));
+                    let Event::StepCompleted { outcome: want, .. } = completed(i) else {
+                        unreachable!()
                     };
-                    let b = self.value(value)?;
-                    let e = &mut self.map.entries[i];
-                    e.resolved = true;
-                    e.ok = ok;
-                    e.b = b;
+                    assert_eq!(outcome, want);
                 }
-                _ => {
-                    return Err(self.corrupt(format!(
-                        "resolves effect `{key}`, which was never requested"
-                    )))
+                Ok(Some(Replayed::Started {
+                    failed_attempts, ..
+                })) => {
+                    assert!(i.is_multiple_of(7), "{key}");
+                    assert_eq!(failed_attempts, 0);
                 }
-            },
-            Event::Suspended { .. } => {}
-            e @ (Event::RunCompleted { .. }
-            | Event::RunFailed { .. }
-            | Event::RunCancelled { .. }) => self.end = Some((self.index, e)),
-            #[allow(unreachable_patterns)]
-            _ => {}
+                other => panic!("{key}: {other:?}"),
+            }
+            assert!(
+                matches!(map.take(&key, i as u32, None), Ok(None)),
+                "{key} twice"
+            );
         }
-        Ok(())
+        assert!(matches!(map.take("m::t#new", 0, None), Ok(None)));
     }
 
-    /// The map, once every event was read.
-    pub(crate) fn finish(self) -> Journal {
-        let mut map = self.map;
-        for p in map.positions.values_mut() {
-            p.seqs.sort_unstable();
+    #[test]
+    fn a_key_journaled_twice_is_reported() {
+        let created = Event::RunCreated {
+            run_id: "r".into(),
+            process: "p".into(),
+            input: json!(null),
+            fingerprint: "f".into(),
+            queue: None,
+            priority: None,
+        };
+        let log = Event::Log {
+            key: "m::t#1".into(),
+            message: "hi".into(),
+            seq: None,
+            location: None,
+        };
+        let err = build(vec![created.clone(), started(1), log]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("event 3 of the journal journals `m::t#1` a second time"),
+            "{err}"
+        );
+        // Started again with other arguments: the same error.
+        let mut again = started(1);
+        if let Event::StepStarted { args, .. } = &mut again {
+            *args = json!([2]);
         }
-        map.scratch = Vec::new();
-        Journal {
-            map,
-            created: self.created,
-            end: self.end.map(|(_, e)| e),
-        }
+        assert!(build(vec![created, started(1), again]).is_err());
     }
 }
