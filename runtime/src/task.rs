@@ -6,6 +6,7 @@ use crate::engine::Stopped;
 use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
+use crate::state::{MissingState, StateMap};
 use crate::Journaled;
 use futures::future::BoxFuture;
 use std::fmt;
@@ -201,10 +202,12 @@ pub trait TaskMeta: Send + 'static {
     const ACCESS: &'static AccessDef = &AccessDef::NONE;
 }
 
-/// A task's body: the user's function, taking its arguments as a tuple. Called once per
-/// attempt.
-pub(crate) type TaskBody<M> =
-    fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
+/// A task's body: the user's function, taking its arguments as a tuple and its run's task
+/// state (its `#[state]` parameters, looked up before it starts). Called once per attempt.
+pub(crate) type TaskBody<M> = fn(
+    <M as TaskMeta>::Args,
+    &StateMap,
+) -> Result<BoxFuture<'static, <M as TaskMeta>::Return>, MissingState>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
@@ -252,13 +255,28 @@ impl<M: TaskMeta> TaskCall<M> {
 }
 
 /// [`TaskCall::new`], per argument and return type.
-fn call<A: Journaled, R: TaskReturn>(
-    args: A,
-    def: TaskDef,
-    body: fn(A) -> BoxFuture<'static, R>,
-) -> Running<R> {
+fn call<A: Journaled, R: TaskReturn>(args: A, def: TaskDef, body: Body<A, R>) -> Running<R> {
     match current_scope() {
-        None => Running::Body(body(args)),
+        // Outside a process (a test, or another task's body): the state of the step running
+        // now, if any.
+        None => {
+            let states = STEP
+                .try_with(|s| s.run.upgrade().map(|run| run.states.clone()))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            Running::Body(body(args, &states).unwrap_or_else(|missing| {
+                let message = format!(
+                    "task `{}` takes state of type `{}`, and there is none here: state comes \
+                     from the runner of the run that calls the task",
+                    def.path(),
+                    missing.type_name
+                );
+                Box::pin(std::future::ready(R::from_result(Err(
+                    TaskError::new(message).into()
+                ))))
+            }))
+        }
         Some(scope) => Running::Step(start_step(
             scope,
             def,
@@ -313,11 +331,12 @@ trait StepIo: Send {
     /// The call's arguments, journaled.
     fn args(&self) -> Result<serde_json::Value, serde_json::Error>;
     /// Starts one attempt of the body: with the call's arguments the first time, decoded from
-    /// the journaled `args` after that.
+    /// the journaled `args` after that, and the run's task state.
     fn start(
         &mut self,
         args: &serde_json::Value,
-    ) -> Result<BoxFuture<'static, Output>, serde_json::Error>;
+        states: &StateMap,
+    ) -> Result<BoxFuture<'static, Output>, NotStarted>;
     /// The journaled form of an attempt's output.
     fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error>;
     /// Whether an attempt's output is an error.
@@ -328,10 +347,21 @@ trait StepIo: Send {
     fn error(&self, error: TaskError) -> Output;
 }
 
+/// A task's body, per argument and return type.
+type Body<A, R> = fn(A, &StateMap) -> Result<BoxFuture<'static, R>, MissingState>;
+
+/// Why an attempt could not start.
+enum NotStarted {
+    /// The journaled arguments do not fit the task's types now.
+    Args(serde_json::Error),
+    /// A `#[state]` parameter's type has no value in the runner.
+    State(MissingState),
+}
+
 /// [`StepIo`] for arguments `A` and return type `R`.
 struct Typed<A, R> {
     args: Option<A>,
-    body: fn(A) -> BoxFuture<'static, R>,
+    body: Body<A, R>,
 }
 
 /// A body's future with its output boxed as an [`Output`].
@@ -361,12 +391,14 @@ impl<A: Journaled, R: TaskReturn> StepIo for Typed<A, R> {
     fn start(
         &mut self,
         args: &serde_json::Value,
-    ) -> Result<BoxFuture<'static, Output>, serde_json::Error> {
+        states: &StateMap,
+    ) -> Result<BoxFuture<'static, Output>, NotStarted> {
         let args = match self.args.take() {
             Some(a) => a,
-            None => serde_json::from_value(args.clone())?,
+            None => serde_json::from_value(args.clone()).map_err(NotStarted::Args)?,
         };
-        Ok(Box::pin(Erased((self.body)(args))))
+        let body = (self.body)(args, states).map_err(NotStarted::State)?;
+        Ok(Box::pin(Erased(body)))
     }
 
     fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error> {
@@ -556,12 +588,19 @@ async fn run_step(
             },
             None => {}
         }
-        let body = match io.start(&args_value) {
+        let body = match io.start(&args_value, &run.states) {
             Ok(body) => body,
-            Err(e) => {
+            Err(NotStarted::Args(e)) => {
                 let error = RunError::Decode {
                     problem: DecodeProblem::RecordedArguments { key },
                     message: e.to_string(),
+                };
+                return fatal(&scope, error).await;
+            }
+            Err(NotStarted::State(missing)) => {
+                let error = RunError::MissingState {
+                    task: def.path(),
+                    type_name: missing.type_name.to_string(),
                 };
                 return fatal(&scope, error).await;
             }
