@@ -153,6 +153,34 @@ pub use minder_macros::data;
 /// Inside a process, a call is a journaled step: replayed from the journal when it already
 /// completed, otherwise run (on the tokio runtime) with its retries and timeout. Outside any
 /// process the call just runs the body.
+///
+/// A parameter marked `#[state]`, a shared reference `&T`, is task state: the value of type
+/// `T` registered on the runner ([`Runner::state`]), for a pool, a client, a configuration. It
+/// is not journaled and not part of the call (`fetch(url)` below); a runner without it stops
+/// the run with [`RunError::MissingState`].
+///
+/// ```
+/// use minder::prelude::*;
+///
+/// struct Client {
+///     base: String,
+/// }
+///
+/// #[task(retries = 2)]
+/// async fn fetch(#[state] http: &Client, path: String) -> Result<String, TaskError> {
+///     Ok(format!("{}{path}", http.base))
+/// }
+///
+/// #[process]
+/// async fn page(_ctx: &Ctx, path: String) -> Result<String, ProcessError> {
+///     Ok(fetch(path).await?)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let runner = Runner::in_memory().state(Client { base: "https://example.org".into() });
+/// assert_eq!(runner.run::<page>("/a".into()).await.unwrap().output, "https://example.org/a");
+/// # }
+/// ```
 pub use minder_macros::task;
 
 /// Turns `async fn name(ctx: &Ctx, input: I) -> Result<O, E>` into a durable process.
@@ -255,8 +283,8 @@ pub mod __private {
         Parallel, ProbeOther, ProbeTask, ProbedCall,
     };
     pub use crate::state::{MissingState, StateMap};
-    pub use crate::TaskState;
     pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+    pub use crate::TaskState;
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
     use core::future::IntoFuture;
     pub use core::future::{poll_fn, Future};
