@@ -105,9 +105,7 @@ impl Warehouse {
 
     /// The warehouse the command line uses: `$MINDER_WAREHOUSE`, else `.minder/warehouse`.
     pub fn from_env() -> Self {
-        Self::new(
-            std::env::var_os(WAREHOUSE_ENV).unwrap_or_else(|| ".minder/warehouse".into()),
-        )
+        Self::new(std::env::var_os(WAREHOUSE_ENV).unwrap_or_else(|| ".minder/warehouse".into()))
     }
 
     /// Its directory.
@@ -305,10 +303,7 @@ pub async fn fulfil_order(ctx: &Ctx, order: Order) -> Result<Fulfilment, Process
             order.id
         )));
     }
-    let reservations = ctx
-        .map("reserve", order.lines, reserve)
-        .settle()
-        .await;
+    let reservations = ctx.map("reserve", order.lines, reserve).settle().await;
     let mut reserved = Vec::new();
     let mut short = Vec::new();
     for r in reservations {

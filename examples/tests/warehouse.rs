@@ -69,7 +69,10 @@ async fn an_order_is_shipped_from_the_runner_s_warehouse() {
         }
     );
     let (movements, stock) = ledger(dir.path());
-    assert_eq!(stock, BTreeMap::from([("apple".into(), 5), ("pear".into(), 0)]));
+    assert_eq!(
+        stock,
+        BTreeMap::from([("apple".into(), 5), ("pear".into(), 0)])
+    );
     // Each reservation is recorded under its step's idempotency key: this run's.
     let taken: Vec<&Movement> = movements.iter().filter(|m| m.delta < 0).collect();
     assert_eq!(taken.len(), 3);
@@ -82,7 +85,9 @@ async fn an_order_is_shipped_from_the_runner_s_warehouse() {
     assert_eq!(written["items"].as_array().unwrap().len(), 3);
     // The same movement applied again (an attempt run again after a crash) changes nothing.
     let warehouse = Warehouse::new(dir.path());
-    let again = warehouse.apply(&taken[0].key, &taken[0].sku, taken[0].delta).await;
+    let again = warehouse
+        .apply(&taken[0].key, &taken[0].sku, taken[0].delta)
+        .await;
     assert!(again.is_ok());
     assert_eq!(ledger(dir.path()).1, stock);
 }
@@ -103,7 +108,10 @@ async fn an_order_out_of_stock_gives_back_what_it_reserved() {
         }
     );
     let (movements, stock) = ledger(dir.path());
-    assert_eq!(stock, BTreeMap::from([("apple".into(), 10), ("pear".into(), 1)]));
+    assert_eq!(
+        stock,
+        BTreeMap::from([("apple".into(), 10), ("pear".into(), 1)])
+    );
     // Reserved, then released under a key of its own.
     let apple: Vec<i64> = movements
         .iter()
@@ -143,7 +151,9 @@ async fn runs_at_once_share_one_warehouse_and_never_oversell() {
     }
     assert_eq!((shipped, rejected), (5, 3));
     assert_eq!(ledger(dir.path()).1["plum"], 0);
-    let shipments = std::fs::read_dir(dir.path().join("shipments")).unwrap().count();
+    let shipments = std::fs::read_dir(dir.path().join("shipments"))
+        .unwrap()
+        .count();
     assert_eq!(shipments, 5);
 }
 
@@ -205,7 +215,10 @@ fn the_command_line_hands_the_registry_s_warehouse_to_its_tasks() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let shipped = &report["output"]["Shipped"];
-    assert_eq!(shipped["left"], serde_json::json!({ "apple": 9, "pear": 3 }));
+    assert_eq!(
+        shipped["left"],
+        serde_json::json!({ "apple": 9, "pear": 3 })
+    );
     assert_eq!(
         ledger(&warehouse).1,
         BTreeMap::from([("apple".into(), 9), ("pear".into(), 3)])

@@ -213,7 +213,10 @@ fn is_state_attr(attr: &Attribute) -> bool {
 fn check_state(pt: &syn::PatType, errors: &mut Errors) -> Option<Type> {
     for attr in pt.attrs.iter().filter(|a| is_state_attr(a)) {
         if !matches!(attr.meta, syn::Meta::Path(_)) {
-            errors.under(attr, "`#[state]` takes no arguments: write `#[state] name: &Type`");
+            errors.under(
+                attr,
+                "`#[state]` takes no arguments: write `#[state] name: &Type`",
+            );
             return None;
         }
     }

@@ -92,7 +92,11 @@ mod tests {
         let copy = map.clone();
         map.insert(7u32);
         assert_eq!(*map.get::<u32>().unwrap(), 7);
-        assert_eq!(*copy.get::<u32>().unwrap(), 5, "a clone keeps its own values");
+        assert_eq!(
+            *copy.get::<u32>().unwrap(),
+            5,
+            "a clone keeps its own values"
+        );
         assert_eq!(
             map.get::<u64>().unwrap_err(),
             MissingState { type_name: "u64" }

@@ -9,6 +9,7 @@ use crate::replay::Replayed;
 use crate::state::{MissingState, StateMap};
 use crate::Journaled;
 use futures::future::BoxFuture;
+use io::{Body, NotStarted, StepIo, Typed};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -17,6 +18,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+mod io;
 
 /// What a running task body can ask about its step.
 #[derive(Debug, Clone)]
@@ -204,10 +207,11 @@ pub trait TaskMeta: Send + 'static {
 
 /// A task's body: the user's function, taking its arguments as a tuple and its run's task
 /// state (its `#[state]` parameters, looked up before it starts). Called once per attempt.
-pub(crate) type TaskBody<M> = fn(
-    <M as TaskMeta>::Args,
-    &StateMap,
-) -> Result<BoxFuture<'static, <M as TaskMeta>::Return>, MissingState>;
+pub(crate) type TaskBody<M> =
+    fn(
+        <M as TaskMeta>::Args,
+        &StateMap,
+    ) -> Result<BoxFuture<'static, <M as TaskMeta>::Return>, MissingState>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
@@ -272,9 +276,10 @@ fn call<A: Journaled, R: TaskReturn>(args: A, def: TaskDef, body: Body<A, R>) ->
                     def.path(),
                     missing.type_name
                 );
-                Box::pin(std::future::ready(R::from_result(Err(
-                    TaskError::new(message).into()
-                ))))
+                Box::pin(std::future::ready(R::from_result(Err(TaskError::new(
+                    message,
+                )
+                .into()))))
             }))
         }
         Some(scope) => Running::Step(start_step(
@@ -322,106 +327,6 @@ fn poll_running<R: 'static>(fut: &mut Running<R>, cx: &mut Context<'_>) -> Poll<
             *out.downcast::<R>()
                 .expect("a step's output is its task's return type")
         }),
-    }
-}
-
-/// What running a step needs of the task's types; the step engine itself ([`run_step`]) is
-/// not generic.
-trait StepIo: Send {
-    /// The call's arguments, journaled.
-    fn args(&self) -> Result<serde_json::Value, serde_json::Error>;
-    /// Starts one attempt of the body: with the call's arguments the first time, decoded from
-    /// the journaled `args` after that, and the run's task state.
-    fn start(
-        &mut self,
-        args: &serde_json::Value,
-        states: &StateMap,
-    ) -> Result<BoxFuture<'static, Output>, NotStarted>;
-    /// The journaled form of an attempt's output.
-    fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error>;
-    /// Whether an attempt's output is an error.
-    fn failed(&self, out: &Output) -> bool;
-    /// The output a journaled (or mocked) outcome stands for.
-    fn decode(&self, outcome: &Outcome) -> Result<Output, serde_json::Error>;
-    /// The output for minder's own error (a timeout, a panic), in the task's error type.
-    fn error(&self, error: TaskError) -> Output;
-}
-
-/// A task's body, per argument and return type.
-type Body<A, R> = fn(A, &StateMap) -> Result<BoxFuture<'static, R>, MissingState>;
-
-/// Why an attempt could not start.
-enum NotStarted {
-    /// The journaled arguments do not fit the task's types now.
-    Args(serde_json::Error),
-    /// A `#[state]` parameter's type has no value in the runner.
-    State(MissingState),
-}
-
-/// [`StepIo`] for arguments `A` and return type `R`.
-struct Typed<A, R> {
-    args: Option<A>,
-    body: Body<A, R>,
-}
-
-/// A body's future with its output boxed as an [`Output`].
-struct Erased<R>(BoxFuture<'static, R>);
-
-impl<R: Send + 'static> Future for Erased<R> {
-    type Output = Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output> {
-        self.0.as_mut().poll(cx).map(|r| Box::new(r) as Output)
-    }
-}
-
-impl<A: Journaled, R: TaskReturn> Typed<A, R> {
-    fn result(out: &Output) -> &R {
-        out.downcast_ref::<R>()
-            .expect("an attempt's output is its task's return type")
-    }
-}
-
-impl<A: Journaled, R: TaskReturn> StepIo for Typed<A, R> {
-    fn args(&self) -> Result<serde_json::Value, serde_json::Error> {
-        // Called before the first `start`, while the arguments are still here (`Some(a)`
-        // serializes as `a`).
-        serde_json::to_value(self.args.as_ref())
-    }
-
-    fn start(
-        &mut self,
-        args: &serde_json::Value,
-        states: &StateMap,
-    ) -> Result<BoxFuture<'static, Output>, NotStarted> {
-        let args = match self.args.take() {
-            Some(a) => a,
-            None => serde_json::from_value(args.clone()).map_err(NotStarted::Args)?,
-        };
-        let body = (self.body)(args, states).map_err(NotStarted::State)?;
-        Ok(Box::pin(Erased(body)))
-    }
-
-    fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error> {
-        match Self::result(out).as_result() {
-            Ok(v) => serde_json::to_value(v).map(Outcome::Ok),
-            Err(e) => serde_json::to_value(e).map(Outcome::Err),
-        }
-    }
-
-    fn failed(&self, out: &Output) -> bool {
-        Self::result(out).as_result().is_err()
-    }
-
-    fn decode(&self, outcome: &Outcome) -> Result<Output, serde_json::Error> {
-        let r = match outcome {
-            Outcome::Ok(v) => serde_json::from_value(v.clone()).map(Ok),
-            Outcome::Err(v) => serde_json::from_value(v.clone()).map(Err),
-        }?;
-        Ok(Box::new(R::from_result(r)))
-    }
-
-    fn error(&self, error: TaskError) -> Output {
-        Box::new(R::from_result(Err(error.into())))
     }
 }
 

@@ -139,7 +139,8 @@ async fn a_missing_state_stops_the_run_naming_the_type_and_a_resume_with_it_fini
     assert!(task.ends_with("::greet"), "{task}");
     assert_eq!(type_name, "alloc::string::String");
     assert!(
-        err.to_string().contains("takes state of type `alloc::string::String`"),
+        err.to_string()
+            .contains("takes state of type `alloc::string::String`"),
         "{err}"
     );
     // The run is not failed: the runner that has the state finishes it.
@@ -152,9 +153,8 @@ async fn a_missing_state_stops_the_run_naming_the_type_and_a_resume_with_it_fini
 
 #[tokio::test]
 async fn a_mocked_task_needs_no_state() {
-    let runner = Runner::in_memory().mock("record", |(w,): (String,)| {
-        Ok::<_, TaskError>(w.len() * 10)
-    });
+    let runner =
+        Runner::in_memory().mock("record", |(w,): (String,)| Ok::<_, TaskError>(w.len() * 10));
     let done = runner.run::<words>(vec!["abc".into()]).await.unwrap();
     assert_eq!(done.output, 30);
 }
@@ -170,7 +170,8 @@ async fn a_task_called_in_a_task_body_gets_the_run_s_state() {
 async fn a_task_with_state_called_outside_a_run_fails_naming_the_type() {
     let err = record("x".into()).await.unwrap_err();
     assert!(
-        err.message.contains("takes state of type `test_state::Counter`"),
+        err.message
+            .contains("takes state of type `test_state::Counter`"),
         "{err}"
     );
 }
