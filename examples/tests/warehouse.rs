@@ -9,6 +9,7 @@ use minder_examples::warehouse::{
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Ledger lines written here, independently of the warehouse's own code.
 fn stock_up(dir: &Path, items: &[(&str, i64)]) {
@@ -224,4 +225,152 @@ fn the_command_line_hands_the_registry_s_warehouse_to_its_tasks() {
         BTreeMap::from([("apple".into(), 9), ("pear".into(), 3)])
     );
     assert!(warehouse.join("shipments").join("order-1.json").exists());
+}
+
+/// The run ids in a runs directory.
+fn run_ids(runs: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(runs)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn ledger_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join(LEDGER))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// How many reservations of the ledger belong to steps the journal does not have as done.
+fn written_not_journaled(runs: &Path, warehouse: &Path) -> usize {
+    let Some(id) = run_ids(runs).into_iter().next() else {
+        return 0;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minder-examples"))
+        .args(["events", &id, "--json", "--runs-dir"])
+        .arg(runs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done: std::collections::HashSet<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "step_completed")
+        .map(|e| format!("{id}/{}", e["key"].as_str().unwrap()))
+        .collect();
+    ledger(warehouse)
+        .0
+        .iter()
+        .filter(|m| m.delta < 0 && !done.contains(&m.key))
+        .count()
+}
+
+/// A reservation that was written to the warehouse but not yet journaled as done when the
+/// runner was SIGKILLed runs again on resume under the same idempotency key: the warehouse
+/// takes each line's stock once, whatever the moments of the kills.
+#[test]
+fn sigkill_during_reservations_then_resume_takes_each_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let skus = ["a", "b", "c", "d", "e"];
+    stock_up(&warehouse, &skus.map(|s| (s, 1000)));
+    let lines = 150usize;
+    let order = serde_json::json!({
+        "id": "big",
+        "lines": (0..lines)
+            .map(|i| serde_json::json!({ "sku": skus[i % skus.len()], "qty": 1 + i % 3 }))
+            .collect::<Vec<_>>(),
+    });
+    let input = dir.path().join("order.json");
+    std::fs::write(&input, order.to_string()).unwrap();
+    let runs = dir.path().join("runs");
+    let start = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_minder-examples"))
+            .args(args)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .arg("--json")
+            .env(WAREHOUSE_ENV, &warehouse)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut kills = 0;
+    let mut starts = 0;
+    // Reservations in the ledger whose steps the journal did not have as done at a kill.
+    let mut in_flight = 0;
+    let output = loop {
+        starts += 1;
+        assert!(starts < 100, "the run never completed");
+        let mut child = match run_ids(&runs).first() {
+            None => start(&["run", "fulfil-order", "--input", input.to_str().unwrap()]),
+            Some(id) => start(&["resume", id]),
+        };
+        // Killed once a few more reservations reached the ledger (1 to 12, varied), for
+        // the first 12 starts; then left to finish.
+        let grow = 1 + (starts * 7) % 12;
+        let before = ledger_lines(&warehouse);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            assert!(std::time::Instant::now() < deadline, "a start hung");
+            if starts <= 12 && ledger_lines(&warehouse) >= before + grow {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        match finished {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                in_flight += written_not_journaled(&runs, &warehouse);
+            }
+            Some(status) => {
+                let out = child.wait_with_output().unwrap();
+                assert!(status.success(), "exit {status}");
+                let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                break report["output"].clone();
+            }
+        }
+    };
+    assert!(
+        kills >= 6,
+        "only {kills} kills landed during the reservations"
+    );
+    // Kills landed between a reservation's write and its step's completion in the journal:
+    // those steps ran again on resume, under the same idempotency key.
+    assert!(in_flight > 0, "no kill landed inside a reservation step");
+    let (movements, stock) = ledger(&warehouse);
+    let taken: Vec<&Movement> = movements.iter().filter(|m| m.delta < 0).collect();
+    assert_eq!(taken.len(), lines, "one reservation per line, never two");
+    let keys: std::collections::HashSet<&str> = taken.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys.len(), lines);
+    for (i, sku) in skus.iter().enumerate() {
+        let wanted: i64 = (0..lines)
+            .filter(|l| l % skus.len() == i)
+            .map(|l| 1 + (l % 3) as i64)
+            .sum();
+        assert_eq!(stock[*sku], 1000 - wanted, "{sku}");
+        assert_eq!(output["Shipped"]["left"][*sku], 1000 - wanted, "{sku}");
+    }
+    println!(
+        "{starts} starts, {kills} SIGKILLs during the reservations, {in_flight} reservations \
+         written but not journaled as done at a kill"
+    );
 }
