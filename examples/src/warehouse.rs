@@ -15,9 +15,10 @@
 //! an attempt that runs again after a crash (the step was in flight) changes nothing twice.
 //!
 //! Quick start: the command line takes the warehouse directory from `MINDER_WAREHOUSE`
-//! (default `.minder/warehouse`); `examples/data/warehouse` has a stocked one:
-//! `MINDER_WAREHOUSE=examples/data/warehouse cargo run -p minder-examples -- run fulfil-order
-//! --input examples/data/order-input.json` (it changes the stock: copy the directory first).
+//! (default `.minder/warehouse`); `examples/data/warehouse` has a stocked one, to copy (a run
+//! changes the stock): `cp -r examples/data/warehouse /tmp/warehouse`, then
+//! `MINDER_WAREHOUSE=/tmp/warehouse cargo run -p minder-examples -- run fulfil-order --input
+//! examples/data/order-input.json`.
 
 use minder::prelude::*;
 use std::collections::BTreeMap;
