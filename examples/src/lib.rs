@@ -14,6 +14,7 @@
 //! | [`chunked`] | Example 3 + pitfall 5: chunked processing, and `limit` instead | `process-in-chunks`, `process-with-limit` |
 //! | [`final_verification`] | Example 4: parallel final verification | `final-verification` |
 //! | [`pipeline`] | a CI job of programs run in order (command tasks, secrets) | `command-pipeline` |
+//! | [`warehouse`] | task state: a file-backed store shared by the tasks of every run | `fulfil-order` |
 //!
 //! Every input and output is a `#[data]` struct, so runs are journaled and resumable. All I/O
 //! happens inside `#[task]`s; the process bodies only decide what runs when.
@@ -28,8 +29,10 @@ pub mod pipeline;
 pub mod quality_checks;
 pub mod quality_convergence;
 pub mod support;
+pub mod warehouse;
 
-/// Every example process, for the command line; `--version` names the examples binary.
+/// Every example process, for the command line; `--version` names the examples binary. The
+/// task state: the [`warehouse::Warehouse`] of `$MINDER_WAREHOUSE`.
 pub fn registry() -> minder::cli::Registry {
     minder::cli::Registry::new()
         .binary(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
@@ -42,4 +45,6 @@ pub fn registry() -> minder::cli::Registry {
         .process::<chunked::process_with_limit>()
         .process::<final_verification::final_verification>()
         .process::<pipeline::command_pipeline>()
+        .process::<warehouse::fulfil_order>()
+        .state(warehouse::Warehouse::from_env())
 }

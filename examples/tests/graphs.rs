@@ -123,3 +123,18 @@ fn pipeline_graph() {
     let text = show::<pipeline::command_pipeline>();
     has_all(&text, &["process command-pipeline", "task command"]);
 }
+
+#[test]
+fn warehouse_graph() {
+    let text = show::<warehouse::fulfil_order>();
+    has_all(
+        &text,
+        &[
+            "process fulfil-order",
+            "map reserve",
+            "task reserve",
+            "task release",
+            "task ship",
+        ],
+    );
+}

@@ -197,8 +197,79 @@ fn owned_hint(ty: &Type) -> String {
     "take an owned type instead (`String` for `&str`, `Vec<T>` for `&[T]`)".into()
 }
 
-/// Checks the signature; returns the parameters (pattern, type) when usable.
-fn check(func: &TaskFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
+/// The parameters of a task: the journaled ones, and its state (`#[state] pat: &T`: the
+/// pattern and `T`).
+#[derive(Default)]
+struct Params {
+    journaled: Vec<(Pat, Type)>,
+    state: Vec<(Pat, Type)>,
+}
+
+fn is_state_attr(attr: &Attribute) -> bool {
+    attr.path().is_ident("state")
+}
+
+/// Checks a `#[state]` parameter's type, `&T`; returns `T`.
+fn check_state(pt: &syn::PatType, errors: &mut Errors) -> Option<Type> {
+    for attr in pt.attrs.iter().filter(|a| is_state_attr(a)) {
+        if !matches!(attr.meta, syn::Meta::Path(_)) {
+            errors.under(
+                attr,
+                "`#[state]` takes no arguments: write `#[state] name: &Type`",
+            );
+            return None;
+        }
+    }
+    let Type::Reference(r) = &*pt.ty else {
+        errors.under(
+            &pt.ty,
+            format!(
+                "a `#[state]` parameter is a shared reference to the registered value: write `&{}`",
+                source_text(&pt.ty)
+            ),
+        );
+        return None;
+    };
+    if r.mutability.is_some() {
+        errors.under(
+            &pt.ty,
+            "task state is shared by every task running at once, so it cannot be borrowed \
+             mutably: take `&T`, with a `Mutex` inside `T` for what changes",
+        );
+        return None;
+    }
+    let elem = &*r.elem;
+    let mut borrows = Borrows(None);
+    borrows.visit_type(elem);
+    if let Some(borrow) = borrows.0 {
+        errors.under(
+            borrow,
+            format!(
+                "task state lives as long as its runner, so `{}` must own its data (`'static`)",
+                source_text(elem)
+            ),
+        );
+        return None;
+    }
+    match elem {
+        Type::ImplTrait(_) | Type::TraitObject(_) => {
+            let text = source_text(elem);
+            let name = text.trim_start_matches("impl ").trim_start_matches("dyn ");
+            errors.under(
+                elem,
+                format!(
+                    "task state is found by its type, which must be sized and concrete: register \
+                     an `Arc<dyn {name}>` on the runner and take `&Arc<dyn {name}>`"
+                ),
+            );
+            None
+        }
+        _ => Some(elem.clone()),
+    }
+}
+
+/// Checks the signature; returns the parameters when usable.
+fn check(func: &TaskFn, errors: &mut Errors) -> Params {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         errors.at(
@@ -218,13 +289,18 @@ fn check(func: &TaskFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
             "a `#[task]` must return `Result<T, E>`: add `-> Result<T, TaskError>`",
         );
     }
-    let mut params = Vec::new();
+    let mut params = Params::default();
     for arg in &sig.inputs {
         match arg {
             FnArg::Receiver(r) => errors.under(
                 r,
                 "a `#[task]` cannot take `self`: make it a free `async fn` and pass the data it needs as owned arguments",
             ),
+            FnArg::Typed(pt) if pt.attrs.iter().any(is_state_attr) => {
+                if let Some(ty) = check_state(pt, errors) {
+                    params.state.push(((*pt.pat).clone(), ty));
+                }
+            }
             FnArg::Typed(pt) => {
                 let mut borrows = Borrows(None);
                 borrows.visit_type(&pt.ty);
@@ -243,7 +319,7 @@ fn check(func: &TaskFn, errors: &mut Errors) -> Vec<(Pat, Type)> {
                         "task inputs are journaled and need a concrete type, not `impl Trait`",
                     );
                 } else {
-                    params.push(((*pt.pat).clone(), (*pt.ty).clone()));
+                    params.journaled.push(((*pt.pat).clone(), (*pt.ty).clone()));
                 }
             }
         }
@@ -263,14 +339,27 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let opts = parse(args, &mut errors);
     let params = check(&func, &mut errors);
     if !errors.is_empty() {
-        // Re-emit the function so callers do not cascade into "cannot find function".
+        // Re-emit the function so callers do not cascade into "cannot find function" (without
+        // its `#[state]` marks, which mean nothing to rustc).
         let errs = errors.into_tokens();
-        return quote!(#errs #item);
+        let TaskFn {
+            attrs,
+            vis,
+            mut sig,
+            block,
+        } = func;
+        for arg in sig.inputs.iter_mut() {
+            if let FnArg::Typed(pt) = arg {
+                pt.attrs.retain(|a| !is_state_attr(a));
+            }
+        }
+        return quote!(#errs #(#attrs)* #vis #sig #block);
     }
     generate(&func, &opts, &params)
 }
 
-fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStream {
+fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
+    let params = &all.journaled;
     let krate = &opts.krate;
     let vis = &func.vis;
     let ident = &func.sig.ident;
@@ -353,6 +442,27 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
     // user's code (mixed-site hygiene).
     let args = quote_spanned!(Span::mixed_site()=> args);
     let pats = params.iter().map(|(pat, _)| pat);
+    // State is looked up before the body starts (a missing value stops the run before the body
+    // runs), each value bound to the user's pattern inside the body as `&T`. The lookup is
+    // under the user's type, so a type that cannot be state is reported there.
+    let states = quote_spanned!(Span::mixed_site()=> states);
+    let states_pat = if all.state.is_empty() {
+        quote!(_)
+    } else {
+        states.clone()
+    };
+    let held: Vec<Ident> = (0..all.state.len())
+        .map(|i| Ident::new(&format!("state{i}"), Span::mixed_site()))
+        .collect();
+    let lookups = all.state.iter().zip(&held).map(|((_, ty), held)| {
+        let get = respan(&quote!(#k::state::<#ty>), ty.span());
+        quote!(let #held = #get(#states)?;)
+    });
+    let state_bindings = all
+        .state
+        .iter()
+        .zip(&held)
+        .map(|((pat, ty), held)| quote!(let #pat: &#ty = &*#held;));
     // The user's statements go straight into the `async move` block: nested as a block, a
     // one-expression body would warn `unused_braces`. A body with inner attributes stays a block.
     let block = &func.block;
@@ -381,6 +491,7 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
         quote_spanned! {async_span=>
             async move {
                 let (#(#pats,)*) = #args;
+                #(#state_bindings)*
                 #body
             }
         },
@@ -401,7 +512,10 @@ fn generate(func: &TaskFn, opts: &TaskOpts, params: &[(Pat, Type)]) -> TokenStre
                 (#(#arg_idents,)*),
                 #k::TaskDef::new(#name, ::core::module_path!(), ::core::file!(), #line, #retries, #backoff, #timeout),
                 #(#body_attrs)*
-                |#args| #task_body #async_block,
+                |#args, #states_pat| {
+                    #(#lookups)*
+                    ::core::result::Result::Ok(#task_body #async_block)
+                },
             )
         }
     };

@@ -176,6 +176,19 @@ pub enum RunError {
         /// Why the effect cannot take it.
         problem: EffectProblem,
     },
+    /// A task takes state (a `#[state]` parameter) of a type the runner has no value for.
+    /// The step did not run; register a value and resume the run.
+    #[error(
+        "task `{task}` takes state of type `{type_name}`, which this runner does not have: \
+         register a value with `Runner::state` (`Registry::state` on the command line), then \
+         resume the run"
+    )]
+    MissingState {
+        /// The task (its path).
+        task: String,
+        /// The state's type.
+        type_name: String,
+    },
     /// [`Runner::cancel`](crate::Runner::cancel) could not cancel the run.
     #[error("{}", problem.describe(run_id))]
     NotCancelled {

@@ -1,8 +1,8 @@
 // The rooms of this crate, and which way the arrows run (a module uses only those to its
 // left; `../shared/tools/module-cycles` checks that there is no cycle):
 //
-//   journal -> store -> inspect -> error -> replay -> engine -> ctx -> steps -> command -> run
-//     -> worker -> testing -> cli
+//   journal -> store -> inspect -> error -> replay -> state -> engine -> ctx -> steps -> command
+//     -> run -> worker -> testing -> cli
 //
 // - journal: the events a run records (data only).
 // - store: where journals live: the `Store` trait, the file store, the memory store.
@@ -10,6 +10,7 @@
 //   it names (a run's, a step's, what a run waits for).
 // - error: what tasks, processes and runs fail with (and what a suspended run waits for).
 // - replay: a run's journal by step key, checked for consistency and step order.
+// - state: task state, the shared resources (a pool, a client) a runner hands to tasks by type.
 // - engine: the state of one running run (append, flush, fail, wait, notices) and the hooks
 //   seam tests plug into; knows keys and events, not tasks.
 // - ctx: the process handle and the step-key scopes.
@@ -85,6 +86,7 @@ mod parallel;
 mod replay;
 mod run;
 mod select;
+mod state;
 pub mod store;
 mod task;
 #[cfg(feature = "testing")]
@@ -109,6 +111,7 @@ pub use crate::run::{
     Finished, Process, Runner, Submit, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,
 };
 pub use crate::select::Either;
+pub use crate::state::TaskState;
 // The stores a `Runner` is built on, at the root for convenience; their pages are in `store`.
 #[doc(no_inline)]
 pub use crate::store::{FileStore, MemoryStore, Store};
@@ -150,6 +153,34 @@ pub use minder_macros::data;
 /// Inside a process, a call is a journaled step: replayed from the journal when it already
 /// completed, otherwise run (on the tokio runtime) with its retries and timeout. Outside any
 /// process the call just runs the body.
+///
+/// A parameter marked `#[state]`, a shared reference `&T`, is task state: the value of type
+/// `T` registered on the runner ([`Runner::state`]), for a pool, a client, a configuration. It
+/// is not journaled and not part of the call (`fetch(url)` below); a runner without it stops
+/// the run with [`RunError::MissingState`].
+///
+/// ```
+/// use minder::prelude::*;
+///
+/// struct Client {
+///     base: String,
+/// }
+///
+/// #[task(retries = 2)]
+/// async fn fetch(#[state] http: &Client, path: String) -> Result<String, TaskError> {
+///     Ok(format!("{}{path}", http.base))
+/// }
+///
+/// #[process]
+/// async fn page(_ctx: &Ctx, path: String) -> Result<String, ProcessError> {
+///     Ok(fetch(path).await?)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let runner = Runner::in_memory().state(Client { base: "https://example.org".into() });
+/// assert_eq!(runner.run::<page>("/a".into()).await.unwrap().output, "https://example.org/a");
+/// # }
+/// ```
 pub use minder_macros::task;
 
 /// Turns `async fn name(ctx: &Ctx, input: I) -> Result<O, E>` into a durable process.
@@ -251,7 +282,9 @@ pub mod __private {
         access_of, check_call, conflict, conflict_with_earlier, probe, HasAccess, NotATask,
         Parallel, ProbeOther, ProbeTask, ProbedCall,
     };
+    pub use crate::state::{MissingState, StateMap};
     pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
+    pub use crate::TaskState;
     pub use crate::{Ctx, Graph, Journaled, Node, Process};
     use core::future::IntoFuture;
     pub use core::future::{poll_fn, Future};
@@ -322,6 +355,11 @@ pub mod __private {
         F: Future<Output = R> + Send + 'static,
     {
         Box::pin(body)
+    }
+
+    /// The task state of type `T` (a `#[state]` parameter), from a run's map.
+    pub fn state<T: TaskState>(map: &StateMap) -> Result<std::sync::Arc<T>, MissingState> {
+        map.get::<T>()
     }
 
     /// Fails to compile, under the user's type, unless `T` can be journaled.

@@ -107,6 +107,7 @@ pub struct Runner {
     artifacts: Option<std::path::PathBuf>,
     suspend_sleeps_over: Duration,
     pub(crate) hooks: Arc<dyn crate::engine::Hooks>,
+    states: crate::state::StateMap,
 }
 
 /// How often a writer driving a run looks for a cancel request ([`Runner::cancel`]).
@@ -142,6 +143,7 @@ impl Runner {
             artifacts: None,
             suspend_sleeps_over: DEFAULT_SUSPEND_SLEEPS_OVER,
             hooks: Arc::new(crate::engine::NoHooks),
+            states: Default::default(),
         }
     }
 
@@ -181,6 +183,44 @@ impl Runner {
     /// runs directory.
     pub fn artifacts_in(mut self, root: impl Into<std::path::PathBuf>) -> Self {
         self.artifacts = Some(root.into());
+        self
+    }
+
+    /// Registers `value` as task state: every task of this runner's runs that takes a
+    /// `#[state]` parameter of type `&T` gets it (one value per type; a later call replaces
+    /// it). State is not journaled and is not part of a step's arguments: a resumed run gets
+    /// whatever the runner that resumes it has. A test registers a fake the same way.
+    ///
+    /// ```
+    /// use minder::prelude::*;
+    ///
+    /// struct Greeting(String);
+    ///
+    /// #[task]
+    /// async fn greet(#[state] greeting: &Greeting, name: String) -> Result<String, TaskError> {
+    ///     Ok(format!("{}, {name}", greeting.0))
+    /// }
+    ///
+    /// #[process]
+    /// async fn hello(_ctx: &Ctx, name: String) -> Result<String, ProcessError> {
+    ///     Ok(greet(name).await?)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = Runner::in_memory().state(Greeting("Hello".into()));
+    /// let done = runner.run::<hello>("Ada".into()).await.unwrap();
+    /// assert_eq!(done.output, "Hello, Ada");
+    /// # }
+    /// ```
+    pub fn state<T: crate::state::TaskState>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Adds every value of `states` (the command line's registry's).
+    #[cfg(feature = "cli")]
+    pub(crate) fn with_states(mut self, states: &crate::state::StateMap) -> Self {
+        self.states.extend(states);
         self
     }
 
@@ -520,6 +560,7 @@ impl Runner {
                 .map(|root| root.join(&run_id).join("artifacts")),
             suspend_sleeps_over: self.suspend_sleeps_over,
             hooks: self.hooks.clone(),
+            states: self.states.clone(),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());

@@ -6,8 +6,10 @@ use crate::engine::Stopped;
 use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
+use crate::state::{MissingState, StateMap};
 use crate::Journaled;
 use futures::future::BoxFuture;
+use io::{Body, NotStarted, StepIo, Typed};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -16,6 +18,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+mod io;
 
 /// What a running task body can ask about its step.
 #[derive(Debug, Clone)]
@@ -201,10 +205,13 @@ pub trait TaskMeta: Send + 'static {
     const ACCESS: &'static AccessDef = &AccessDef::NONE;
 }
 
-/// A task's body: the user's function, taking its arguments as a tuple. Called once per
-/// attempt.
+/// A task's body: the user's function, taking its arguments as a tuple and its run's task
+/// state (its `#[state]` parameters, looked up before it starts). Called once per attempt.
 pub(crate) type TaskBody<M> =
-    fn(<M as TaskMeta>::Args) -> BoxFuture<'static, <M as TaskMeta>::Return>;
+    fn(
+        <M as TaskMeta>::Args,
+        &StateMap,
+    ) -> Result<BoxFuture<'static, <M as TaskMeta>::Return>, MissingState>;
 
 /// A call of a task: a future that runs it (inside a process: as a journaled step with
 /// retries and timeout; outside: just the body).
@@ -252,13 +259,29 @@ impl<M: TaskMeta> TaskCall<M> {
 }
 
 /// [`TaskCall::new`], per argument and return type.
-fn call<A: Journaled, R: TaskReturn>(
-    args: A,
-    def: TaskDef,
-    body: fn(A) -> BoxFuture<'static, R>,
-) -> Running<R> {
+fn call<A: Journaled, R: TaskReturn>(args: A, def: TaskDef, body: Body<A, R>) -> Running<R> {
     match current_scope() {
-        None => Running::Body(body(args)),
+        // Outside a process (a test, or another task's body): the state of the step running
+        // now, if any.
+        None => {
+            let states = STEP
+                .try_with(|s| s.run.upgrade().map(|run| run.states.clone()))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            Running::Body(body(args, &states).unwrap_or_else(|missing| {
+                let message = format!(
+                    "task `{}` takes state of type `{}`, and there is none here: state comes \
+                     from the runner of the run that calls the task",
+                    def.path(),
+                    missing.type_name
+                );
+                Box::pin(std::future::ready(R::from_result(Err(TaskError::new(
+                    message,
+                )
+                .into()))))
+            }))
+        }
         Some(scope) => Running::Step(start_step(
             scope,
             def,
@@ -304,92 +327,6 @@ fn poll_running<R: 'static>(fut: &mut Running<R>, cx: &mut Context<'_>) -> Poll<
             *out.downcast::<R>()
                 .expect("a step's output is its task's return type")
         }),
-    }
-}
-
-/// What running a step needs of the task's types; the step engine itself ([`run_step`]) is
-/// not generic.
-trait StepIo: Send {
-    /// The call's arguments, journaled.
-    fn args(&self) -> Result<serde_json::Value, serde_json::Error>;
-    /// Starts one attempt of the body: with the call's arguments the first time, decoded from
-    /// the journaled `args` after that.
-    fn start(
-        &mut self,
-        args: &serde_json::Value,
-    ) -> Result<BoxFuture<'static, Output>, serde_json::Error>;
-    /// The journaled form of an attempt's output.
-    fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error>;
-    /// Whether an attempt's output is an error.
-    fn failed(&self, out: &Output) -> bool;
-    /// The output a journaled (or mocked) outcome stands for.
-    fn decode(&self, outcome: &Outcome) -> Result<Output, serde_json::Error>;
-    /// The output for minder's own error (a timeout, a panic), in the task's error type.
-    fn error(&self, error: TaskError) -> Output;
-}
-
-/// [`StepIo`] for arguments `A` and return type `R`.
-struct Typed<A, R> {
-    args: Option<A>,
-    body: fn(A) -> BoxFuture<'static, R>,
-}
-
-/// A body's future with its output boxed as an [`Output`].
-struct Erased<R>(BoxFuture<'static, R>);
-
-impl<R: Send + 'static> Future for Erased<R> {
-    type Output = Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output> {
-        self.0.as_mut().poll(cx).map(|r| Box::new(r) as Output)
-    }
-}
-
-impl<A: Journaled, R: TaskReturn> Typed<A, R> {
-    fn result(out: &Output) -> &R {
-        out.downcast_ref::<R>()
-            .expect("an attempt's output is its task's return type")
-    }
-}
-
-impl<A: Journaled, R: TaskReturn> StepIo for Typed<A, R> {
-    fn args(&self) -> Result<serde_json::Value, serde_json::Error> {
-        // Called before the first `start`, while the arguments are still here (`Some(a)`
-        // serializes as `a`).
-        serde_json::to_value(self.args.as_ref())
-    }
-
-    fn start(
-        &mut self,
-        args: &serde_json::Value,
-    ) -> Result<BoxFuture<'static, Output>, serde_json::Error> {
-        let args = match self.args.take() {
-            Some(a) => a,
-            None => serde_json::from_value(args.clone())?,
-        };
-        Ok(Box::pin(Erased((self.body)(args))))
-    }
-
-    fn outcome(&self, out: &Output) -> Result<Outcome, serde_json::Error> {
-        match Self::result(out).as_result() {
-            Ok(v) => serde_json::to_value(v).map(Outcome::Ok),
-            Err(e) => serde_json::to_value(e).map(Outcome::Err),
-        }
-    }
-
-    fn failed(&self, out: &Output) -> bool {
-        Self::result(out).as_result().is_err()
-    }
-
-    fn decode(&self, outcome: &Outcome) -> Result<Output, serde_json::Error> {
-        let r = match outcome {
-            Outcome::Ok(v) => serde_json::from_value(v.clone()).map(Ok),
-            Outcome::Err(v) => serde_json::from_value(v.clone()).map(Err),
-        }?;
-        Ok(Box::new(R::from_result(r)))
-    }
-
-    fn error(&self, error: TaskError) -> Output {
-        Box::new(R::from_result(Err(error.into())))
     }
 }
 
@@ -556,12 +493,19 @@ async fn run_step(
             },
             None => {}
         }
-        let body = match io.start(&args_value) {
+        let body = match io.start(&args_value, &run.states) {
             Ok(body) => body,
-            Err(e) => {
+            Err(NotStarted::Args(e)) => {
                 let error = RunError::Decode {
                     problem: DecodeProblem::RecordedArguments { key },
                     message: e.to_string(),
+                };
+                return fatal(&scope, error).await;
+            }
+            Err(NotStarted::State(missing)) => {
+                let error = RunError::MissingState {
+                    task: def.path(),
+                    type_name: missing.type_name.to_string(),
                 };
                 return fatal(&scope, error).await;
             }

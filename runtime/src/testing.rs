@@ -2,6 +2,10 @@
 //! and external tasks answered by the test, and a virtual clock; and replay a saved journal
 //! against the current code to catch incompatible changes in CI.
 //!
+//! A task's state ([`Runner::state`]) needs nothing from here: a test registers a fake the
+//! same way (for a resource behind a trait, register it as an `Arc<dyn Trait>`). A mocked task
+//! needs no state.
+//!
 //! Behind the `testing` feature, so a service's build does not compile it: enable it where
 //! the tests are, `minder = { version = "..", features = ["testing"] }` under
 //! `[dev-dependencies]`.

@@ -103,7 +103,7 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
         } => {
             let entry = registry.find(process)?;
             let input = read_input(input)?;
-            let runner = runner(&store, cli);
+            let runner = runner(&store, cli).with_states(&registry.states);
             let mut options = crate::Submit::default();
             if let Some(queue) = queue {
                 options = options.queue(queue.clone());
@@ -218,7 +218,9 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             let events = store.read(run_id).await?;
             let summary = summarize(&events);
             let entry = registry.find(&summary.process)?;
-            let runner = runner(&store, cli).allow_version_change(*allow_version_change);
+            let runner = runner(&store, cli)
+                .with_states(&registry.states)
+                .allow_version_change(*allow_version_change);
             loop {
                 match drive(entry, &runner, run_id, cli).await {
                     Err(CliError::Waiting) if *wait => {
@@ -493,6 +495,7 @@ pub(super) async fn worker(
     };
     let store = open_store(cli, Some(*lease)).await?;
     let runner = Runner::from_store(store.shared.clone())
+        .with_states(&registry.states)
         .suspend_sleeps_longer_than(cli.suspend_sleeps_over);
     let runner = match &store.file {
         Some(file) => runner.artifacts_in(file.runs_dir().to_path_buf()),

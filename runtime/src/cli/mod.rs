@@ -111,6 +111,8 @@ pub struct Registry {
     binary: Option<(&'static str, &'static str)>,
     /// The same processes, for `worker`.
     processes: crate::worker::Processes,
+    /// Task state for the runners of `run`, `resume` and `worker`.
+    states: crate::state::StateMap,
 }
 
 impl fmt::Debug for Registry {
@@ -185,6 +187,13 @@ impl Registry {
             post: post::<P>,
         });
         self.processes = self.processes.process::<P>();
+        self
+    }
+
+    /// Registers `value` as task state for every run this command line drives (`run`,
+    /// `resume`, `worker`): what [`Runner::state`] does for a runner of your own.
+    pub fn state<T: crate::TaskState>(mut self, value: T) -> Self {
+        self.states.insert(value);
         self
     }
 
