@@ -136,6 +136,8 @@ pub(crate) struct RunState {
     pub(crate) suspend_sleeps_over: Duration,
     /// Mocks, automatic decisions and the clock (the `testing` module's, or none).
     pub(crate) hooks: Arc<dyn Hooks>,
+    /// The process's static graph: each step journals the node it came from.
+    pub(crate) graph: &'static crate::graph::Graph,
 }
 
 /// Keeps an entry on the run's waiting list while it lives ([`RunState::wait_for`]).

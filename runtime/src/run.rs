@@ -537,6 +537,7 @@ impl Runner {
                 .map(|root| root.join(&run_id).join("artifacts")),
             suspend_sleeps_over: self.suspend_sleeps_over,
             hooks: self.hooks.clone(),
+            graph: P::graph(),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());

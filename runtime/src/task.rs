@@ -3,6 +3,7 @@
 use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
+use crate::graph::Caller;
 use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
@@ -11,6 +12,7 @@ use futures::future::BoxFuture;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -241,10 +243,13 @@ impl<M: TaskMeta> fmt::Debug for TaskCall<M> {
 
 impl<M: TaskMeta> TaskCall<M> {
     /// Calls the task described by `def` with its arguments. Inside a process the step key is
-    /// taken now, in program order, so it does not depend on when the future is first polled.
+    /// taken now, in program order, so it does not depend on when the future is first polled;
+    /// the caller's location (`#[task]` makes the call `#[track_caller]`) places the step on
+    /// the process's graph.
+    #[track_caller]
     pub fn new(args: M::Args, def: TaskDef, body: TaskBody<M>) -> Self {
         TaskCall {
-            fut: call(args, def, body),
+            fut: call(args, def, body, Location::caller()),
             name: def.name,
             _meta: PhantomData,
         }
@@ -256,6 +261,7 @@ fn call<A: Journaled, R: TaskReturn>(
     args: A,
     def: TaskDef,
     body: fn(A) -> BoxFuture<'static, R>,
+    at: &'static Location<'static>,
 ) -> Running<R> {
     match current_scope() {
         None => Running::Body(body(args)),
@@ -266,12 +272,19 @@ fn call<A: Journaled, R: TaskReturn>(
                 args: Some(args),
                 body,
             }),
+            at,
         )),
     }
 }
 
-/// Takes the step's key in `scope` and returns the step's future.
-fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture<'static, Output> {
+/// Takes the step's key in `scope` and returns the step's future; `at` is where the process
+/// called the task.
+fn start_step(
+    scope: Arc<Scope>,
+    def: TaskDef,
+    io: Box<dyn StepIo>,
+    at: &'static Location<'static>,
+) -> BoxFuture<'static, Output> {
     // Counted per task path: same-named tasks of two modules never share a counter, and the
     // path in the key keeps their keys apart.
     let code = || format!("`{}` ({})", def.path(), def.location());
@@ -285,7 +298,7 @@ fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture
         replayed = tracing::field::Empty,
     );
     Box::pin(tracing::Instrument::instrument(
-        run_step(scope, step, def, io),
+        run_step(scope, step, def, io, at),
         span,
     ))
 }
@@ -438,6 +451,7 @@ async fn run_step(
     mut step: StepKey,
     def: TaskDef,
     mut io: Box<dyn StepIo>,
+    at: &'static Location<'static>,
 ) -> Output {
     let def = &def;
     let key = step.key.clone();
@@ -526,6 +540,7 @@ async fn run_step(
         location: def.location(),
         args: args_value.clone(),
         seq: Some(step.seq),
+        node: run.graph.node_of(at, Caller::Task(def.name)),
     });
     let idempotency = format!("{}/{key}", run.run_id);
     let mut cancelled = CancelGuard {

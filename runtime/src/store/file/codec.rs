@@ -463,6 +463,7 @@ mod tests {
             message: "m".repeat(i as usize * 7),
             seq: None,
             location: None,
+            node: None,
         };
         let mut good = MAGIC.to_vec();
         good.extend_from_slice(&VERSION.to_le_bytes());
@@ -503,6 +504,7 @@ mod tests {
             message: "m".repeat(i as usize),
             seq: None,
             location: None,
+            node: None,
         };
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&VERSION.to_le_bytes());
