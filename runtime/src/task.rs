@@ -3,8 +3,8 @@
 use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
-use crate::graph::Caller;
 use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
+use crate::graph::Caller;
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -249,7 +249,7 @@ impl<M: TaskMeta> TaskCall<M> {
     #[track_caller]
     pub fn new(args: M::Args, def: TaskDef, body: TaskBody<M>) -> Self {
         TaskCall {
-            fut: call(args, def, body, Location::caller()),
+            fut: call(args, def, body, Site::of::<M>()),
             name: def.name,
             _meta: PhantomData,
         }
@@ -261,7 +261,7 @@ fn call<A: Journaled, R: TaskReturn>(
     args: A,
     def: TaskDef,
     body: fn(A) -> BoxFuture<'static, R>,
-    at: &'static Location<'static>,
+    at: Site,
 ) -> Running<R> {
     match current_scope() {
         None => Running::Body(body(args)),
@@ -277,13 +277,33 @@ fn call<A: Journaled, R: TaskReturn>(
     }
 }
 
+/// Where a task was called, and the name of its function (a renamed task's node has the
+/// function's name): what places its step on the process's graph.
+#[derive(Clone, Copy)]
+struct Site {
+    at: &'static Location<'static>,
+    function: &'static str,
+}
+
+impl Site {
+    #[track_caller]
+    fn of<M: TaskMeta>() -> Site {
+        // `#[task]` names the task's type after its function.
+        let path = std::any::type_name::<M>();
+        Site {
+            at: Location::caller(),
+            function: path.rsplit("::").next().unwrap_or(path),
+        }
+    }
+}
+
 /// Takes the step's key in `scope` and returns the step's future; `at` is where the process
 /// called the task.
 fn start_step(
     scope: Arc<Scope>,
     def: TaskDef,
     io: Box<dyn StepIo>,
-    at: &'static Location<'static>,
+    at: Site,
 ) -> BoxFuture<'static, Output> {
     // Counted per task path: same-named tasks of two modules never share a counter, and the
     // path in the key keeps their keys apart.
@@ -451,7 +471,7 @@ async fn run_step(
     mut step: StepKey,
     def: TaskDef,
     mut io: Box<dyn StepIo>,
-    at: &'static Location<'static>,
+    at: Site,
 ) -> Output {
     let def = &def;
     let key = step.key.clone();
@@ -540,7 +560,7 @@ async fn run_step(
         location: def.location(),
         args: args_value.clone(),
         seq: Some(step.seq),
-        node: run.graph.node_of(at, Caller::Task(def.name)),
+        node: run.graph.node_of(at.at, Caller::Task(at.function)),
     });
     let idempotency = format!("{}/{key}", run.run_id);
     let mut cancelled = CancelGuard {

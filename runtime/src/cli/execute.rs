@@ -343,7 +343,8 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             let states = match run {
                 None => None,
                 Some(id) => {
-                    let states = graph.run_states(&store.read(id).await?, std::time::SystemTime::now());
+                    let states =
+                        graph.run_states(&store.read(id).await?, std::time::SystemTime::now());
                     if states.process != graph.process {
                         return Err(CliError::Input(format!(
                             "run `{id}` is a run of `{}`, not of `{}`: draw it with `graph {} --run {id}`",

@@ -92,7 +92,7 @@ pub(super) fn print_list(runs: &[RunSummary]) {
 }
 
 /// A run's status; with its process's graph and the run's states on it, the nodes where it
-/// stands (`at       waiting  node 6: ctx.breakpoint, line 341 (in if)`).
+/// stands (`at       waiting  node 6: ctx.breakpoint at src/deploy.rs:341 (in if)`).
 pub(super) fn print_status(s: &RunSummary, graph: Option<(&Graph, &RunStates)>) {
     out!("run      {}", s.run_id);
     out!("process  {}", s.process);
@@ -149,9 +149,7 @@ pub(super) fn at_json(graph: &Graph, states: &RunStates) -> Value {
     states
         .current(graph)
         .into_iter()
-        .map(|(id, state)| {
-            json!({ "node": id, "state": state, "description": graph.describe(id) })
-        })
+        .map(|(id, state)| json!({ "node": id, "state": state, "description": graph.describe(id) }))
         .collect()
 }
 
@@ -185,9 +183,8 @@ fn nodes(list: &[Node], next: &mut u32, states: Option<&RunStates>) -> Value {
 fn node(n: &Node, next: &mut u32, states: Option<&RunStates>) -> Value {
     let id = *next;
     *next += 1;
-    let mut parts = |list: &[&[Node]]| -> Vec<Value> {
-        list.iter().map(|l| nodes(l, next, states)).collect()
-    };
+    let mut parts =
+        |list: &[&[Node]]| -> Vec<Value> { list.iter().map(|l| nodes(l, next, states)).collect() };
     let mut value = match n {
         Node::Call { name, line, .. } => json!({ "kind": "call", "name": name, "line": line }),
         Node::Ctx { op, line, .. } => json!({ "kind": "ctx", "op": op, "line": line }),

@@ -105,6 +105,12 @@ fn escape(s: &str) -> String {
     s.replace('"', "'")
 }
 
+/// The state of a block's join: done when everything in the block is (a block still under
+/// way, or with a failure in it, has not joined yet as far as a drawing can tell).
+fn finished(block: Option<NodeState>) -> Option<NodeState> {
+    block.filter(|s| *s == NodeState::Done)
+}
+
 /// DOT attributes that fill a node with a state's colours.
 fn fill(state: Option<NodeState>) -> String {
     match state {
@@ -171,8 +177,8 @@ impl Drawing<'_> {
     }
 
     /// A graph node: its label (with how often the run reached it, when more than once)
-    /// and its state.
-    fn graph_node(&mut self, label: &str, shape: Shape, step: bool) -> usize {
+    /// and its state. Returns its drawing id and its state.
+    fn graph_node(&mut self, label: &str, shape: Shape, step: bool) -> (usize, Option<NodeState>) {
         let id = self.id;
         self.id += 1;
         let counts = self.states.map(|s| s.node(id)).unwrap_or_default();
@@ -181,7 +187,7 @@ impl Drawing<'_> {
         } else {
             label.to_string()
         };
-        self.node(&label, shape, counts.state())
+        (self.node(&label, shape, counts.state()), counts.state())
     }
 
     fn edges(&mut self, from: &[usize], to: usize) {
@@ -204,21 +210,22 @@ impl Drawing<'_> {
     fn one(&mut self, node: &Node, from: Vec<usize>) -> Vec<usize> {
         match node {
             Node::Call { name, .. } => {
-                let id = self.graph_node(name, Shape::Step, true);
+                let (id, _) = self.graph_node(name, Shape::Step, true);
                 self.edges(&from, id);
                 vec![id]
             }
             Node::Ctx { op, .. } => {
-                let id = self.graph_node(&format!("ctx.{op}"), Shape::Step, true);
+                let (id, _) = self.graph_node(&format!("ctx.{op}"), Shape::Step, true);
                 self.edges(&from, id);
                 vec![id]
             }
             Node::Parallel {
                 label, branches, ..
             } => {
-                let fork = self.graph_node(&format!("parallel {label}"), Shape::Fork, false);
+                let (fork, state) =
+                    self.graph_node(&format!("parallel {label}"), Shape::Fork, false);
                 self.edges(&from, fork);
-                let join = self.node("join", Shape::Fork, None);
+                let join = self.node("join", Shape::Fork, finished(state));
                 for branch in branches.iter() {
                     let ends = self.chain(branch, vec![fork]);
                     self.edges(&ends, join);
@@ -226,23 +233,23 @@ impl Drawing<'_> {
                 vec![join]
             }
             Node::Map { label, body } => {
-                let fork =
+                let (fork, state) =
                     self.graph_node(&format!("map {label} (each item)"), Shape::Fork, false);
                 self.edges(&from, fork);
                 let ends = self.chain(body, vec![fork]);
-                let join = self.node(&format!("all {label}"), Shape::Fork, None);
+                let join = self.node(&format!("all {label}"), Shape::Fork, finished(state));
                 self.edges(&ends, join);
                 vec![join]
             }
             Node::Loop { kind, body } => {
-                let head = self.graph_node(&format!("{kind} loop"), Shape::Fork, false);
+                let (head, _) = self.graph_node(&format!("{kind} loop"), Shape::Fork, false);
                 self.edges(&from, head);
                 let ends = self.chain(body, vec![head]);
                 self.edges(&ends, head);
                 vec![head]
             }
             Node::Branch { kind, arms } => {
-                let fork = self.graph_node(kind, Shape::Fork, false);
+                let (fork, _) = self.graph_node(kind, Shape::Fork, false);
                 self.edges(&from, fork);
                 let mut ends = Vec::new();
                 for arm in arms.iter() {

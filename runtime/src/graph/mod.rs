@@ -194,7 +194,7 @@ impl Graph {
         self.nodes.is_empty()
     }
 
-    /// Node `id` for a person: `node 6: ctx.breakpoint, line 341 (in if)`.
+    /// Node `id` for a person: `node 6: ctx.breakpoint at src/deploy.rs:341 (in if)`.
     pub fn describe(&self, id: u32) -> String {
         let all = self.walk();
         let Some(&(_, mut parent, node)) = all.iter().find(|(i, ..)| *i == id) else {
@@ -202,7 +202,7 @@ impl Graph {
         };
         let mut text = format!("node {id}: {}", node.label());
         if let Some((line, _)) = node.site() {
-            let _ = write!(text, ", line {line}");
+            let _ = write!(text, " at {}:{line}", self.file);
         }
         let mut within = Vec::new();
         while let Some(p) = parent {
@@ -407,8 +407,14 @@ mod tests {
             ]
         );
         assert_eq!(GRAPH.len(), 7);
-        assert_eq!(GRAPH.node(4).map(Node::label).as_deref(), Some("ctx.breakpoint"));
-        assert_eq!(GRAPH.describe(4), "node 4: ctx.breakpoint, line 12 (in if)");
+        assert_eq!(
+            GRAPH.node(4).map(Node::label).as_deref(),
+            Some("ctx.breakpoint")
+        );
+        assert_eq!(
+            GRAPH.describe(4),
+            "node 4: ctx.breakpoint at src/p.rs:12 (in if)"
+        );
         assert_eq!(GRAPH.describe(2), "node 2: task work (in map items)");
     }
 
@@ -429,7 +435,10 @@ mod tests {
         );
         // A helper's step: no node.
         assert_eq!(task(99, 1, "fetch"), None);
-        assert_eq!(GRAPH.node_at("src/other.rs", 10, 5, Caller::Task("fetch")), None);
+        assert_eq!(
+            GRAPH.node_at("src/other.rs", 10, 5, Caller::Task("fetch")),
+            None
+        );
         assert_eq!(GRAPH.node_at("src/p.rs", 12, 9, Caller::Ctx), Some(4));
         assert_eq!(GRAPH.node_at("src/p.rs", 12, 1, Caller::Ctx), Some(4));
         assert_eq!(GRAPH.node_at("src/p.rs", 10, 5, Caller::Ctx), None);
