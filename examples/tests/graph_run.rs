@@ -188,7 +188,7 @@ fn a_waiting_run_is_drawn_on_its_graph_and_status_names_its_node() {
         &["graph", "deploy-services", "--run", &id, "--format", "tree"],
     ));
     assert!(
-        tree.starts_with(&format!("process deploy-services  [run {id}]\n")),
+        tree.starts_with(&format!("process deploy-services  [run {id}: waiting]\n")),
         "{tree}"
     );
     assert!(
@@ -241,7 +241,10 @@ fn a_waiting_run_is_drawn_on_its_graph_and_status_names_its_node() {
         assert!(done.contains(&drawn(&mermaid, label)), "{label}: {mermaid}");
     }
     assert!(class(&mermaid, "waiting").is_empty(), "{mermaid}");
-    assert!(mermaid.contains("(completed)"), "{mermaid}");
+    assert!(
+        mermaid.contains(&format!("  %% run {id} (completed)\n")),
+        "{mermaid}"
+    );
     let status = stdout(&cli(&runs, &["status", &id]));
     assert!(
         !status.contains("\nat "),

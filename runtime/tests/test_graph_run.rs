@@ -126,6 +126,7 @@ async fn each_step_is_placed_on_its_node_and_the_states_follow_the_run() {
     assert_eq!(states.run_id, run_id);
     assert_eq!(states.process, "shapes");
     assert_eq!(states.end, None);
+    assert_eq!(states.stands(), "waiting");
     assert!(states.same_structure);
     assert_eq!(states.unplaced, 1, "the helper's step");
     assert_eq!(counts(&states, graph, "task add", 0), done(1));
@@ -216,6 +217,7 @@ async fn each_step_is_placed_on_its_node_and_the_states_follow_the_run() {
     let events = store.read(&run_id).await.unwrap();
     let states = graph.run_states(&events, SystemTime::now());
     assert_eq!(states.end, Some("completed"));
+    assert_eq!(states.stands(), "completed");
     assert_eq!(states.node(go), done(1));
     assert!(states.current(graph).is_empty());
     let mermaid = graph.to_mermaid_with(&states);

@@ -45,8 +45,7 @@ impl Graph {
             Style::Mermaid => {
                 out.text.push_str("flowchart TD\n");
                 if let Some(s) = states {
-                    let end = s.end.unwrap_or("under way");
-                    let _ = writeln!(out.text, "  %% run {} ({end})", escape(&s.run_id));
+                    let _ = writeln!(out.text, "  %% run {} ({})", escape(&s.run_id), s.stands());
                 }
                 let _ = writeln!(out.text, "  n0([\"{process}\"])");
             }
@@ -54,11 +53,11 @@ impl Graph {
                 let _ = writeln!(out.text, "digraph \"{process}\" {{");
                 out.text.push_str("  node [shape=box];\n");
                 if let Some(s) = states {
-                    let end = s.end.unwrap_or("under way");
                     let _ = writeln!(
                         out.text,
-                        "  label=\"{process}: run {} ({end})\";\n  labelloc=t;",
-                        escape(&s.run_id)
+                        "  label=\"{process}: run {} ({})\";\n  labelloc=t;",
+                        escape(&s.run_id),
+                        s.stands()
                     );
                 }
                 let _ = writeln!(

@@ -329,13 +329,12 @@ impl Graph {
     /// The tree of [`Display`](fmt::Display) with a run's states at the end of each line it
     /// reached (`task build  [3 done, 1 running]`).
     pub fn to_tree_with(&self, states: &RunStates) -> String {
-        let mut text = format!("process {}", self.process);
-        if let Some(end) = states.end {
-            let _ = write!(text, "  [run {}: {end}]", states.run_id);
-        } else {
-            let _ = write!(text, "  [run {}]", states.run_id);
-        }
-        text.push('\n');
+        let mut text = format!(
+            "process {}  [run {}: {}]\n",
+            self.process,
+            states.run_id,
+            states.stands()
+        );
         write_tree(&mut text, self.nodes, 1, &mut 0, Some(states)).expect("writing to a String");
         text
     }

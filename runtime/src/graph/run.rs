@@ -164,6 +164,19 @@ impl RunStates {
         self.nodes.get(id as usize).copied().unwrap_or_default()
     }
 
+    /// Where the run stands, in one word: how it ended (`completed`, `failed`,
+    /// `cancelled`), else `running` (a step in flight, or interrupted), `waiting` (only for
+    /// results or times), or `incomplete` (between steps, or stopped there).
+    pub fn stands(&self) -> &'static str {
+        let any = |state| self.nodes.iter().any(|c| c.get(state) > 0);
+        match self.end {
+            Some(end) => end,
+            None if any(NodeState::Running) => "running",
+            None if any(NodeState::Waiting) => "waiting",
+            None => "incomplete",
+        }
+    }
+
     /// The nodes where the run stands now: the calls and `ctx` operations with a step
     /// running or waiting, in graph order.
     pub fn current(&self, graph: &Graph) -> Vec<(u32, NodeState)> {
