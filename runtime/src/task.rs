@@ -4,7 +4,7 @@ use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
 use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
-use crate::graph::Caller;
+use crate::graph::CallSite;
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::Journaled;
@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::Location;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -243,13 +242,11 @@ impl<M: TaskMeta> fmt::Debug for TaskCall<M> {
 
 impl<M: TaskMeta> TaskCall<M> {
     /// Calls the task described by `def` with its arguments. Inside a process the step key is
-    /// taken now, in program order, so it does not depend on when the future is first polled;
-    /// the caller's location (`#[task]` makes the call `#[track_caller]`) places the step on
-    /// the process's graph.
-    #[track_caller]
+    /// taken now, in program order, so it does not depend on when the future is first polled.
+    #[track_caller] // `#[task]`'s call is too: the call site places the step on the graph.
     pub fn new(args: M::Args, def: TaskDef, body: TaskBody<M>) -> Self {
         TaskCall {
-            fut: call(args, def, body, Site::of::<M>()),
+            fut: call(args, def, body, CallSite::task(std::any::type_name::<M>())),
             name: def.name,
             _meta: PhantomData,
         }
@@ -261,7 +258,7 @@ fn call<A: Journaled, R: TaskReturn>(
     args: A,
     def: TaskDef,
     body: fn(A) -> BoxFuture<'static, R>,
-    at: Site,
+    at: CallSite,
 ) -> Running<R> {
     match current_scope() {
         None => Running::Body(body(args)),
@@ -277,33 +274,12 @@ fn call<A: Journaled, R: TaskReturn>(
     }
 }
 
-/// Where a task was called, and the name of its function (a renamed task's node has the
-/// function's name): what places its step on the process's graph.
-#[derive(Clone, Copy)]
-struct Site {
-    at: &'static Location<'static>,
-    function: &'static str,
-}
-
-impl Site {
-    #[track_caller]
-    fn of<M: TaskMeta>() -> Site {
-        // `#[task]` names the task's type after its function.
-        let path = std::any::type_name::<M>();
-        Site {
-            at: Location::caller(),
-            function: path.rsplit("::").next().unwrap_or(path),
-        }
-    }
-}
-
-/// Takes the step's key in `scope` and returns the step's future; `at` is where the process
-/// called the task.
+/// Takes the step's key in `scope` and returns the step's future.
 fn start_step(
     scope: Arc<Scope>,
     def: TaskDef,
     io: Box<dyn StepIo>,
-    at: Site,
+    at: CallSite,
 ) -> BoxFuture<'static, Output> {
     // Counted per task path: same-named tasks of two modules never share a counter, and the
     // path in the key keeps their keys apart.
@@ -471,7 +447,7 @@ async fn run_step(
     mut step: StepKey,
     def: TaskDef,
     mut io: Box<dyn StepIo>,
-    at: Site,
+    at: CallSite,
 ) -> Output {
     let def = &def;
     let key = step.key.clone();
@@ -560,7 +536,7 @@ async fn run_step(
         location: def.location(),
         args: args_value.clone(),
         seq: Some(step.seq),
-        node: run.graph.node_of(at.at, Caller::Task(at.function)),
+        node: run.graph.node_of_task(at),
     });
     let idempotency = format!("{}/{key}", run.run_id);
     let mut cancelled = CancelGuard {

@@ -146,6 +146,26 @@ pub(crate) enum Caller<'a> {
     Ctx,
 }
 
+/// Where the process called a task, and the name of the task's function (a renamed task's
+/// node has its function's name): what places the task's step on the graph.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallSite {
+    at: &'static Location<'static>,
+    function: &'static str,
+}
+
+impl CallSite {
+    /// The caller's site, for the task whose type is `type_path` (`#[task]` names the type
+    /// after the function).
+    #[track_caller]
+    pub(crate) fn task(type_path: &'static str) -> CallSite {
+        CallSite {
+            at: Location::caller(),
+            function: type_path.rsplit("::").next().unwrap_or(type_path),
+        }
+    }
+}
+
 impl Graph {
     /// A hash of the structure (not of formatting, comments or spans): 16 hex digits.
     pub fn fingerprint(&self) -> String {
@@ -255,6 +275,11 @@ impl Graph {
             }
         });
         exact.or(named).or(on_line).or(indirect)
+    }
+
+    /// The node of a task's call (see [`Graph::node_at`]).
+    pub(crate) fn node_of_task(&self, site: CallSite) -> Option<u32> {
+        self.node_of(site.at, Caller::Task(site.function))
     }
 
     /// [`Graph::node_at`] for a caller's location.
