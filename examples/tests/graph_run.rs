@@ -221,6 +221,7 @@ fn a_waiting_run_is_drawn_on_its_graph_and_status_names_its_node() {
         .is_none());
     assert_eq!(graph["run"]["id"], id.as_str());
     assert_eq!(graph["run"]["end"], Value::Null);
+    assert_eq!(graph["run"]["stands"], "waiting");
     assert_eq!(graph["run"]["same_structure"], true);
     assert_eq!(graph["run"]["unplaced"], 0);
 

@@ -154,10 +154,10 @@ pub(super) fn at_json(graph: &Graph, states: &RunStates) -> Value {
 }
 
 /// A process graph as JSON: `{"process", "fingerprint", "nodes"}`, each node an object with
-/// its `id` (what journaled steps record), its `kind` (`call`, `ctx`, `parallel`, `map`,
-/// `loop`, `branch`) and its fields. With a run's states: a `run` object (`id`, `end`,
-/// `same_structure`, `unplaced` steps), and on each node the run reached its `state` and
-/// `counts` (per state; a block counts the steps inside it).
+/// its `kind` (`call`, `ctx`, `parallel`, `map`, `loop`, `branch`) and its fields. With a
+/// run's states: a `run` object (`id`, `stands`, `end`, `same_structure`, `unplaced` steps),
+/// each node's `id` (what journaled steps record), and on each node the run reached its
+/// `state` and `counts` (per state; a block counts the steps inside it).
 pub(super) fn graph_json(graph: &Graph, states: Option<&RunStates>) -> Value {
     let mut next = 0u32;
     let mut out = json!({
@@ -168,6 +168,7 @@ pub(super) fn graph_json(graph: &Graph, states: Option<&RunStates>) -> Value {
     if let Some(s) = states {
         out["run"] = json!({
             "id": s.run_id,
+            "stands": s.stands(),
             "end": s.end,
             "same_structure": s.same_structure,
             "unplaced": s.unplaced,
@@ -186,8 +187,8 @@ fn node(n: &Node, next: &mut u32, states: Option<&RunStates>) -> Value {
     let mut parts =
         |list: &[&[Node]]| -> Vec<Value> { list.iter().map(|l| nodes(l, next, states)).collect() };
     let mut value = match n {
-        Node::Call { name, line, .. } => json!({ "kind": "call", "name": name, "line": line }),
-        Node::Ctx { op, line, .. } => json!({ "kind": "ctx", "op": op, "line": line }),
+        Node::Call { name, .. } => json!({ "kind": "call", "name": name }),
+        Node::Ctx { op, .. } => json!({ "kind": "ctx", "op": op }),
         Node::Parallel {
             label,
             settle,
@@ -210,10 +211,13 @@ fn node(n: &Node, next: &mut u32, states: Option<&RunStates>) -> Value {
             "arms": parts(arms),
         }),
     };
-    value["id"] = json!(id);
-    if let Some(counts) = states.map(|s| s.node(id)).filter(|c| c.total() > 0) {
-        value["state"] = json!(counts.state());
-        value["counts"] = json!(counts);
+    if let Some(states) = states {
+        value["id"] = json!(id);
+        let counts = states.node(id);
+        if counts.total() > 0 {
+            value["state"] = json!(counts.state());
+            value["counts"] = json!(counts);
+        }
     }
     value
 }
