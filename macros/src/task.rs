@@ -503,7 +503,10 @@ fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
         .filter(|a| a.path().is_ident("allow") || a.path().is_ident("expect"));
     // The function users call carries the user's span, so rustc's lints on it (`dead_code` for a
     // task nothing calls) reach the user as they would without the attribute.
+    // `#[track_caller]`: the step learns where the process called it, which places it on
+    // the process's graph.
     let call_fn = quote_spanned! {func.sig.fn_token.span=>
+        #[track_caller]
         #vis fn #ident(#(#arg_idents: #arg_types),*) -> #k::TaskCall<#meta> {
             // Checked here, under the user's types, with minder's own message.
             #(#assertions)*

@@ -8,6 +8,7 @@
 
 use crate::engine::{random_u64, unix_millis, Notice, RunState, StepKey, Stopped};
 use crate::error::Waiting;
+use crate::graph::Caller;
 use crate::journal::Event;
 use crate::replay::HashMap;
 use crate::replay::Replayed;
@@ -233,7 +234,7 @@ impl Ctx {
     /// another message at this step is a non-determinism error.
     #[track_caller]
     pub fn log(&self, message: impl Into<String>) {
-        let location = caller();
+        let (location, node) = self.site();
         let scope = self.scope();
         let mut step = scope.next_key("log");
         let run = &scope.run;
@@ -269,6 +270,7 @@ impl Ctx {
             message,
             seq: Some(step.seq),
             location: Some(location),
+            node,
         });
     }
 
@@ -278,17 +280,19 @@ impl Ctx {
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
     {
-        self.recorded_at(name, caller(), make).1
+        let (location, node) = self.site();
+        self.recorded_at(name, location, node, make).1
     }
 
     /// [`Ctx::recorded`], with the step key the value was recorded under. A journaled value
     /// that no longer fits `T`, or another kind of step at its key, stops the run with a
     /// non-determinism error (the value made now is returned, but nothing more is written
-    /// and nothing more runs).
+    /// and nothing more runs). `node` is the graph node of the call (see [`Ctx::site`]).
     pub(crate) fn recorded_at<T>(
         &self,
         name: &str,
         location: String,
+        node: Option<u32>,
         make: impl FnOnce() -> T,
     ) -> (String, T)
     where
@@ -331,6 +335,7 @@ impl Ctx {
             value,
             seq: Some(step.seq),
             location: Some(location),
+            node,
         });
         (step.key, t)
     }
@@ -395,9 +400,9 @@ impl Ctx {
     /// ```
     #[track_caller]
     pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + '_ {
-        let location = caller();
+        let (location, node) = self.site();
         async move {
-            let (key, deadline) = self.recorded_at("sleep", location, || {
+            let (key, deadline) = self.recorded_at("sleep", location, node, || {
                 unix_millis(self.root.run.hooks.now()).saturating_add(duration.as_millis() as u64)
             });
             self.wait_until(key, deadline).await;
@@ -444,9 +449,10 @@ impl Ctx {
         tokio::time::sleep(left).await;
     }
 
-    /// A deadline `after` from now, journaled (milliseconds since the epoch).
+    /// A deadline `after` from now, journaled (milliseconds since the epoch). On no graph
+    /// node: the breakpoint it is the timeout of is there.
     pub(crate) fn deadline_after(&self, after: Duration, location: String) -> u64 {
-        self.recorded_at("deadline", location, || {
+        self.recorded_at("deadline", location, None, || {
             unix_millis(self.root.run.hooks.now()) + after.as_millis() as u64
         })
         .1
@@ -455,17 +461,21 @@ impl Ctx {
     /// Waits until `when`, durably (a long wait suspends the run like [`Ctx::sleep`]).
     #[track_caller]
     pub fn sleep_until(&self, when: SystemTime) -> impl Future<Output = ()> + Send + '_ {
-        let location = caller();
+        let (location, node) = self.site();
         async move {
-            let (key, deadline) = self.recorded_at("sleep", location, || unix_millis(when));
+            let (key, deadline) = self.recorded_at("sleep", location, node, || unix_millis(when));
             self.wait_until(key, deadline).await;
         }
     }
 }
 
-/// Where the caller of a `#[track_caller]` function is: `file:line:column`.
-#[track_caller]
-pub(crate) fn caller() -> String {
-    let at = std::panic::Location::caller();
-    format!("{}:{}:{}", at.file(), at.line(), at.column())
+impl Ctx {
+    /// Where the caller of a `#[track_caller]` operation is (`file:line:column`), and the
+    /// node of the process graph it is (the `ctx` operation the body makes there).
+    #[track_caller]
+    pub(crate) fn site(&self) -> (String, Option<u32>) {
+        let at = std::panic::Location::caller();
+        let node = self.root.run.graph.node_of(at, Caller::Ctx);
+        (format!("{}:{}:{}", at.file(), at.line(), at.column()), node)
+    }
 }

@@ -5,7 +5,7 @@
 //! waiting ([`RunError::Suspended`]). `approve` / `reject` /
 //! `post` journal the result, and the next resume continues from there.
 
-use crate::ctx::{caller, Ctx};
+use crate::ctx::Ctx;
 use crate::engine::Stopped;
 use crate::error::{DecodeProblem, EffectProblem, RunError, TaskError, Waiting};
 use crate::inspect::WaitKind;
@@ -133,8 +133,8 @@ impl Ctx {
         name: &str,
         input: impl Serialize,
     ) -> impl Future<Output = Decision> + Send + '_ {
-        let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
-        async move { self.decision(name, input, None, location).await }
+        let (name, input, site) = (name.to_string(), serde_json::to_value(input), self.site());
+        async move { self.decision(name, input, None, site).await }
     }
 
     /// Like [`Ctx::breakpoint`], but if nobody decides within `timeout` the decision is
@@ -148,10 +148,10 @@ impl Ctx {
         input: impl Serialize,
         timeout: std::time::Duration,
     ) -> impl Future<Output = Decision> + Send + '_ {
-        let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
+        let (name, input, site) = (name.to_string(), serde_json::to_value(input), self.site());
         async move {
-            let deadline = self.deadline_after(timeout, location.clone());
-            self.decision(name, input, Some(deadline), location).await
+            let deadline = self.deadline_after(timeout, site.0.clone());
+            self.decision(name, input, Some(deadline), site).await
         }
     }
 
@@ -160,10 +160,10 @@ impl Ctx {
         name: String,
         input: serde_json::Result<Value>,
         deadline: Option<u64>,
-        location: String,
+        site: (String, Option<u32>),
     ) -> Decision {
         let outcome = self
-            .effect::<Decision>(WaitKind::Breakpoint, name, input, deadline, location)
+            .effect::<Decision>(WaitKind::Breakpoint, name, input, deadline, site)
             .await;
         match outcome {
             Ok(d) => d,
@@ -210,9 +210,9 @@ impl Ctx {
         name: &str,
         input: impl Serialize,
     ) -> impl Future<Output = Result<T, TaskError>> + Send + '_ {
-        let (name, input, location) = (name.to_string(), serde_json::to_value(input), caller());
+        let (name, input, site) = (name.to_string(), serde_json::to_value(input), self.site());
         async move {
-            self.effect::<T>(WaitKind::External, name, input, None, location)
+            self.effect::<T>(WaitKind::External, name, input, None, site)
                 .await
         }
     }
@@ -223,7 +223,7 @@ impl Ctx {
         name: String,
         input: serde_json::Result<Value>,
         deadline: Option<u64>,
-        location: String,
+        (location, node): (String, Option<u32>),
     ) -> Result<T, TaskError> {
         let scope = self.scope();
         let mut step = scope.next_key(&name);
@@ -277,6 +277,7 @@ impl Ctx {
                 due_ms: deadline,
                 seq: Some(step.seq),
                 location: Some(location.clone()),
+                node,
             }),
         }
         if run.posting.is_none() {

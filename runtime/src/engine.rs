@@ -138,6 +138,8 @@ pub(crate) struct RunState {
     pub(crate) hooks: Arc<dyn Hooks>,
     /// The runner's task state (`#[state]` parameters), by type.
     pub(crate) states: crate::state::StateMap,
+    /// The process's static graph: each step journals the node it came from.
+    pub(crate) graph: &'static crate::graph::Graph,
 }
 
 /// Keeps an entry on the run's waiting list while it lives ([`RunState::wait_for`]).

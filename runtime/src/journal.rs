@@ -50,6 +50,11 @@ pub enum Event {
         /// replay; absent in journals written before it was recorded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seq: Option<u32>,
+        /// The id of the graph node the step came from (see [`Graph::walk`](crate::Graph::walk)):
+        /// the call or `ctx` operation of the process body; absent in journals written before
+        /// it was recorded, and for a step of a helper function the process calls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<u32>,
     },
     /// A step finished.
     StepCompleted {
@@ -110,6 +115,11 @@ pub enum Event {
         /// Where the process body made the call (`file:line:column`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         location: Option<String>,
+        /// The id of the graph node the step came from (see [`Graph::walk`](crate::Graph::walk)):
+        /// the call or `ctx` operation of the process body; absent in journals written before
+        /// it was recorded, and for a step of a helper function the process calls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<u32>,
     },
     /// A log line from the process.
     Log {
@@ -124,6 +134,11 @@ pub enum Event {
         /// Where the process body made the call (`file:line:column`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         location: Option<String>,
+        /// The id of the graph node the step came from (see [`Graph::walk`](crate::Graph::walk)):
+        /// the call or `ctx` operation of the process body; absent in journals written before
+        /// it was recorded, and for a step of a helper function the process calls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<u32>,
     },
     /// The run asked for something done outside the program: a breakpoint's decision or an
     /// external task's result.
@@ -147,6 +162,11 @@ pub enum Event {
         /// Where the process body made the call (`file:line:column`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         location: Option<String>,
+        /// The id of the graph node the step came from (see [`Graph::walk`](crate::Graph::walk)):
+        /// the call or `ctx` operation of the process body; absent in journals written before
+        /// it was recorded, and for a step of a helper function the process calls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<u32>,
     },
     /// An effect's result arrived (posted, approved or rejected).
     EffectResolved {

@@ -105,7 +105,7 @@ pub use crate::error::{
     CancelProblem, DecodeProblem, EffectProblem, ProcessError, RunError, TaskError, TaskErrorKind,
     VersionMismatch, Waiting,
 };
-pub use crate::graph::{Graph, Node};
+pub use crate::graph::{Graph, Node, NodeCounts, NodeState, RunStates};
 pub use crate::parallel::{Map, DEFAULT_MAP_LIMIT};
 pub use crate::run::{
     Finished, Process, Runner, Submit, CANCEL_CHECK, CANCEL_WAIT, DEFAULT_SUSPEND_SLEEPS_OVER,

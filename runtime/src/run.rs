@@ -561,6 +561,7 @@ impl Runner {
             suspend_sleeps_over: self.suspend_sleeps_over,
             hooks: self.hooks.clone(),
             states: self.states.clone(),
+            graph: P::graph(),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());

@@ -6,7 +6,7 @@
 //! effects the first run already caused. `#[process]` rejects it at compile time and names
 //! these two instead.
 
-use crate::ctx::{caller, in_scope, Ctx, Scope};
+use crate::ctx::{in_scope, Ctx, Scope};
 use crate::engine::Stopped;
 use crate::error::RunError;
 use crate::journal::Event;
@@ -71,7 +71,7 @@ impl Ctx {
             Box::pin(async move { Either::First(a.await) }),
             Box::pin(async move { Either::Second(b.await) }),
         ];
-        let journaled = self.first_of(label.to_string(), caller(), branches);
+        let journaled = self.first_of(label.to_string(), self.site(), branches);
         async move { journaled.await.1 }
     }
 
@@ -97,13 +97,13 @@ impl Ctx {
             .map(|f| Box::pin(f.into_future()) as BoxFuture<'a, _>)
             .collect();
         assert!(!branches.is_empty(), "`ctx.race` needs at least one future");
-        self.first_of(label.to_string(), caller(), branches)
+        self.first_of(label.to_string(), self.site(), branches)
     }
 
     async fn first_of<'a, T: Send + 'a>(
         &'a self,
         label: String,
-        location: String,
+        (location, node): (String, Option<u32>),
         branches: Vec<BoxFuture<'a, T>>,
     ) -> (usize, T) {
         let scope = self.scope();
@@ -167,6 +167,7 @@ impl Ctx {
             value: serde_json::Value::from(winner as u64),
             seq: Some(step.seq),
             location: Some(location),
+            node,
         });
         let _active = run.active();
         if let Err(e) = run.flush().await {

@@ -4,6 +4,7 @@ use crate::ctx::{current_scope, Scope};
 use crate::engine::StepKey;
 use crate::engine::Stopped;
 use crate::error::{DecodeProblem, RunError, TaskError, TaskErrorKind};
+use crate::graph::CallSite;
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
 use crate::state::{MissingState, StateMap};
@@ -249,9 +250,10 @@ impl<M: TaskMeta> fmt::Debug for TaskCall<M> {
 impl<M: TaskMeta> TaskCall<M> {
     /// Calls the task described by `def` with its arguments. Inside a process the step key is
     /// taken now, in program order, so it does not depend on when the future is first polled.
+    #[track_caller] // `#[task]`'s call is too: the call site places the step on the graph.
     pub fn new(args: M::Args, def: TaskDef, body: TaskBody<M>) -> Self {
         TaskCall {
-            fut: call(args, def, body),
+            fut: call(args, def, body, CallSite::task(std::any::type_name::<M>())),
             name: def.name,
             _meta: PhantomData,
         }
@@ -259,7 +261,12 @@ impl<M: TaskMeta> TaskCall<M> {
 }
 
 /// [`TaskCall::new`], per argument and return type.
-fn call<A: Journaled, R: TaskReturn>(args: A, def: TaskDef, body: Body<A, R>) -> Running<R> {
+fn call<A: Journaled, R: TaskReturn>(
+    args: A,
+    def: TaskDef,
+    body: Body<A, R>,
+    at: CallSite,
+) -> Running<R> {
     match current_scope() {
         // Outside a process (a test, or another task's body): the state of the step running
         // now, if any.
@@ -289,12 +296,18 @@ fn call<A: Journaled, R: TaskReturn>(args: A, def: TaskDef, body: Body<A, R>) ->
                 args: Some(args),
                 body,
             }),
+            at,
         )),
     }
 }
 
 /// Takes the step's key in `scope` and returns the step's future.
-fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture<'static, Output> {
+fn start_step(
+    scope: Arc<Scope>,
+    def: TaskDef,
+    io: Box<dyn StepIo>,
+    at: CallSite,
+) -> BoxFuture<'static, Output> {
     // Counted per task path: same-named tasks of two modules never share a counter, and the
     // path in the key keeps their keys apart.
     let code = || format!("`{}` ({})", def.path(), def.location());
@@ -308,7 +321,7 @@ fn start_step(scope: Arc<Scope>, def: TaskDef, io: Box<dyn StepIo>) -> BoxFuture
         replayed = tracing::field::Empty,
     );
     Box::pin(tracing::Instrument::instrument(
-        run_step(scope, step, def, io),
+        run_step(scope, step, def, io, at),
         span,
     ))
 }
@@ -375,6 +388,7 @@ async fn run_step(
     mut step: StepKey,
     def: TaskDef,
     mut io: Box<dyn StepIo>,
+    at: CallSite,
 ) -> Output {
     let def = &def;
     let key = step.key.clone();
@@ -463,6 +477,7 @@ async fn run_step(
         location: def.location(),
         args: args_value.clone(),
         seq: Some(step.seq),
+        node: run.graph.node_of_task(at),
     });
     let idempotency = format!("{}/{key}", run.run_id);
     let mut cancelled = CancelGuard {

@@ -41,6 +41,7 @@ fn event(i: usize) -> Event {
             location: "tests/file_store.rs:1".to_string(),
             args: json!([i, "x".repeat(i % 37)]),
             seq: None,
+            node: None,
         },
         1 => Event::StepCompleted {
             key: format!("step/{}", i - 1),
@@ -55,18 +56,21 @@ fn event(i: usize) -> Event {
             value: json!(1_700_000_000_000u64 + i as u64),
             seq: None,
             location: None,
+            node: None,
         },
         3 => Event::Log {
             key: format!("log/{i}"),
             message: format!("line {i}: héllo ✓ \"quoted\"\n"),
             seq: None,
             location: None,
+            node: None,
         },
         _ => Event::Log {
             key: format!("log/{i}"),
             message: String::new(),
             seq: None,
             location: None,
+            node: None,
         },
     }
 }
@@ -781,6 +785,7 @@ async fn a_failed_sync_poisons_the_log_and_the_next_open_cuts_the_journal_back()
                 location: "tests/file_store.rs:1".to_string(),
                 args: json!([]),
                 seq: None,
+                node: None,
             })
             .unwrap();
         }

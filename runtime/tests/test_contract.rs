@@ -530,6 +530,7 @@ async fn the_retry_budget_is_counted_from_the_journal_across_crashes() {
         location: "x".into(),
         args: serde_json::json!([5]),
         seq: Some(0),
+        node: None,
     });
     for attempt in 0..2 {
         events.push(Event::AttemptFailed {

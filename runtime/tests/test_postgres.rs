@@ -127,6 +127,7 @@ fn log_event(i: usize) -> Event {
         message: format!("message {i} ✓"),
         seq: None,
         location: None,
+        node: None,
     }
 }
 

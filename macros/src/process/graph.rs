@@ -3,8 +3,8 @@
 
 use super::check::is_parallel;
 use crate::parallel::{branch_label, macro_args};
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::visit::{self, Visit};
 use syn::{Block, Expr, ExprMethodCall};
 
@@ -31,6 +31,26 @@ pub(crate) fn nodes(block: &Block, ctx: Option<&str>, krate: &TokenStream) -> Ve
     };
     g.visit_block(block);
     g.out
+}
+
+/// The span of an expression's first token: where `#[track_caller]` locates a call of it.
+fn first_span(expr: &Expr) -> Span {
+    expr.to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span())
+}
+
+/// The line and column of `site` in the user's file, as constant expressions (`line!()` and
+/// `column!()` spanned there read the position of the user's token); `0, 0` for none.
+fn at(site: Option<Span>) -> (TokenStream, TokenStream) {
+    match site {
+        Some(span) => (
+            quote_spanned!(span=> ::core::line!()),
+            quote_spanned!(span=> ::core::column!()),
+        ),
+        None => (quote!(0u32), quote!(0u32)),
+    }
 }
 
 struct GraphReader<'a> {
@@ -73,10 +93,14 @@ impl<'a> GraphReader<'a> {
         }
     }
 
-    fn push_call(&mut self, name: String) {
+    /// A call node at `site` (the call's first token; `None`: called indirectly, as the
+    /// function a `ctx.map` is given).
+    fn push_call(&mut self, name: String, site: Option<Span>) {
         let krate = self.krate;
-        self.out
-            .push(quote!(#krate::__private::Node::Call { name: #name }));
+        let (line, column) = at(site);
+        self.out.push(
+            quote!(#krate::__private::Node::Call { name: #name, line: #line, column: #column }),
+        );
     }
 
     /// A branch or map body that is a future-valued expression (not awaited itself).
@@ -84,7 +108,7 @@ impl<'a> GraphReader<'a> {
         match expr {
             Expr::Call(c) => {
                 if let Expr::Path(_) = &*c.func {
-                    self.push_call(branch_label(expr));
+                    self.push_call(branch_label(expr), Some(first_span(&c.func)));
                     for arg in &c.args {
                         self.visit_expr(arg);
                     }
@@ -127,7 +151,7 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
                 for arg in &c.args {
                     self.visit_expr(arg);
                 }
-                self.push_call(branch_label(&e.base));
+                self.push_call(branch_label(&e.base), Some(first_span(&c.func)));
             }
             _ => self.visit_expr(&e.base),
         }
@@ -152,7 +176,7 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
                     // `ctx.map("x", items, task)`: the function is called for each item.
                     Some(Expr::Path(p)) => {
                         if let Some(last) = p.path.segments.last() {
-                            g.push_call(last.ident.to_string());
+                            g.push_call(last.ident.to_string(), None);
                         }
                     }
                     Some(f) => g.visit_expr(f),
@@ -169,8 +193,12 @@ impl<'ast> Visit<'ast> for GraphReader<'_> {
             }
             let krate = self.krate;
             let op = e.method.to_string();
-            self.out
-                .push(quote!(#krate::__private::Node::Ctx { op: #op }));
+            // A method call's caller location is its method name (what `#[track_caller]`
+            // reports).
+            let (line, column) = at(Some(e.method.span()));
+            self.out.push(
+                quote!(#krate::__private::Node::Ctx { op: #op, line: #line, column: #column }),
+            );
             return;
         }
         visit::visit_expr_method_call(self, e);

@@ -290,6 +290,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 // A constant expression: promoted to a `'static`, no item of its own.
                 &#k::__private::Graph {
                     process: #name,
+                    file: ::core::file!(),
                     nodes: &[#(#nodes),*],
                 }
             }

@@ -240,13 +240,22 @@ pub(super) enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Draw a process's static graph (`--json`: its nodes as JSON).
+    /// Draw a process's static graph (`--json`: its nodes as JSON); with `--run`, a run on it.
+    ///
+    /// `#[process]` compiles the body into this state machine, and every journaled step
+    /// records the node it came from: with `--run`, each node the run reached is marked
+    /// done, running, waiting, failed or cancelled (Mermaid classes, DOT colours, the tree's
+    /// `[..]` marks, `--json`'s `state` and `counts`), with how often when it ran more than
+    /// once (a loop, a map).
     Graph {
         /// The process name.
         process: String,
         /// The drawing format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
+        /// Draw this run (of the process) on the graph.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
     },
 }
 

@@ -233,11 +233,22 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             }
         }
         Command::Status { run_id: Some(id) } => {
-            let summary = summarize(&store.read(id).await?);
+            let events = store.read(id).await?;
+            let summary = summarize(&events);
+            // Where the run stands on its graph, when this binary has the process.
+            let graph = registry.find(&summary.process).ok().map(|e| e.graph);
+            let at = graph.map(|g| {
+                let states = g.run_states(&events, std::time::SystemTime::now());
+                (g, states)
+            });
             if cli.json {
-                print_json(&summary);
+                let mut value = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                if let (Some((g, states)), Some(obj)) = (&at, value.as_object_mut()) {
+                    obj.insert("at".into(), super::format::at_json(g, states));
+                }
+                print_json(&value);
             } else {
-                print_status(&summary);
+                print_status(&summary, at.as_ref().map(|(g, s)| (*g, s)));
             }
             Ok(())
         }
@@ -375,17 +386,46 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             clap_complete::generate(*shell, &mut command, name, &mut std::io::stdout());
             Ok(())
         }
-        Command::Graph { process, format } => {
+        Command::Graph {
+            process,
+            format,
+            run,
+        } => {
             let graph = registry.find(process)?.graph;
+            let states = match run {
+                None => None,
+                Some(id) => {
+                    let states =
+                        graph.run_states(&store.read(id).await?, std::time::SystemTime::now());
+                    if states.process != graph.process {
+                        return Err(CliError::Input(format!(
+                            "run `{id}` is a run of `{}`, not of `{}`: draw it with `graph {} --run {id}`",
+                            states.process, graph.process, states.process
+                        )));
+                    }
+                    if !states.same_structure {
+                        note!(
+                            "warning: `{}` changed since run `{id}` started (its structure differs): \
+                             its steps are drawn on the nodes they recorded, which may have moved",
+                            graph.process
+                        );
+                    }
+                    Some(states)
+                }
+            };
             if cli.json {
-                print_json(&graph_json(graph));
+                print_json(&graph_json(graph, states.as_ref()));
                 return Ok(());
             }
-            match format {
-                GraphFormat::Mermaid => out!("{}", graph.to_mermaid().trim_end()),
-                GraphFormat::Dot => out!("{}", graph.to_dot().trim_end()),
-                GraphFormat::Tree => out!("{}", graph.to_string().trim_end()),
-            }
+            let text = match (format, &states) {
+                (GraphFormat::Mermaid, None) => graph.to_mermaid(),
+                (GraphFormat::Dot, None) => graph.to_dot(),
+                (GraphFormat::Tree, None) => graph.to_string(),
+                (GraphFormat::Mermaid, Some(s)) => graph.to_mermaid_with(s),
+                (GraphFormat::Dot, Some(s)) => graph.to_dot_with(s),
+                (GraphFormat::Tree, Some(s)) => graph.to_tree_with(s),
+            };
+            out!("{}", text.trim_end());
             Ok(())
         }
     }

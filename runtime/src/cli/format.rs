@@ -2,7 +2,7 @@
 //! the logs and progress bars of a running run.
 
 use crate::engine::Notice;
-use crate::graph::{Graph, Node};
+use crate::graph::{Graph, Node, RunStates};
 use crate::inspect::{RunSummary, StepState};
 use crate::journal::Event;
 use serde_json::{json, Value};
@@ -91,10 +91,17 @@ pub(super) fn print_list(runs: &[RunSummary]) {
     }
 }
 
-pub(super) fn print_status(s: &RunSummary) {
+/// A run's status; with its process's graph and the run's states on it, the nodes where it
+/// stands (`at       waiting  node 6: ctx.breakpoint at src/deploy.rs:341 (in if)`).
+pub(super) fn print_status(s: &RunSummary, graph: Option<(&Graph, &RunStates)>) {
     out!("run      {}", s.run_id);
     out!("process  {}", s.process);
     out!("state    {}", s.state);
+    if let Some((graph, states)) = graph {
+        for (id, state) in states.current(graph) {
+            out!("at       {state:<8} {}", graph.describe(id));
+        }
+    }
     out!(
         "steps    {} done, {} failed, {} running or interrupted",
         s.count(StepState::Done),
@@ -136,44 +143,83 @@ pub(super) fn print_status(s: &RunSummary) {
     }
 }
 
+/// Where a run stands on its graph, for `status --json`: the nodes with a step running or
+/// waiting, `[{"node", "state", "description"}]`.
+pub(super) fn at_json(graph: &Graph, states: &RunStates) -> Value {
+    states
+        .current(graph)
+        .into_iter()
+        .map(|(id, state)| json!({ "node": id, "state": state, "description": graph.describe(id) }))
+        .collect()
+}
+
 /// A process graph as JSON: `{"process", "fingerprint", "nodes"}`, each node an object with
-/// its `kind` (`call`, `ctx`, `parallel`, `map`, `loop`, `branch`) and its fields.
-pub(super) fn graph_json(graph: &Graph) -> Value {
-    fn nodes(list: &[Node]) -> Value {
-        Value::Array(list.iter().map(node).collect())
-    }
-    fn node(n: &Node) -> Value {
-        match n {
-            Node::Call { name } => json!({ "kind": "call", "name": name }),
-            Node::Ctx { op } => json!({ "kind": "ctx", "op": op }),
-            Node::Parallel {
-                label,
-                settle,
-                branches,
-            } => json!({
-                "kind": "parallel",
-                "label": label,
-                "settle": settle,
-                "branches": branches.iter().map(|b| nodes(b)).collect::<Vec<_>>(),
-            }),
-            Node::Map { label, body } => {
-                json!({ "kind": "map", "label": label, "body": nodes(body) })
-            }
-            Node::Loop { kind, body } => {
-                json!({ "kind": "loop", "loop": kind, "body": nodes(body) })
-            }
-            Node::Branch { kind, arms } => json!({
-                "kind": "branch",
-                "branch": kind,
-                "arms": arms.iter().map(|a| nodes(a)).collect::<Vec<_>>(),
-            }),
-        }
-    }
-    json!({
+/// its `kind` (`call`, `ctx`, `parallel`, `map`, `loop`, `branch`) and its fields. With a
+/// run's states: a `run` object (`id`, `stands`, `end`, `same_structure`, `unplaced` steps),
+/// each node's `id` (what journaled steps record), and on each node the run reached its
+/// `state` and `counts` (per state; a block counts the steps inside it).
+pub(super) fn graph_json(graph: &Graph, states: Option<&RunStates>) -> Value {
+    let mut next = 0u32;
+    let mut out = json!({
         "process": graph.process,
         "fingerprint": graph.fingerprint(),
-        "nodes": nodes(graph.nodes),
-    })
+        "nodes": nodes(graph.nodes, &mut next, states),
+    });
+    if let Some(s) = states {
+        out["run"] = json!({
+            "id": s.run_id,
+            "stands": s.stands(),
+            "end": s.end,
+            "same_structure": s.same_structure,
+            "unplaced": s.unplaced,
+        });
+    }
+    out
+}
+
+fn nodes(list: &[Node], next: &mut u32, states: Option<&RunStates>) -> Value {
+    Value::Array(list.iter().map(|n| node(n, next, states)).collect())
+}
+
+fn node(n: &Node, next: &mut u32, states: Option<&RunStates>) -> Value {
+    let id = *next;
+    *next += 1;
+    let mut parts =
+        |list: &[&[Node]]| -> Vec<Value> { list.iter().map(|l| nodes(l, next, states)).collect() };
+    let mut value = match n {
+        Node::Call { name, .. } => json!({ "kind": "call", "name": name }),
+        Node::Ctx { op, .. } => json!({ "kind": "ctx", "op": op }),
+        Node::Parallel {
+            label,
+            settle,
+            branches,
+        } => json!({
+            "kind": "parallel",
+            "label": label,
+            "settle": settle,
+            "branches": parts(branches),
+        }),
+        Node::Map { label, body } => {
+            json!({ "kind": "map", "label": label, "body": parts(&[body]).remove(0) })
+        }
+        Node::Loop { kind, body } => {
+            json!({ "kind": "loop", "loop": kind, "body": parts(&[body]).remove(0) })
+        }
+        Node::Branch { kind, arms } => json!({
+            "kind": "branch",
+            "branch": kind,
+            "arms": parts(arms),
+        }),
+    };
+    if let Some(states) = states {
+        value["id"] = json!(id);
+        let counts = states.node(id);
+        if counts.total() > 0 {
+            value["state"] = json!(counts.state());
+            value["counts"] = json!(counts);
+        }
+    }
+    value
 }
 
 pub(super) fn short(v: &Value) -> String {

@@ -10,7 +10,8 @@
 //! - `post <run> <effect> --value JSON|--error MSG`, `approve|reject <run> <breakpoint>
 //!   [--feedback ..]`, `cancel <run> [--reason ..]`: resolve what a run waits for, or end it.
 //! - `prune --older-than DURATION [--state ..] [--dry-run]`, `prune <run>...`: delete runs.
-//! - `graph <process> [--format mermaid|dot|tree] [--json]`: the process's static graph.
+//! - `graph <process> [--format mermaid|dot|tree] [--run <run>] [--json]`: the process's
+//!   static graph; with `--run`, that run drawn on it (each node done, running, waiting, ..).
 //! - `completions bash|zsh|fish`: shell completions.
 //!
 //! Every command takes `--runs-dir DIR` (default `.minder/runs`), `--json` (one JSON document

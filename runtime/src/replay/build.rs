@@ -125,6 +125,7 @@ impl<'a> Builder<'a> {
                 location,
                 args,
                 seq,
+                ..
             } => match self.map.live(&key).map(|i| self.map.entries[i]) {
                 // Started again after a crash or a cancellation: the same step.
                 Some(e)
@@ -190,6 +191,7 @@ impl<'a> Builder<'a> {
                 value,
                 seq,
                 location,
+                ..
             } => {
                 let mut entry = Self::entry(Kind::Recorded);
                 entry.a = self.value(&value)?;
@@ -201,6 +203,7 @@ impl<'a> Builder<'a> {
                 message,
                 seq,
                 location,
+                ..
             } => {
                 let mut entry = Self::entry(Kind::Logged);
                 let run_id = self.run_id;

@@ -549,6 +549,7 @@ mod tests {
             args: json!([i, -0.0, "é"]),
             // No position: the order checks (tested with whole runs) stay out of the way.
             seq: None,
+            node: None,
         }
     }
 
@@ -647,6 +648,7 @@ mod tests {
             message: "hi".into(),
             seq: None,
             location: None,
+            node: None,
         };
         let err = build(vec![created.clone(), started(1), log]).unwrap_err();
         assert!(

@@ -464,6 +464,7 @@ mod tests {
             message: "m".repeat(i as usize * 7),
             seq: None,
             location: None,
+            node: None,
         };
         let mut good = MAGIC.to_vec();
         good.extend_from_slice(&VERSION.to_le_bytes());
@@ -504,6 +505,7 @@ mod tests {
             message: "m".repeat(i as usize),
             seq: None,
             location: None,
+            node: None,
         };
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&VERSION.to_le_bytes());

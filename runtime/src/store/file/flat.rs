@@ -70,6 +70,8 @@ mod fields {
         pub(super) args: Value,
         #[serde(default)]
         pub(super) seq: Option<u32>,
+        #[serde(default)]
+        pub(super) node: Option<u32>,
     }
     #[derive(Deserialize)]
     pub(super) struct KeyOutcome {
@@ -116,6 +118,8 @@ mod fields {
         pub(super) seq: Option<u32>,
         #[serde(default)]
         pub(super) location: Option<String>,
+        #[serde(default)]
+        pub(super) node: Option<u32>,
     }
     #[derive(Deserialize)]
     pub(super) struct Log {
@@ -127,6 +131,8 @@ mod fields {
         pub(super) seq: Option<u32>,
         #[serde(default)]
         pub(super) location: Option<String>,
+        #[serde(default)]
+        pub(super) node: Option<u32>,
     }
     #[derive(Deserialize)]
     pub(super) struct EffectRequested {
@@ -142,6 +148,8 @@ mod fields {
         pub(super) seq: Option<u32>,
         #[serde(default)]
         pub(super) location: Option<String>,
+        #[serde(default)]
+        pub(super) node: Option<u32>,
     }
     #[derive(Deserialize)]
     pub(super) struct Suspended {
@@ -209,6 +217,7 @@ impl<'de> Visitor<'de> for TagFirst {
                     location: f.location,
                     args: f.args,
                     seq: f.seq,
+                    node: f.node,
                 }
             }
             "step_completed" => {
@@ -248,6 +257,7 @@ impl<'de> Visitor<'de> for TagFirst {
                     value: f.value,
                     seq: f.seq,
                     location: f.location,
+                    node: f.node,
                 }
             }
             "log" => {
@@ -257,6 +267,7 @@ impl<'de> Visitor<'de> for TagFirst {
                     message: f.message,
                     seq: f.seq,
                     location: f.location,
+                    node: f.node,
                 }
             }
             "effect_requested" => {
@@ -269,6 +280,7 @@ impl<'de> Visitor<'de> for TagFirst {
                     due_ms: f.due_ms,
                     seq: f.seq,
                     location: f.location,
+                    node: f.node,
                 }
             }
             "effect_resolved" => {
@@ -327,6 +339,7 @@ mod tests {
                 location: s("l"),
                 args: json!([1]),
                 seq: Some(2),
+                node: Some(4),
             },
             Event::StepCompleted {
                 key: s("k"),
@@ -351,12 +364,14 @@ mod tests {
                 value: json!(5),
                 seq: Some(1),
                 location: Some(s("l")),
+                node: Some(5),
             },
             Event::Log {
                 key: s("k"),
                 message: s("m"),
                 seq: Some(1),
                 location: Some(s("l")),
+                node: Some(6),
             },
             Event::EffectRequested {
                 key: s("k"),
@@ -366,6 +381,7 @@ mod tests {
                 due_ms: Some(3),
                 seq: Some(0),
                 location: Some(s("l")),
+                node: Some(7),
             },
             Event::EffectResolved {
                 key: s("k"),

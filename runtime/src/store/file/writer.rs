@@ -594,6 +594,7 @@ mod tests {
             message: "created".to_string(),
             seq: None,
             location: None,
+            node: None,
         };
         let log = store.create("lone", created.clone()).await.unwrap();
         let started = |key: &str| Event::StepStarted {
@@ -602,6 +603,7 @@ mod tests {
             location: "l:1".to_string(),
             args: serde_json::Value::Null,
             seq: None,
+            node: None,
         };
         let completed = |key: &str| Event::StepCompleted {
             key: key.to_string(),
