@@ -1,0 +1,233 @@
+//! Claims (ready, due and lapsed runs; queues with limits claimed under their row's lock) and
+//! the queues' limits.
+
+use super::*;
+
+impl PgStore {
+    pub(super) async fn claim_now(
+        &self,
+        request: &ClaimRequest,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if request.max == 0 || request.processes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let wanted: Vec<String> = request
+            .processes
+            .iter()
+            .map(|(p, f)| format!("{p}/{f}"))
+            .collect();
+        // Queues with limits are claimed one by one under their row's lock; the rest at once.
+        let limited: Vec<String> = client
+            .query("SELECT name FROM minder_queues", &[])
+            .await
+            .map_err(|e| self.inner.error("cannot read the queues", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .filter(|q: &String| request.queues.is_empty() || request.queues.contains(q))
+            .collect();
+        let lease = request.lease.as_secs_f64();
+        let mut rows = client
+            .query(
+                CLAIM,
+                &[
+                    &(now_ms() as i64),
+                    &wanted,
+                    &request.queues,
+                    &(request.max as i64),
+                    &self.inner.owner,
+                    &lease,
+                    &limited,
+                ],
+            )
+            .await
+            .map_err(|e| self.inner.error("cannot claim runs", e))?;
+        for queue in &limited {
+            let left = request.max.saturating_sub(rows.len());
+            if left == 0 {
+                break;
+            }
+            rows.extend(self.claim_limited(queue, &wanted, left, lease).await?);
+        }
+        let mut claimed = Vec::new();
+        for row in rows {
+            let run_id: String = row.get(0);
+            let process: String = row.get(1);
+            let epoch: i64 = row.get(2);
+            let events = self.events_of(&client, &run_id).await?;
+            let log = self.hold(&run_id, epoch, &events);
+            claimed.push(Claimed::new(run_id, process, OpenRun::new(events, log)));
+        }
+        Ok(claimed)
+    }
+
+    /// Claims up to `max` runs of a queue with limits: in one transaction that holds the
+    /// queue's row, counts the queue's held runs and recent claims (new statements, so they
+    /// see what the workers that held the row before committed), claims within the budget and
+    /// counts the claims.
+    async fn claim_limited(
+        &self,
+        queue: &str,
+        wanted: &[String],
+        max: usize,
+        lease: f64,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let mut slot = self.inner.claims.lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(connect_client(&self.inner.url, &self.inner.config).await?);
+        }
+        let client = slot.as_mut().expect("connected above");
+        let err = |e| self.inner.error("cannot claim runs", e);
+        let tx = client.transaction().await.map_err(err)?;
+        let Some(limits) = tx
+            .query_opt(
+                "SELECT concurrency, rate_max, window_count,
+                     (window_start IS NULL OR rate_period_ms IS NULL OR
+                      window_start + make_interval(secs => rate_period_ms / 1000.0) <= now())
+                 FROM minder_queues WHERE name = $1 FOR UPDATE",
+                &[&queue],
+            )
+            .await
+            .map_err(err)?
+        else {
+            return Ok(Vec::new());
+        };
+        let concurrency: Option<i32> = limits.get(0);
+        let rate_max: Option<i32> = limits.get(1);
+        let window_count: i32 = limits.get(2);
+        let new_window: bool = limits.get(3);
+        let mut budget = max as i64;
+        if let Some(c) = concurrency {
+            let held: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM minder_runs
+                     WHERE queue = $1 AND owner IS NOT NULL AND lease_until >= now()",
+                    &[&queue],
+                )
+                .await
+                .map_err(err)?
+                .get(0);
+            budget = budget.min(i64::from(c) - held);
+        }
+        if let Some(r) = rate_max {
+            let used = if new_window { 0 } else { window_count };
+            budget = budget.min(i64::from(r - used));
+        }
+        if budget <= 0 {
+            tx.commit().await.map_err(err)?;
+            return Ok(Vec::new());
+        }
+        let queues = vec![queue.to_string()];
+        let none: Vec<String> = Vec::new();
+        let rows = tx
+            .query(
+                CLAIM,
+                &[
+                    &(now_ms() as i64),
+                    &wanted,
+                    &queues,
+                    &budget,
+                    &self.inner.owner,
+                    &lease,
+                    &none,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        if rate_max.is_some() && !rows.is_empty() {
+            tx.execute(
+                "UPDATE minder_queues SET
+                     window_start = CASE WHEN $2 THEN now() ELSE window_start END,
+                     window_count = CASE WHEN $2 THEN 0 ELSE window_count END + $3
+                 WHERE name = $1",
+                &[&queue, &new_window, &(rows.len() as i32)],
+            )
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(rows)
+    }
+
+    pub(super) fn set_queue_now<'a>(
+        &'a self,
+        name: &'a str,
+        limits: crate::store::QueueLimits,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            validate_run_id(name).map_err(|_| StoreError::InvalidRunId(name.to_string()))?;
+            let client = self.client().await?;
+            let result = if limits == crate::store::QueueLimits::none() {
+                client
+                    .execute("DELETE FROM minder_queues WHERE name = $1", &[&name])
+                    .await
+            } else {
+                let concurrency = limits.concurrency.map(|c| c as i32);
+                let rate_max = limits.rate.map(|r| r.max as i32);
+                let period = limits.rate.map(|r| r.period_ms as i64);
+                client
+                    .execute(
+                        "INSERT INTO minder_queues (name, concurrency, rate_max, rate_period_ms)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (name) DO UPDATE SET concurrency = $2, rate_max = $3,
+                             rate_period_ms = $4",
+                        &[&name, &concurrency, &rate_max, &period],
+                    )
+                    .await
+            };
+            result
+                .map(drop)
+                .map_err(|e| self.inner.error("cannot set the queue", e))
+        })
+    }
+
+    pub(super) fn queues_now(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<(String, crate::store::QueueLimits)>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT name, concurrency, rate_max, rate_period_ms FROM minder_queues
+                     ORDER BY name",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot read the queues", e))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let mut limits = crate::store::QueueLimits::none();
+                    if let Some(c) = r.get::<_, Option<i32>>(1) {
+                        limits = limits.concurrency(c as u32);
+                    }
+                    if let (Some(max), Some(ms)) =
+                        (r.get::<_, Option<i32>>(2), r.get::<_, Option<i64>>(3))
+                    {
+                        limits = limits.rate(max as u32, Duration::from_millis(ms as u64));
+                    }
+                    (r.get(0), limits)
+                })
+                .collect())
+        })
+    }
+}
+
+/// Claims ready and due runs (and runs whose holder's lease lapsed) of the wanted processes
+/// and queues, lowest priority value first, then oldest, skipping rows another claim holds:
+/// $1 now (ms), $2 `process/fingerprint`s, $3 queues (empty: all), $4 how many, $5 the owner,
+/// $6 the lease (s), $7 queues left out (those with limits, claimed on their own).
+pub(super) const CLAIM: &str = "WITH c AS (
+        SELECT run_id FROM minder_runs
+        WHERE (state = 'ready' OR (state = 'due' AND wake_at <= $1))
+          AND (owner IS NULL OR lease_until < now())
+          AND process || '/' || fingerprint = ANY($2)
+          AND (cardinality($3::text[]) = 0 OR queue = ANY($3))
+          AND queue <> ALL($7::text[])
+        ORDER BY priority, created_at
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED)
+    UPDATE minder_runs r SET owner = $5, epoch = r.epoch + 1,
+        lease_until = now() + make_interval(secs => $6), updated_at = now()
+    FROM c WHERE r.run_id = c.run_id
+    RETURNING r.run_id, r.process, r.epoch";
