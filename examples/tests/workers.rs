@@ -122,7 +122,27 @@ fn two_workers_one_killed(store: &[&str]) {
 fn on_a_runs_directory_the_survivor_finishes_what_a_killed_worker_left() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let runs = dir.path().join("runs").display().to_string();
-    two_workers_one_killed(&["--runs-dir", &runs]);
+    let store = ["--runs-dir", runs.as_str()];
+    two_workers_one_killed(&store);
+    // `list --queue`: the 40 runs are on the default queue; one submitted to another is
+    // listed there only.
+    let other = json(
+        &store,
+        &[
+            "run",
+            "batch-files",
+            "--input",
+            "examples/data/batch-input.json",
+            "--detach",
+            "--queue",
+            "nightly",
+        ],
+    );
+    let listed = |queue: &str| json(&store, &["list", "--queue", queue]);
+    let nightly = listed("nightly");
+    assert_eq!(nightly.as_array().unwrap().len(), 1, "{nightly}");
+    assert_eq!(nightly[0]["run_id"], other["run_id"]);
+    assert_eq!(listed("default").as_array().unwrap().len(), 40);
 }
 
 #[test]

@@ -646,3 +646,39 @@ async fn queue_limits_hold_across_workers_on_postgres() {
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
     common::queues::queue_limits_hold(store, "p").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_a_one_line_error_with_the_password_masked() {
+    let url = pg::fresh_db("creds").await;
+    pg::sql(&url)
+        .await
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE minder_pw LOGIN PASSWORD 'right-one'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    pg::require_password("minder_pw").await;
+    // The test URLs name the user `postgres`: the same server as user `minder_pw`.
+    let as_user = |password: &str| url.replacen("postgres@", &format!("minder_pw:{password}@"), 1);
+    let e = PgStore::connect(&as_user("wrong-one"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot connect") && e.contains("minder_pw:***@"),
+        "{e}"
+    );
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(!e.contains("wrong-one") && !e.contains('\n'), "{e}");
+    // The right password gets in (and may create the schema: the role owns nothing, so it is
+    // refused with a one-line error too, naming what failed).
+    match PgStore::connect(&as_user("right-one")).await {
+        Ok(_) => {}
+        Err(e) => {
+            let e = e.to_string();
+            assert!(!e.contains("right-one") && !e.contains('\n'), "{e}");
+            assert!(!e.contains("password authentication failed"), "{e}");
+        }
+    }
+}

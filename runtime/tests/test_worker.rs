@@ -459,3 +459,69 @@ async fn a_worker_says_which_ready_runs_it_leaves_for_others() {
     let store = FileStore::new(&runs);
     assert_eq!(store.read(&id).await.unwrap().len(), 1, "left alone");
 }
+
+/// Set in the child process of `a_stopped_worker_keeps_its_run_and_finishes_it_when_continued`.
+const STOPPED_CHILD: &str = "MINDER_TEST_STOPPED_WORKER_CHILD";
+
+#[test]
+fn a_stopped_worker_keeps_its_run_and_finishes_it_when_continued() {
+    if let Some(runs) = std::env::var_os(STOPPED_CHILD) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            Worker::new(runner(Path::new(&runs)), processes())
+                .poll(Duration::from_millis(20))
+                .run()
+                .await
+                .unwrap();
+        });
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = scratch();
+        let runs = dir.path().join("runs");
+        let log = dir.path().join("log");
+        let job = job(dir.path(), "s", false);
+        let id = runner(&runs).submit::<three_steps>(&job).await.unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_stopped_worker_keeps_its_run_and_finishes_it_when_continued",
+                "--nocapture",
+            ])
+            .env(STOPPED_CHILD, &runs)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_until("the child worker to reach `hold`", || {
+            count(&log, "s hold") == 1
+        })
+        .await;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+        // On the runs directory the run lock is the claim: while the stopped worker lives, no
+        // other worker takes its run (nothing to fence), and `workers` shows who holds it.
+        std::fs::write(&job.gate, "").unwrap();
+        let store = FileStore::new(&runs);
+        let held = store.workers().await.unwrap();
+        assert!(
+            held.iter()
+                .any(|w| w.pid == child.id() && w.holds.contains(&id)),
+            "{held:?}"
+        );
+        let request = minder::store::ClaimRequest::new("other", processes().fingerprints(), 4);
+        let claimed = store.claim(&request).await.unwrap();
+        assert!(
+            claimed.is_empty(),
+            "another worker took the stopped worker's run"
+        );
+        assert_eq!(lines(&log), ["s 1", "s hold"]);
+        // Continued, it finishes the run itself: every step once.
+        // SAFETY: as above.
+        unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+        wait_ended(&store, std::slice::from_ref(&id)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(lines(&log), ["s 1", "s hold", "s 2"]);
+    });
+}

@@ -153,6 +153,9 @@ pub(super) enum Command {
         /// Only runs whose last event is more recent than this: `1h`, `7d`.
         #[arg(long, value_parser = parse_duration)]
         since: Option<std::time::Duration>,
+        /// Only runs of this queue (`default` for a run that names none).
+        #[arg(long)]
+        queue: Option<String>,
     },
     /// A run's journal, event by event.
     Events {

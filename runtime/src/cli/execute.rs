@@ -257,11 +257,13 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
             process,
             state,
             since,
+            queue,
         } => {
             let filter = Filter {
                 process: process.as_deref(),
                 states: state,
                 since: *since,
+                queue: queue.as_deref(),
             };
             list(&*store, cli, &filter).await
         }
@@ -437,19 +439,31 @@ struct Filter<'a> {
     process: Option<&'a str>,
     states: &'a [String],
     since: Option<std::time::Duration>,
+    queue: Option<&'a str>,
 }
 
 async fn list(store: &dyn Store, cli: &Cli, filter: &Filter<'_>) -> Result<(), CliError> {
     let now = std::time::SystemTime::now();
     let mut runs = Vec::new();
     for id in store.list().await? {
-        let summary = match store.read(&id).await {
-            Ok(events) => summarize(&events),
+        let (summary, queue) = match store.read(&id).await {
+            Ok(events) => {
+                let queue = match events.first() {
+                    Some(crate::journal::Event::RunCreated { queue, .. }) => queue
+                        .clone()
+                        .unwrap_or_else(|| crate::store::DEFAULT_QUEUE.to_string()),
+                    _ => crate::store::DEFAULT_QUEUE.to_string(),
+                };
+                (summarize(&events), queue)
+            }
             Err(e) => {
                 note!("warning: run `{id}`: {e}");
                 continue;
             }
         };
+        if filter.queue.is_some_and(|q| q != queue) {
+            continue;
+        }
         if filter.process.is_some_and(|p| p != summary.process)
             || !(filter.states.is_empty() || filter.states.contains(&summary.state.to_string()))
         {

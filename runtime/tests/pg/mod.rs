@@ -212,3 +212,21 @@ pub fn restart() {
         .arg("start");
     run(start, "pg_ctl start");
 }
+
+/// Makes the tests' own cluster ask `role` for its password (scram-sha-256) on the socket, and
+/// reloads it.
+pub async fn require_password(role: &str) {
+    let Some((data, _, _)) = &server().own else {
+        panic!("password checks need the tests' own cluster (unset MINDER_TEST_POSTGRES_URL)");
+    };
+    let hba = data.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    if !old.contains(&format!("local all {role} scram-sha-256")) {
+        std::fs::write(&hba, format!("local all {role} scram-sha-256\n{old}")).unwrap();
+    }
+    sql(&admin_url())
+        .await
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
