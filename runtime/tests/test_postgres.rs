@@ -682,3 +682,58 @@ async fn refused_credentials_are_a_one_line_error_with_the_password_masked() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_when_the_url_asks_for_it_with_the_server_certificate_verified() {
+    let url = pg::fresh_db("tls").await;
+    let db = url
+        .split('/')
+        .nth(3)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let (tls_url, cert) = pg::tls_url(&db);
+    // Mozilla's roots do not know the test server's certificate: refused, one line.
+    // SAFETY (set_var): the other tests do not read PGSSLROOTCERT (they do not ask for TLS).
+    std::env::remove_var("PGSSLROOTCERT");
+    let e = PgStore::connect(&tls_url).await.unwrap_err().to_string();
+    assert!(e.contains("cannot connect") && !e.contains('\n'), "{e}");
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // With its CA in PGSSLROOTCERT, the store connects over TLS and works.
+    std::env::set_var("PGSSLROOTCERT", &cert);
+    let store = PgStore::connect(&tls_url).await.unwrap();
+    let log = store.create("tls-run", created("tls-run")).await.unwrap();
+    log.append(log_event(1)).unwrap();
+    log.close().await.unwrap();
+    assert_eq!(store.read("tls-run").await.unwrap().len(), 2);
+    let encrypted: i64 = pg::sql(&url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE s.ssl AND a.datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "no connection of the store is encrypted");
+    // An unreadable PGSSLROOTCERT is said as such.
+    std::env::set_var("PGSSLROOTCERT", "/nonexistent/ca.pem");
+    let e = PgStore::connect(&tls_url).await.unwrap_err().to_string();
+    assert!(e.contains("PGSSLROOTCERT=/nonexistent/ca.pem"), "{e}");
+    std::env::remove_var("PGSSLROOTCERT");
+    // libpq's `sslrootcert=` in the URL works the same, without the variable.
+    let with_root = format!("{tls_url}&sslrootcert={}", cert.display());
+    let store = PgStore::connect(&with_root).await.unwrap();
+    assert_eq!(store.read("tls-run").await.unwrap().len(), 2);
+    let e = PgStore::connect(&format!("{tls_url}&sslrootcert=/nonexistent/ca.pem"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sslrootcert=/nonexistent/ca.pem") && !e.contains('\n'),
+        "{e}"
+    );
+}

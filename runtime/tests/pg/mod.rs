@@ -16,6 +16,8 @@ struct Server {
     params: String,
     /// For a cluster of our own: its data directory and `pg_ctl`, to restart it.
     own: Option<(PathBuf, PathBuf, String)>,
+    /// For a cluster of our own: its TCP URL (without a database) and its certificate.
+    tls: Option<(String, PathBuf)>,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -64,6 +66,7 @@ fn start() -> Server {
         return Server {
             params: url,
             own: None,
+            tls: None,
         };
     }
     let Some(bin) = bin_dir() else {
@@ -107,9 +110,83 @@ fn start() -> Server {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    // TLS on 127.0.0.1 (a Unix socket carries no TLS): a CA made here, and a server
+    // certificate it signed for 127.0.0.1.
+    let ca = dir.join("ca.crt");
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let openssl = |args: &[&str], what: &str| {
+        let mut c = Command::new("openssl");
+        c.args(args).current_dir(&dir);
+        run(c, what);
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "2", "-subj", "/CN=minder test CA"],
+        ]
+        .concat()
+        .into_iter()
+        .chain(["-keyout", "ca.key", "-out", "ca.crt"])
+        .collect::<Vec<_>>(),
+        "openssl req (the test CA)",
+    );
+    openssl(
+        &[&["req"][..], &ec, &["-subj", "/CN=localhost"]]
+            .concat()
+            .into_iter()
+            .chain(["-keyout", "server.key", "-out", "server.csr"])
+            .collect::<Vec<_>>(),
+        "openssl req (the server's key)",
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+        "openssl x509 (the server's certificate)",
+    );
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    if is_root() {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.args(["postgres:postgres"]).arg(&key).arg(&cert);
+                c
+            },
+            "chown",
+        );
+    }
     let options = format!(
-        "-c listen_addresses='' -k {} -c port={port} -c max_connections=200",
-        dir.display()
+        "-c listen_addresses=127.0.0.1 -k {dir} -c port={port} -c max_connections=200 \
+         -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+        dir = dir.display()
     );
     let pg_ctl = bin.join("pg_ctl");
     let mut start = as_server_user(&pg_ctl);
@@ -144,6 +221,7 @@ fn start() -> Server {
             dir.display()
         ),
         own: Some((data, pg_ctl, options)),
+        tls: Some((format!("postgresql://postgres@127.0.0.1:{port}"), ca)),
     }
 }
 
@@ -229,4 +307,12 @@ pub async fn require_password(role: &str) {
         .batch_execute("SELECT pg_reload_conf()")
         .await
         .unwrap();
+}
+
+/// The URL of `db` over TCP with `sslmode=require`, and the server's certificate (its own CA).
+pub fn tls_url(db: &str) -> (String, PathBuf) {
+    let Some((base, cert)) = &server().tls else {
+        panic!("TLS checks need the tests' own cluster (unset MINDER_TEST_POSTGRES_URL)");
+    };
+    (format!("{base}/{db}?sslmode=require"), cert.clone())
 }

@@ -63,7 +63,7 @@ pub(super) async fn listener(inner: Weak<Inner>) {
             store.cancels.clone(),
         );
         drop(store);
-        let connected = config.connect(NoTls).await;
+        let connected = open_connection(&url, &config).await;
         let Ok((client, mut connection)) = connected else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -81,7 +81,7 @@ pub(super) async fn listener(inner: Weak<Inner>) {
                         }
                     }
                 }
-                connection.poll_message(cx)
+                futures::Stream::poll_next(connection.as_mut(), cx)
             })
             .await;
             match message {
