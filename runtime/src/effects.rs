@@ -80,7 +80,7 @@ fn decode_outcome<T: serde::de::DeserializeOwned>(
 
 /// The result of a resolved effect, or a fatal error for the run when it does not fit
 /// (`problem` says whose result it was).
-async fn resolve<T: Journaled>(
+pub(crate) async fn resolve<T: Journaled>(
     run: &crate::engine::RunState,
     problem: DecodeProblem,
     outcome: &Outcome,

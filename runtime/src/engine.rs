@@ -140,6 +140,9 @@ pub(crate) struct RunState {
     pub(crate) states: crate::state::StateMap,
     /// The process's static graph: each step journals the node it came from.
     pub(crate) graph: &'static crate::graph::Graph,
+    /// What drives the run (the runner's, for child processes: `ctx.child`), type-erased:
+    /// the engine does not know runners.
+    pub(crate) driver: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 /// Keeps an entry on the run's waiting list while it lives ([`RunState::wait_for`]).

@@ -197,6 +197,19 @@ pub enum RunError {
         /// Why.
         problem: CancelProblem,
     },
+    /// A child process ([`Ctx::child`](crate::Ctx::child)) could not be driven: its run
+    /// stopped on an error of the runner's (not its process's, which the parent gets as a
+    /// [`TaskError`]): a divergence, a version mismatch, its journal. Nothing was journaled
+    /// for it in the parent; resuming the parent tries the child again.
+    #[error("child run `{run_id}` (step `{key}`): {error}")]
+    Child {
+        /// The child's run id.
+        run_id: String,
+        /// The parent's step that starts it.
+        key: String,
+        /// What stopped the child.
+        error: Box<RunError>,
+    },
 }
 
 /// What a journal recorded that the current code does not have ([`RunError::Version`]).
@@ -357,7 +370,7 @@ pub enum EffectProblem {
     /// The run has ended.
     RunEnded,
     /// The effect is of another kind: a breakpoint takes a decision, an external task a
-    /// result.
+    /// result, and a child process's step only its child's end.
     WrongKind {
         /// The effect's kind.
         actual: WaitKind,
@@ -405,6 +418,12 @@ impl EffectProblem {
             EffectProblem::WrongKind {
                 actual: WaitKind::Breakpoint,
             } => format!("`{key}` is a breakpoint: approve or reject it"),
+            EffectProblem::WrongKind {
+                actual: WaitKind::Child,
+            } => format!(
+                "`{key}` waits for a child process, which resolves it when it ends: resolve \
+                 what the child waits for (`status` names its run)"
+            ),
             EffectProblem::WrongKind { .. } => {
                 format!("`{key}` is an external task: post its result")
             }

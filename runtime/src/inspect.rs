@@ -1,6 +1,6 @@
 //! Reading a journal back as a summary: what `status` and `list` show.
 
-use crate::journal::{Event, Outcome};
+use crate::journal::{Event, Outcome, ParentLink};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,8 +33,8 @@ impl std::fmt::Display for RunState {
 }
 
 /// What a suspended run waits for ([`Waiting::kind`](crate::Waiting::kind)), and what an effect
-/// is ([`EffectSummary::kind`]). Serialized (and displayed) as `breakpoint`, `external` or
-/// `sleep`.
+/// is ([`EffectSummary::kind`]). Serialized (and displayed) as `breakpoint`, `external`,
+/// `sleep` or `child`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -45,23 +45,30 @@ pub enum WaitKind {
     External,
     /// A long sleep's end ([`Ctx::sleep`](crate::Ctx::sleep)).
     Sleep,
+    /// A child process's end ([`Ctx::child`](crate::Ctx::child)): its run is named in the
+    /// effect's input (`run_id`).
+    Child,
 }
 
 impl WaitKind {
-    /// The word the journal and the command line use: `breakpoint`, `external` or `sleep`.
+    /// The word the journal and the command line use: `breakpoint`, `external`, `sleep` or
+    /// `child`.
     pub fn as_str(self) -> &'static str {
         match self {
             WaitKind::Breakpoint => "breakpoint",
             WaitKind::External => "external",
             WaitKind::Sleep => "sleep",
+            WaitKind::Child => "child",
         }
     }
 
-    /// The kind a journal's `effect_requested` event names (`breakpoint` or `external`).
+    /// The kind a journal's `effect_requested` event names (`breakpoint`, `external` or
+    /// `child`).
     pub(crate) fn of_effect(kind: &str) -> WaitKind {
         match kind {
             "breakpoint" => WaitKind::Breakpoint,
             "sleep" => WaitKind::Sleep,
+            "child" => WaitKind::Child,
             _ => WaitKind::External,
         }
     }
@@ -100,7 +107,7 @@ pub struct StepSummary {
     pub attempts: u32,
 }
 
-/// A breakpoint or external task of a run.
+/// A breakpoint, external task or child process of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EffectSummary {
     /// The effect id (its step key): what `post`, `approve` and `reject` take.
@@ -111,8 +118,18 @@ pub struct EffectSummary {
     pub name: String,
     /// What the person or system is given.
     pub input: Value,
-    /// Whether a result was posted (or a decision made).
+    /// Whether a result was posted (or a decision made, or the child process ended).
     pub resolved: bool,
+}
+
+impl EffectSummary {
+    /// For a child process ([`WaitKind::Child`]): the child's run id.
+    pub fn child_run(&self) -> Option<&str> {
+        match self.kind {
+            WaitKind::Child => self.input.get("run_id").and_then(Value::as_str),
+            _ => None,
+        }
+    }
 }
 
 /// A run as its journal tells it.
@@ -122,6 +139,9 @@ pub struct RunSummary {
     pub run_id: String,
     /// The process name.
     pub process: String,
+    /// For a child process: the run that started it, and its step that waits for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
     /// Where the run stands.
     pub state: RunState,
     /// The steps, in the order they started.
@@ -132,7 +152,7 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// The number of log lines.
     pub logs: usize,
-    /// Breakpoints and external tasks, in the order they were requested.
+    /// Breakpoints, external tasks and child processes, in the order they were requested.
     pub effects: Vec<EffectSummary>,
     /// For a waiting run: when the first thing it waits for ends by itself (a long sleep's
     /// due time, a breakpoint's timeout), in milliseconds since the epoch.
@@ -152,6 +172,7 @@ pub fn summarize(events: &[Event]) -> RunSummary {
     let mut summary = RunSummary {
         run_id: String::new(),
         process: String::new(),
+        parent: None,
         state: RunState::Incomplete,
         steps: Vec::new(),
         output: None,
@@ -165,10 +186,14 @@ pub fn summarize(events: &[Event]) -> RunSummary {
     for event in events {
         match event {
             Event::RunCreated {
-                run_id, process, ..
+                run_id,
+                process,
+                parent,
+                ..
             } => {
                 summary.run_id = run_id.clone();
                 summary.process = process.clone();
+                summary.parent = parent.clone();
             }
             Event::StepStarted { key, task, .. } => {
                 if let Some(&i) = index.get(key) {

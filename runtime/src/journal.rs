@@ -13,6 +13,15 @@ pub enum Outcome {
     Err(Value),
 }
 
+/// The run, and the step of it, that started a child process ([`Ctx::child`](crate::Ctx::child)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent run's id.
+    pub run_id: String,
+    /// The parent's step key that waits for the child (an effect of kind `child`).
+    pub key: String,
+}
+
 /// One entry of a run's journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -35,6 +44,10 @@ pub enum Event {
         /// The run's priority among the ready runs of its queue: lower runs first (absent: 0).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         priority: Option<i32>,
+        /// For a child process ([`Ctx::child`](crate::Ctx::child)): the run that started it,
+        /// and the step of that run that waits for it (absent for a run started on its own).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentLink>,
     },
     /// A step began (its first attempt, or an attempt after a crash).
     StepStarted {

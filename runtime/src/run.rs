@@ -1,5 +1,9 @@
 //! Starting, replaying and resuming runs over a [`Store`].
 
+mod child;
+
+use child::Mode;
+
 use crate::ctx::{in_scope, Ctx, Scope};
 use crate::engine::{unix_millis, Notice, Observer, Posting, RunState};
 use crate::error::{
@@ -108,6 +112,9 @@ pub struct Runner {
     suspend_sleeps_over: Duration,
     pub(crate) hooks: Arc<dyn crate::engine::Hooks>,
     states: crate::state::StateMap,
+    /// For a worker's runner: the processes (name, fingerprint) the worker has, which the
+    /// child processes of its runs are checked against (see `run::child`).
+    registry: Option<Arc<Vec<(String, String)>>>,
 }
 
 /// How often a writer driving a run looks for a cancel request ([`Runner::cancel`]).
@@ -144,6 +151,7 @@ impl Runner {
             suspend_sleeps_over: DEFAULT_SUSPEND_SLEEPS_OVER,
             hooks: Arc::new(crate::engine::NoHooks),
             states: Default::default(),
+            registry: None,
         }
     }
 
@@ -217,6 +225,13 @@ impl Runner {
         self
     }
 
+    /// The runner of a worker that has `processes` (name, fingerprint): it drives the child
+    /// processes of its runs on workers too, rather than inline.
+    pub(crate) fn for_worker(mut self, processes: Vec<(String, String)>) -> Self {
+        self.registry = Some(Arc::new(processes));
+        self
+    }
+
     /// Adds every value of `states` (the command line's registry's).
     #[cfg(feature = "cli")]
     pub(crate) fn with_states(mut self, states: &crate::state::StateMap) -> Self {
@@ -257,7 +272,7 @@ impl Runner {
         options: Submit,
     ) -> impl Future<Output = Result<String, RunError>> + Send + '_ {
         let run_id = new_run_id();
-        let first = created::<P>(&run_id, input, &options);
+        let first = created::<P>(&run_id, input, &options, None);
         async move {
             let log = self.store.create(&run_id, first?).await?;
             log.close().await?;
@@ -268,13 +283,23 @@ impl Runner {
     /// Runs a process to its end.
     pub async fn run<P: Process>(&self, input: P::Input) -> Result<Finished<P::Output>, RunError> {
         let run_id = new_run_id();
-        let first = created::<P>(&run_id, &input, &Submit::default())?;
+        let first = created::<P>(&run_id, &input, &Submit::default(), None)?;
         let log = self.store.create(&run_id, first).await?;
         log.flush().await?;
-        let drive = self.drive::<P>(run_id.clone(), log.clone(), ReplayMap::empty(), input, None);
+        let (replay, mode) = (ReplayMap::empty(), Mode::INLINE);
+        let drive = self.drive::<P>(
+            run_id.clone(),
+            log.clone(),
+            replay,
+            input,
+            None,
+            (mode, None),
+        );
         let result = traced(&run_id, P::NAME, Driving::New, drive).await;
         // Let the run go now (a store with leases would otherwise hold it until they lapse).
         let _ = log.close().await;
+        self.settle_children(&run_id, child::waited_children(&result))
+            .await;
         result
     }
 
@@ -288,6 +313,16 @@ impl Runner {
         &self,
         run_id: &str,
         posting: Option<Arc<Posting>>,
+    ) -> Result<Finished<P::Output>, RunError> {
+        self.resume_in::<P>(run_id, posting, Mode::INLINE).await
+    }
+
+    /// [`Runner::resume_with`], driving the run's child processes as `mode` says.
+    async fn resume_in<P: Process>(
+        &self,
+        run_id: &str,
+        posting: Option<Arc<Posting>>,
+        mode: Mode,
     ) -> Result<Finished<P::Output>, RunError> {
         // A run that ended returns its end again: the store finds it without reading the
         // whole journal where it can (not when a posted result or a saved journal is checked,
@@ -313,7 +348,7 @@ impl Runner {
                 return ended::<P>(run_id, end);
             }
         };
-        self.resume_stream::<P>(run_id, stream, posting).await
+        self.resume_stream::<P>(run_id, stream, posting, mode).await
     }
 
     /// Drives a run a worker claimed (see [`Store::claim`]).
@@ -322,7 +357,8 @@ impl Runner {
         claimed: crate::store::Claimed,
     ) -> Result<Finished<P::Output>, RunError> {
         let stream = crate::store::JournalStream::from_open(claimed.open);
-        self.resume_stream::<P>(&claimed.run_id, stream, None).await
+        self.resume_stream::<P>(&claimed.run_id, stream, None, Mode::WORKER)
+            .await
     }
 
     /// Replays a run's journal as it streams in, then drives the run.
@@ -331,6 +367,7 @@ impl Runner {
         run_id: &str,
         stream: crate::store::JournalStream,
         posting: Option<Arc<Posting>>,
+        mode: Mode,
     ) -> Result<Finished<P::Output>, RunError> {
         // The journal is read as it streams in, into the replay map; what the orphan check
         // needs is kept aside. A journal that is not consistent is reported after the orphans
@@ -369,12 +406,15 @@ impl Runner {
                 (None, true) => Driving::New,
                 (None, false) => Driving::Resumed,
             };
-            let drive = self.drive::<P>(run_id.to_string(), log.clone(), replay, input, posting);
+            let (id, parent) = (run_id.to_string(), journal.parent);
+            let drive = self.drive::<P>(id, log.clone(), replay, input, posting, (mode, parent));
             traced(run_id, P::NAME, how, drive).await
         }
         .await;
         // Let the run go now (a store with leases would otherwise hold it until they lapse).
         let _ = log.close().await;
+        self.settle_children(run_id, child::waited_children(&result))
+            .await;
         result
     }
 
@@ -475,7 +515,16 @@ impl Runner {
     /// writer drops the process body (unfinished steps are journaled as cancelled, command
     /// tasks killed), journals the cancellation and returns [`RunError::Cancelled`]; this call
     /// waits for that, up to [`CANCEL_WAIT`].
+    ///
+    /// The run's child processes ([`Ctx::child`]) that have not ended are cancelled too (and
+    /// theirs, with the same reason); a child that is cancelled on its own ends its parent's
+    /// step with a [`TaskErrorKind::Cancelled`](crate::TaskErrorKind::Cancelled) error.
     pub async fn cancel(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
+        self.cancel_tree(run_id, reason).await
+    }
+
+    /// [`Runner::cancel`] for `run_id` alone (not its children).
+    async fn cancel_one(&self, run_id: &str, reason: Option<String>) -> Result<(), RunError> {
         let ended = |events: &[Event]| events.iter().rev().find_map(Event::run_end);
         let refused = |problem| RunError::NotCancelled {
             run_id: run_id.to_string(),
@@ -542,7 +591,10 @@ impl Runner {
         replay: ReplayMap,
         input: P::Input,
         posting: Option<Arc<Posting>>,
+        (mode, parent): (Mode, Option<crate::journal::ParentLink>),
     ) -> Result<Finished<P::Output>, RunError> {
+        // The parent of a child process driven inline is told by its own step.
+        let parent = parent.filter(|_| mode.tell_parent);
         let state = Arc::new(RunState {
             run_id: run_id.clone(),
             log,
@@ -562,6 +614,7 @@ impl Runner {
             hooks: self.hooks.clone(),
             states: self.states.clone(),
             graph: P::graph(),
+            driver: Some(Arc::new(child::Driver::new(self.clone(), mode))),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());
@@ -644,6 +697,9 @@ impl Runner {
             });
             state.flush().await?;
             self.store.clear_cancel_request(&run_id).await;
+            drop(state);
+            self.cancelled(&run_id, reason.clone(), parent.is_some())
+                .await;
             return Err(RunError::Cancelled { run_id, reason });
         }
         if let Some(posting) = &state.posting {
@@ -687,16 +743,28 @@ impl Runner {
                     problem: DecodeProblem::RunOutput,
                     message: e.to_string(),
                 })?;
+                // A child process tells its parent before its end is durable and, if the
+                // parent could not be told then (it was held), after (see `run::child`).
+                let outcome = Outcome::Ok(value.clone());
+                let told = self.tell_parent(parent.as_ref(), &run_id, &outcome).await;
                 state.append(Event::RunCompleted { output: value });
                 state.flush().await?;
+                if !told {
+                    self.tell_parent(parent.as_ref(), &run_id, &outcome).await;
+                }
                 Ok(Finished { run_id, output })
             }
             Err(e) => {
                 let message = e.to_string();
+                let outcome = child::failed(P::NAME, &run_id, &message);
+                let told = self.tell_parent(parent.as_ref(), &run_id, &outcome).await;
                 state.append(Event::RunFailed {
                     error: message.clone(),
                 });
                 state.flush().await?;
+                if !told {
+                    self.tell_parent(parent.as_ref(), &run_id, &outcome).await;
+                }
                 Err(RunError::Failed {
                     process: P::NAME.to_string(),
                     message,
@@ -785,6 +853,7 @@ fn created<P: Process>(
     run_id: &str,
     input: &P::Input,
     options: &Submit,
+    parent: Option<crate::journal::ParentLink>,
 ) -> Result<Event, RunError> {
     let input = serde_json::to_value(input).map_err(|e| RunError::Decode {
         problem: DecodeProblem::RunInput,
@@ -801,6 +870,7 @@ fn created<P: Process>(
         fingerprint: P::graph().fingerprint(),
         queue,
         priority: options.priority.filter(|p| *p != 0),
+        parent,
     })
 }
 

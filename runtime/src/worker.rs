@@ -147,7 +147,8 @@ impl Worker {
     /// sleeps, notices), 16 at a time, from every queue.
     pub fn new(runner: Runner, processes: Processes) -> Self {
         Worker {
-            runner,
+            // Child processes of its runs go to workers too (`Ctx::child`).
+            runner: runner.for_worker(processes.fingerprints()),
             processes: Arc::new(processes),
             id: format!(
                 "{}-{}-{}",

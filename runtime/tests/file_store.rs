@@ -29,6 +29,7 @@ fn created(run_id: &str) -> Event {
         fingerprint: "f".to_string(),
         queue: None,
         priority: None,
+        parent: None,
     }
 }
 

@@ -18,6 +18,7 @@ const CTX_OPS: &[&str] = &[
     "breakpoint",
     "breakpoint_with_timeout",
     "external",
+    "child",
     "select",
     "race",
 ];

@@ -29,7 +29,7 @@ pub enum Node {
         column: u32,
     },
     /// A `ctx` operation: `log`, `now`, `random`, `new_id`, `sleep`, `sleep_until`,
-    /// `breakpoint`, `external`, `select`, `race`.
+    /// `breakpoint`, `external`, `child`, `select`, `race`.
     Ctx {
         /// The method name.
         op: &'static str,

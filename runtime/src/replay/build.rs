@@ -15,6 +15,7 @@ pub(crate) struct Builder<'a> {
     run_id: &'a str,
     map: ReplayMap,
     created: Option<(String, Value, String)>,
+    parent: Option<crate::journal::ParentLink>,
     end: Option<(usize, Event)>,
     /// Events read so far.
     index: usize,
@@ -27,6 +28,7 @@ impl<'a> Builder<'a> {
             run_id,
             map: ReplayMap::empty(),
             created: None,
+            parent: None,
             end: None,
             index: 0,
         }
@@ -112,12 +114,14 @@ impl<'a> Builder<'a> {
                 process,
                 input,
                 fingerprint,
+                parent,
                 ..
             } => {
                 if self.created.is_some() || self.index != 0 {
                     return Err(self.corrupt("creates the run a second time".into()));
                 }
                 self.created = Some((process, input, fingerprint));
+                self.parent = parent;
             }
             Event::StepStarted {
                 key,
@@ -271,6 +275,7 @@ impl<'a> Builder<'a> {
         Journal {
             map,
             created: self.created,
+            parent: self.parent,
             end: self.end.map(|(_, e)| e),
         }
     }

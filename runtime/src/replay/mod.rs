@@ -218,6 +218,8 @@ pub(crate) struct Journal {
     pub(crate) map: ReplayMap,
     /// The `run_created` event's process, input and fingerprint.
     pub(crate) created: Option<(String, Value, String)>,
+    /// For a child process, the `run_created` event's parent.
+    pub(crate) parent: Option<crate::journal::ParentLink>,
     /// The event that ended the run, if one did.
     pub(crate) end: Option<Event>,
 }
@@ -584,6 +586,7 @@ mod tests {
             fingerprint: "f".into(),
             queue: None,
             priority: None,
+            parent: None,
         }];
         for i in 0..n {
             events.push(started(i));
@@ -642,6 +645,7 @@ mod tests {
             fingerprint: "f".into(),
             queue: None,
             priority: None,
+            parent: None,
         };
         let log = Event::Log {
             key: "m::t#1".into(),

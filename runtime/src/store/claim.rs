@@ -243,6 +243,7 @@ mod tests {
             fingerprint: "f".into(),
             queue: None,
             priority: None,
+            parent: None,
         };
         let sleeping = Event::Suspended {
             waiting: vec!["s".into()],

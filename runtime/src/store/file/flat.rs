@@ -59,6 +59,8 @@ mod fields {
         pub(super) queue: Option<String>,
         #[serde(default)]
         pub(super) priority: Option<i32>,
+        #[serde(default)]
+        pub(super) parent: Option<crate::journal::ParentLink>,
     }
     #[derive(Deserialize)]
     pub(super) struct StepStarted {
@@ -207,6 +209,7 @@ impl<'de> Visitor<'de> for TagFirst {
                     fingerprint: f.fingerprint,
                     queue: f.queue,
                     priority: f.priority,
+                    parent: f.parent,
                 }
             }
             "step_started" => {
@@ -332,6 +335,10 @@ mod tests {
                 fingerprint: s("f"),
                 queue: Some(s("q")),
                 priority: Some(-3),
+                parent: Some(crate::journal::ParentLink {
+                    run_id: s("p"),
+                    key: s("c#0"),
+                }),
             },
             Event::StepStarted {
                 key: s("k"),
