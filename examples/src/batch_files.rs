@@ -13,6 +13,11 @@
 //!
 //! Quick start: `examples/data/batch-input.json`, `{"dir": "examples/data/batch", "limit": 4}` —
 //! the sample directory has a dozen small text files, one of them Latin-1 encoded (not UTF-8).
+//!
+//! `batch-dirs` does several directories, each as a **child process**: `ctx.child::<batch_files>`
+//! starts a `batch-files` run of its own per directory (two at a time, in a `ctx.map`), and
+//! adds their totals up; a directory whose run fails is reported beside the others.
+//! `examples/data/batch-dirs-input.json` does three sample directories.
 
 use crate::support::{fnv1a64, path};
 use minder::prelude::*;
@@ -189,4 +194,90 @@ pub async fn batch_files(ctx: &Ctx, input: BatchInput) -> Result<BatchReport, Pr
         report.failed.len()
     ));
     Ok(report)
+}
+
+/// Several directories to process, each by a `batch-files` run of its own.
+#[data]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirsInput {
+    /// The directories; each is summarized as [`batch_files`] does it.
+    pub dirs: Vec<String>,
+    /// Files processed at once inside each directory; must be at least 1.
+    pub limit: usize,
+    /// Directories processed at once (default 2).
+    #[serde(default = "two")]
+    pub at_once: usize,
+}
+
+fn two() -> usize {
+    2
+}
+
+/// One directory of a [`DirsReport`].
+#[data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirOutcome {
+    /// The directory.
+    pub dir: String,
+    /// Its report, when its run completed.
+    pub report: Option<BatchReport>,
+    /// Why its run failed, otherwise.
+    pub error: Option<String>,
+}
+
+/// The result of [`batch_dirs`].
+#[data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirsReport {
+    /// Each directory, in input order.
+    pub dirs: Vec<DirOutcome>,
+    /// Sums over every file summarized in every directory.
+    pub totals: Totals,
+}
+
+/// Summarizes every directory of `input.dirs`, each as a **child process**: a `batch-files`
+/// run of its own (its own journal, `status` and `events`; `status` names this run as its
+/// parent), `input.at_once` directories at a time. A directory whose run fails (it does not
+/// exist, say) is reported and does not stop the others. A resumed `batch-dirs` run never
+/// starts a child again: the children that ended give their journaled reports back, the
+/// others are resumed. Under workers each child runs on a worker of its own.
+#[process(name = "batch-dirs")]
+pub async fn batch_dirs(ctx: &Ctx, input: DirsInput) -> Result<DirsReport, ProcessError> {
+    let limit = input.limit;
+    let results = ctx
+        .map("dirs", input.dirs.clone(), |dir| {
+            ctx.child::<batch_files>(BatchInput { dir, limit })
+        })
+        .limit(input.at_once.max(1))
+        .settle()
+        .await;
+    let mut out = DirsReport {
+        dirs: Vec::new(),
+        totals: Totals::default(),
+    };
+    for (dir, result) in input.dirs.into_iter().zip(results) {
+        match result {
+            Ok(report) => {
+                out.totals.files += report.totals.files;
+                out.totals.bytes += report.totals.bytes;
+                out.totals.lines += report.totals.lines;
+                out.totals.words += report.totals.words;
+                out.dirs.push(DirOutcome {
+                    dir,
+                    report: Some(report),
+                    error: None,
+                });
+            }
+            Err(e) => {
+                ctx.log(format!("{dir}: {e}"));
+                out.dirs.push(DirOutcome {
+                    dir,
+                    report: None,
+                    error: Some(e.message),
+                });
+            }
+        }
+    }
+    Ok(out)
 }

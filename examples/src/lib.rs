@@ -7,7 +7,7 @@
 //! | module | seed | process |
 //! |---|---|---|
 //! | [`quality_checks`] | Scenario 1: parallel quality checks | `quality-checks` |
-//! | [`batch_files`] | Scenario 2 + Example 2: batch file processing with error handling | `batch-files` |
+//! | [`batch_files`] | Scenario 2 + Example 2: batch file processing with error handling; several directories, a child process each | `batch-files`, `batch-dirs` |
 //! | [`deploy`] | Scenario 3: multi-service deployment | `deploy-services` |
 //! | [`build_test_deploy`] | Scenario 4: mixed sequential and parallel | `build-test-deploy` |
 //! | [`quality_convergence`] | Example 1: parallel checks inside a convergence loop | `quality-convergence` |
@@ -37,6 +37,7 @@ pub fn registry() -> minder::cli::Registry {
     minder::cli::Registry::new()
         .binary(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
         .process::<batch_files::batch_files>()
+        .process::<batch_files::batch_dirs>()
         .process::<quality_checks::quality_checks>()
         .process::<deploy::deploy_services>()
         .process::<build_test_deploy::build_test_deploy>()

@@ -5,7 +5,7 @@ mod common;
 
 use common::{data_dir, failure, fnv, logging_runner, write};
 use minder::prelude::*;
-use minder_examples::batch_files::{batch_files, BatchInput};
+use minder_examples::batch_files::{batch_dirs, batch_files, BatchInput, DirsInput};
 use std::path::Path;
 
 /// Lines counted by newlines (plus an unterminated last line), independently of `str::lines`.
@@ -169,4 +169,86 @@ async fn a_missing_directory_is_a_clear_error() {
     );
     assert!(message.contains("cannot read directory"), "{message}");
     assert!(message.contains("nope"), "{message}");
+}
+
+/// `batch-dirs`: each directory is a child process (a `batch-files` run of its own, on the
+/// runs directory), the parent adds them up; a missing directory is one failed child; a
+/// resume of the ended parent starts no child again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_directories_are_each_a_child_run_of_batch_files() {
+    use minder::inspect::{summarize, RunState};
+    use minder::store::{FileStore, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    write(&one, "a.txt", "alpha beta\ngamma\n");
+    write(&one, "b.txt", "delta");
+    write(&two, "c.txt", "one two three\n");
+    write(&two, "latin1.txt", b"caf\xe9\n");
+    let missing = tmp.path().join("missing");
+    let dirs: Vec<String> = [&one, &two, &missing]
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let store = FileStore::new(tmp.path().join("runs"));
+    let runner = Runner::new(store.clone());
+    let input = DirsInput {
+        dirs: dirs.clone(),
+        limit: 2,
+        at_once: 2,
+    };
+    let done = runner.run::<batch_dirs>(input).await.unwrap();
+    let report = &done.output;
+    // Each directory's report is what `batch-files` gives for it alone.
+    let alone = runner
+        .run::<batch_files>(BatchInput {
+            dir: dirs[0].clone(),
+            limit: 2,
+        })
+        .await
+        .unwrap()
+        .output;
+    assert_eq!(report.dirs[0].report.as_ref(), Some(&alone));
+    let second = report.dirs[1].report.as_ref().unwrap();
+    assert_eq!(second.successful.len(), 1);
+    assert_eq!(second.failed[0].file, "latin1.txt");
+    assert_eq!(
+        (report.totals.files, report.totals.words),
+        (3, 3 + 1 + 3),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.totals.bytes,
+        ("alpha beta\ngamma\n".len() + "delta".len() + "one two three\n".len()) as u64
+    );
+    let error = report.dirs[2].error.as_deref().unwrap();
+    assert!(
+        error.contains("child process `batch-files`") && error.contains("cannot read directory"),
+        "{error}"
+    );
+    // Four runs of this parent: it and its three children, each naming it as the parent.
+    let parent = store.read(&done.run_id).await.unwrap();
+    let summary = summarize(&parent);
+    let kids: Vec<String> = summary
+        .effects
+        .iter()
+        .map(|e| e.child_run().unwrap().to_string())
+        .collect();
+    assert_eq!(kids.len(), 3);
+    for (i, kid) in kids.iter().enumerate() {
+        let s = summarize(&store.read(kid).await.unwrap());
+        assert_eq!(s.process, "batch-files");
+        let link = s.parent.unwrap();
+        assert_eq!(link.run_id, done.run_id);
+        assert_eq!(link.key, format!("map(dirs)#0/{i}/batch-files#0"));
+        let state = if i == 2 {
+            RunState::Failed
+        } else {
+            RunState::Completed
+        };
+        assert_eq!(s.state, state, "{kid}");
+    }
+    let runs = store.list().await.unwrap().len();
+    let again = runner.resume::<batch_dirs>(&done.run_id).await.unwrap();
+    assert_eq!(&again.output, report);
+    assert_eq!(store.list().await.unwrap().len(), runs);
 }

@@ -378,7 +378,7 @@ fn bad_input_is_a_one_line_error_and_changes_nothing() {
         (
             vec!["run", "no-such-process", "--input", &malformed],
             2,
-            "unknown process `no-such-process`; this binary has: batch-files, quality-checks".into(),
+            "unknown process `no-such-process`; this binary has: batch-files, batch-dirs, quality-checks".into(),
         ),
         (
             vec!["resume", "20990101-000000-abcdef"],

@@ -162,3 +162,54 @@ fn on_postgres_the_survivor_finishes_what_a_killed_worker_left() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `batch-dirs` under a worker from the command line: its children (one `batch-files` run per
+/// directory) are runs of their own that the worker drives too; the parent waits for them
+/// and completes; `status` links a child to its parent; `graph` draws the child step.
+#[test]
+fn a_worker_drives_a_parent_and_its_child_processes() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runs = dir.path().join("runs").display().to_string();
+    let store = ["--runs-dir", runs.as_str()];
+    let submitted = json(
+        &store,
+        &[
+            "run",
+            "batch-dirs",
+            "--input",
+            "examples/data/batch-dirs-input.json",
+            "--detach",
+        ],
+    );
+    let id = submitted["run_id"].as_str().unwrap().to_string();
+    let mut w = worker(&store);
+    let deadline = Instant::now() + PATIENCE;
+    while completed(&store) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 4 runs completed",
+            completed(&store)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.kill().unwrap();
+    w.wait().unwrap();
+    let status = json(&store, &["status", &id]);
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(status["output"]["totals"]["files"], 15, "{status}");
+    let effects = status["effects"].as_array().unwrap();
+    assert_eq!(effects.len(), 3, "{status}");
+    let child = effects[0]["input"]["run_id"].as_str().unwrap();
+    assert_eq!(effects[0]["kind"], "child");
+    let out = minder(&store, &["status", child]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "parent   {id} (its step map(dirs)#0/0/batch-files#0"
+        )),
+        "{text}"
+    );
+    let out = minder(&store, &["graph", "batch-dirs"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ctx.child"), "{text}");
+}

@@ -96,6 +96,13 @@ pub(super) fn print_list(runs: &[RunSummary]) {
 pub(super) fn print_status(s: &RunSummary, graph: Option<(&Graph, &RunStates)>) {
     out!("run      {}", s.run_id);
     out!("process  {}", s.process);
+    if let Some(p) = &s.parent {
+        out!(
+            "parent   {} (its step {} waits for this run)",
+            p.run_id,
+            p.key
+        );
+    }
     out!("state    {}", s.state);
     if let Some((graph, states)) = graph {
         for (id, state) in states.current(graph) {
@@ -113,7 +120,16 @@ pub(super) fn print_status(s: &RunSummary, graph: Option<(&Graph, &RunStates)>) 
     }
     for e in &s.effects {
         let state = if e.resolved { "resolved" } else { "waiting" };
-        out!("{:<8} {} `{}` ({})", state, e.kind, e.name, e.key);
+        match e.child_run() {
+            Some(child) => out!(
+                "{:<8} {} `{}` ({}): run {child}",
+                state,
+                e.kind,
+                e.name,
+                e.key
+            ),
+            None => out!("{:<8} {} `{}` ({})", state, e.kind, e.name, e.key),
+        }
     }
     if let Some(ms) = s.wakes_at_ms {
         out!(
@@ -237,10 +253,15 @@ pub(super) fn describe(e: &Event) -> String {
             process,
             input,
             fingerprint,
+            parent,
             ..
         } => {
+            let parent = parent
+                .as_ref()
+                .map(|p| format!(" parent={} step={}", p.run_id, p.key))
+                .unwrap_or_default();
             format!(
-                "created     {process} input={} structure={fingerprint}",
+                "created     {process} input={} structure={fingerprint}{parent}",
                 short(input)
             )
         }

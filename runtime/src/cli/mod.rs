@@ -268,16 +268,22 @@ impl CliError {
             CliError::Input(_) => 2,
             CliError::Waiting => 5,
             CliError::Interrupted(_, signal) => 128 + signal,
-            CliError::Run(RunError::Effect { .. } | RunError::NotCancelled { .. }) => 2,
-            CliError::Run(RunError::Cancelled { .. }) => 6,
-            CliError::Run(RunError::Failed { .. }) => 1,
-            CliError::Run(RunError::Store(
-                StoreError::UnknownRun(_) | StoreError::InvalidRunId(_),
-            )) => 2,
-            CliError::Run(RunError::Store(_)) => 3,
-            CliError::Run(RunError::NonDeterminism { .. } | RunError::Version { .. }) => 4,
-            CliError::Run(_) => 3,
+            CliError::Run(e) => run_exit_code(e),
         }
+    }
+}
+
+fn run_exit_code(e: &RunError) -> u8 {
+    match e {
+        RunError::Effect { .. } | RunError::NotCancelled { .. } => 2,
+        RunError::Cancelled { .. } => 6,
+        RunError::Failed { .. } => 1,
+        RunError::Store(StoreError::UnknownRun(_) | StoreError::InvalidRunId(_)) => 2,
+        RunError::Store(_) => 3,
+        RunError::NonDeterminism { .. } | RunError::Version { .. } => 4,
+        // A child's runner error: the child's code.
+        RunError::Child { error, .. } => run_exit_code(error),
+        _ => 3,
     }
 }
 

@@ -44,7 +44,15 @@ pub(super) async fn drive(
             } else {
                 out!("run {run_id} is waiting for:");
                 for w in &waiting {
+                    let child = w.input.get("run_id").and_then(|id| id.as_str());
                     match w.due_ms {
+                        _ if w.kind == WaitKind::Child => out!(
+                            "  {:<11} {}  run {}: `status {}` says what it waits for",
+                            w.kind,
+                            w.key,
+                            child.unwrap_or("?"),
+                            child.unwrap_or("?")
+                        ),
                         Some(due) if w.kind == WaitKind::Sleep => out!(
                             "  {:<11} {}  until {}",
                             w.kind,
@@ -54,9 +62,17 @@ pub(super) async fn drive(
                         _ => out!("  {:<11} {}  {}", w.kind, w.key, short(&w.input)),
                     }
                 }
-                if waiting.iter().any(|w| w.kind != WaitKind::Sleep) {
+                if waiting
+                    .iter()
+                    .any(|w| w.kind != WaitKind::Sleep && w.kind != WaitKind::Child)
+                {
                     out!(
                         "resolve with: approve|reject {run_id} <breakpoint>, post {run_id} <effect> --value JSON; then: resume {run_id}"
+                    );
+                }
+                if waiting.iter().any(|w| w.kind == WaitKind::Child) {
+                    out!(
+                        "a child run goes on when what it waits for is resolved; then: resume {run_id} (it resumes the child first)"
                     );
                 }
                 if let Some(due) = waiting.iter().filter_map(|w| w.due_ms).min() {
