@@ -738,3 +738,150 @@ async fn tls_when_the_url_asks_for_it_with_the_server_certificate_verified() {
         "{e}"
     );
 }
+
+#[process]
+async fn asks(ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
+    if !ctx.breakpoint("go", &job.tag).await.is_approved() {
+        return Err(ProcessError::msg("rejected"));
+    }
+    Ok(mark(job.log, job.tag, 7).await?)
+}
+
+/// Two `three_steps` children at once, then one that waits for a person.
+#[process]
+async fn family(ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
+    let child = |tag: &str| Job {
+        tag: format!("{}-{tag}", job.tag),
+        log: job.log.clone(),
+        gate: job.gate.clone(),
+    };
+    let (a, b) = parallel!(
+        ctx.child::<three_steps>(child("a")),
+        ctx.child::<three_steps>(child("b"))
+    )?;
+    let c = ctx.child::<asks>(child("c")).await?;
+    Ok(a + b + c)
+}
+
+/// Child processes on PostgreSQL: inline on a runner, and on workers, where the parent parks
+/// while its children run and a child that ends makes its parent ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_processes_run_inline_and_on_workers_on_postgres() {
+    use minder::inspect::{summarize, RunState};
+    let url = pg::fresh_db("children").await;
+    let dir = scratch();
+    std::fs::write(dir.path().join("gate"), "").unwrap();
+    let job = |tag: &str| Job {
+        tag: tag.into(),
+        log: dir.path().join("log").display().to_string(),
+        gate: dir.path().join("gate").display().to_string(),
+    };
+    let store = PgStore::connect(&url).await.unwrap();
+    let runner = Runner::new(store.clone());
+    // Inline: the parent stops when its third child waits; the decision and a resume of the
+    // parent finish both.
+    let err = runner.run::<family>(job("i")).await.unwrap_err();
+    let RunError::Suspended {
+        run_id: id,
+        waiting,
+    } = err
+    else {
+        panic!("{err}")
+    };
+    let child = waiting[0].input["run_id"].as_str().unwrap().to_string();
+    let yes = Decision::Approved { feedback: None };
+    runner.decide(&child, "go#0", yes.clone()).await.unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let done = loop {
+        match runner.resume::<family>(&id).await {
+            Err(RunError::Store(StoreError::Locked(_))) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(done.output, 13 + 13 + 7);
+
+    // On workers.
+    let id = runner.submit::<family>(&job("w")).await.unwrap();
+    let (stop, handle) = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let store = PgStore::connect_with_lease(&url, Duration::from_secs(2))
+                .await
+                .unwrap();
+            let worker = Worker::new(
+                Runner::new(store),
+                Processes::new()
+                    .process::<family>()
+                    .process::<three_steps>()
+                    .process::<asks>(),
+            )
+            .concurrency(4)
+            .poll(Duration::from_millis(100));
+            let handle = tokio::spawn(async move {
+                worker
+                    .run_until(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap()
+            });
+            (stop, handle)
+        }
+    })
+    .await
+    .unwrap();
+    // The parent parks for its third child, which parks for its breakpoint.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let child = loop {
+        let events = store.read(&id).await.unwrap();
+        let asked = events.iter().find_map(|e| match e {
+            Event::EffectRequested { key, input, .. } if key == "asks#0" => {
+                Some(input["run_id"].as_str().unwrap().to_string())
+            }
+            _ => None,
+        });
+        let parked = matches!(events.last(), Some(Event::Suspended { .. }));
+        if let (Some(child), true) = (asked, parked) {
+            if matches!(
+                store
+                    .read(&child)
+                    .await
+                    .ok()
+                    .as_deref()
+                    .and_then(<[Event]>::last),
+                Some(Event::Suspended { .. })
+            ) {
+                break child;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runs never parked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    runner.decide(&child, "go#0", yes).await.unwrap();
+    wait_ended(&store, std::slice::from_ref(&id)).await;
+    stop.send(()).unwrap();
+    let report = handle.await.unwrap();
+    let summary = summarize(&store.read(&id).await.unwrap());
+    assert_eq!(summary.state, RunState::Completed, "{summary:?}");
+    assert_eq!(summary.output, Some(serde_json::json!(33)));
+    assert_eq!(
+        (report.completed, report.errors, report.lost),
+        (4, 0, 0),
+        "{report:?}"
+    );
+    // Each child's steps ran once.
+    let ran = lines(&dir.path().join("log"));
+    for line in ["w-a 1", "w-a hold", "w-a 2", "w-b 1", "w-b 2", "w-c 7"] {
+        assert_eq!(
+            ran.iter().filter(|l| *l == line).count(),
+            1,
+            "{line}: {ran:?}"
+        );
+    }
+}
