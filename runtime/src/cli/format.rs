@@ -71,8 +71,15 @@ pub(super) fn print_list(runs: &[RunSummary]) {
         .max()
         .unwrap_or(7)
         .max(7);
+    // Run ids are 26 characters; a child process's are longer.
+    let id_width = runs
+        .iter()
+        .map(|r| r.run_id.len())
+        .max()
+        .unwrap_or(24)
+        .max(24);
     out!(
-        "{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}",
+        "{:<id_width$}  {:<width$}  {:<10}  {:>5}  {:>6}",
         "RUN",
         "PROCESS",
         "STATE",
@@ -81,7 +88,7 @@ pub(super) fn print_list(runs: &[RunSummary]) {
     );
     for r in runs {
         out!(
-            "{:<24}  {:<width$}  {:<10}  {:>5}  {:>6}",
+            "{:<id_width$}  {:<width$}  {:<10}  {:>5}  {:>6}",
             r.run_id,
             r.process,
             r.state.to_string(),

@@ -95,19 +95,51 @@ pub(super) async fn drive(
 }
 
 /// Waits while a run is suspended: returns once its journal grew (a result posted, a
-/// breakpoint decided) or its earliest due time (a sleep, a breakpoint's timeout) passed.
+/// breakpoint decided) or its earliest due time (a sleep, a breakpoint's timeout) passed —
+/// or the journal or due time of a child process it waits for (and of theirs): resuming the
+/// run resumes them.
 pub(super) async fn until_news(store: &dyn Store, run_id: &str) -> Result<(), CliError> {
-    let events = store.read(run_id).await?;
-    let seen = events.len();
-    let due = events.iter().rev().find_map(|e| match e {
-        Event::Suspended { due_ms, .. } => Some(*due_ms),
-        _ => None,
-    });
-    let due = due.flatten();
+    let mut watched: Vec<(String, usize)> = Vec::new();
+    let mut due: Option<u64> = None;
+    let mut next = vec![run_id.to_string()];
+    while let Some(id) = next.pop() {
+        let events = store.read(&id).await?;
+        let waiting = events.iter().rev().find_map(|e| match e {
+            Event::Suspended { waiting, due_ms } => Some((waiting.clone(), *due_ms)),
+            _ => None,
+        });
+        if let Some((waiting, due_ms)) = waiting {
+            due = due.into_iter().chain(due_ms).min();
+            // The children among what it waits for (bounded, against a cycle of ids).
+            for e in &events {
+                if let Event::EffectRequested {
+                    key, kind, input, ..
+                } = e
+                {
+                    let child = input.get("run_id").and_then(|id| id.as_str());
+                    if let (WaitKind::Child, Some(child), true) =
+                        (WaitKind::of_effect(kind), child, waiting.contains(key))
+                    {
+                        if watched.len() < 64 && !watched.iter().any(|(w, _)| w == child) {
+                            next.push(child.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        watched.push((id, events.len()));
+    }
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let now = crate::engine::unix_millis(std::time::SystemTime::now());
-        if store.read(run_id).await?.len() != seen || due.is_some_and(|d| now >= d) {
+        if due.is_some_and(|d| now >= d) {
+            break;
+        }
+        let mut news = false;
+        for (id, seen) in &watched {
+            news |= store.read(id).await?.len() != *seen;
+        }
+        if news {
             break;
         }
     }
