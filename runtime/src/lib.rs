@@ -17,7 +17,8 @@
 // - steps: task (a `#[task]` call as a journaled step), parallel + join (`parallel!`, maps),
 //   effects (breakpoints, external tasks), select (journaled races).
 // - command: command tasks (programs in their own process group).
-// - run: the runner: create, drive, resume, post, decide, cancel.
+// - run: the runner: create, drive, resume, post, decide, cancel; and child processes
+//   (`run/child.rs`: `ctx.child` needs processes and the runner, so it lives here, not in steps).
 // - worker: workers that claim ready runs from a store and drive them.
 // - testing: mocks, a virtual clock, automatic answers, journal replay checks (through the
 //   engine's hooks seam only).

@@ -61,6 +61,7 @@ use std::time::SystemTime;
 type MockFn = Arc<dyn Fn(Value) -> Result<Outcome, RunError> + Send + Sync>;
 type DecideFn = Arc<dyn Fn(&str, &Value) -> Decision + Send + Sync>;
 type AnswerFn = Arc<dyn Fn(&str, &Value) -> Option<Result<Value, Value>> + Send + Sync>;
+type ChildFn = Arc<dyn Fn(&Value) -> Outcome + Send + Sync>;
 
 /// What a runner does instead of the real thing, for tests.
 #[derive(Clone, Default)]
@@ -68,6 +69,8 @@ struct TestHooks {
     mocks: HashMap<String, MockFn>,
     breakpoints: Option<DecideFn>,
     external: Option<AnswerFn>,
+    /// Mocked child processes, by process name.
+    children: HashMap<String, ChildFn>,
     clock: Option<(SystemTime, tokio::time::Instant)>,
 }
 
@@ -103,6 +106,7 @@ impl Hooks for TestHooks {
             WaitKind::Breakpoint => self.breakpoints.as_ref().map(|f| {
                 Outcome::Ok(serde_json::to_value(f(name, input)).expect("a decision is plain data"))
             }),
+            WaitKind::Child => self.children.get(name).map(|f| f(input)),
             _ => self
                 .external
                 .as_ref()
@@ -173,6 +177,59 @@ impl Runner {
             })
         });
         self.test_hooks().mocks.insert(task.to_string(), mock);
+        self
+    }
+
+    /// Replaces child process `P` ([`Ctx::child`](crate::Ctx::child)) in runs of this runner:
+    /// `f` receives the child's input and returns its output (or the error the parent's step
+    /// gets); no run of `P` is made. The parent's step is journaled as usual.
+    ///
+    /// ```
+    /// use minder::prelude::*;
+    ///
+    /// #[process]
+    /// async fn charge(_ctx: &Ctx, cents: u64) -> Result<String, ProcessError> {
+    ///     unreachable!("mocked in the test: {cents}")
+    /// }
+    ///
+    /// #[process]
+    /// async fn checkout(ctx: &Ctx, cents: u64) -> Result<String, ProcessError> {
+    ///     Ok(ctx.child::<charge>(cents).await?)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let runner = Runner::in_memory().mock_child::<charge>(|cents| Ok(format!("paid {cents}")));
+    /// assert_eq!(runner.run::<checkout>(250).await.unwrap().output, "paid 250");
+    /// assert_eq!(runner.store().list().await.unwrap().len(), 1);
+    /// # }
+    /// ```
+    pub fn mock_child<P: Process>(
+        mut self,
+        f: impl Fn(P::Input) -> Result<P::Output, crate::TaskError> + Send + Sync + 'static,
+    ) -> Self {
+        let child: ChildFn = Arc::new(move |input: &Value| {
+            let encoded = match serde_json::from_value::<P::Input>(input.clone()) {
+                Ok(input) => match f(input) {
+                    Ok(output) => serde_json::to_value(output).map(Outcome::Ok),
+                    Err(e) => serde_json::to_value(e).map(Outcome::Err),
+                },
+                Err(e) => serde_json::to_value(crate::TaskError::new(format!(
+                    "the input of mocked child process `{}` does not fit: {e}",
+                    P::NAME
+                )))
+                .map(Outcome::Err),
+            };
+            encoded.unwrap_or_else(|e| {
+                let e = crate::TaskError::new(format!(
+                    "the output of mocked child process `{}` cannot be journaled: {e}",
+                    P::NAME
+                ));
+                Outcome::Err(serde_json::to_value(e).expect("an error is plain data"))
+            })
+        });
+        self.test_hooks()
+            .children
+            .insert(P::NAME.to_string(), child);
         self
     }
 

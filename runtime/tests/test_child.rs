@@ -406,6 +406,27 @@ async fn a_replay_that_starts_a_child_with_other_input_is_a_divergence() {
     );
 }
 
+#[tokio::test]
+async fn a_mocked_child_makes_no_run_and_the_saved_journal_replays() {
+    let tag = "child-mocked";
+    let store = MemoryStore::new();
+    let runner =
+        Runner::new(store.clone()).mock_child::<approval>(|tag| Ok(format!("{tag} mocked")));
+    let done = runner.run::<release>(tag.to_string()).await.unwrap();
+    assert_eq!(done.output, format!("published ({tag} mocked)"));
+    assert_eq!(
+        store.list().await.unwrap(),
+        std::slice::from_ref(&done.run_id)
+    );
+    assert_eq!(count(tag, "prepare"), 0);
+    // The journal of a parent replays against the code without starting any child.
+    let journal = store.events(&done.run_id).unwrap();
+    let replayed = minder::testing::replay_journal::<release>(journal)
+        .await
+        .unwrap();
+    assert_eq!(replayed, minder::testing::Replay::Completed);
+}
+
 // ---- On the runs directory: a crash (SIGKILL) and workers ----
 
 mod on_disk {

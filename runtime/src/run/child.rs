@@ -302,16 +302,24 @@ async fn child_step<P: Process>(
         // Replayed to check a posted result or a saved journal: nothing starts.
         return std::future::pending().await;
     }
+    // A test's stand-in for the child (`Runner::mock_child`): no run of it is made.
+    let mocked = run
+        .hooks
+        .answer(WaitKind::Child, P::NAME, &request["input"]);
     let driver = run
         .driver
         .clone()
         .and_then(|d| d.downcast::<Driver>().ok())
         .expect("a run is driven by a runner");
-    let Some(outcome) = driver
-        .outcome::<P>(&run, &key, &child_id, first, &request)
-        .await
-    else {
-        return std::future::pending().await;
+    let outcome = match mocked {
+        Some(outcome) => outcome,
+        None => match driver
+            .outcome::<P>(&run, &key, &child_id, first, &request)
+            .await
+        {
+            Some(outcome) => outcome,
+            None => return std::future::pending().await,
+        },
     };
     {
         let _active = run.active();
