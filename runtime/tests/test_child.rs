@@ -427,6 +427,68 @@ async fn a_mocked_child_makes_no_run_and_the_saved_journal_replays() {
     assert_eq!(replayed, minder::testing::Replay::Completed);
 }
 
+/// `resume --wait` on a parent whose child waits for a person: it wakes when the child's
+/// breakpoint is decided (the parent's journal does not change), resumes the parent, which
+/// resumes the child, and both complete.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_wait_on_a_parent_wakes_when_what_its_child_waits_for_is_decided() {
+    let tag = "child-resume-wait";
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runs = dir.path().join("runs");
+    let registry = std::sync::Arc::new(
+        minder::cli::Registry::new()
+            .process::<release>()
+            .process::<approval>(),
+    );
+    let runs_s = runs.display().to_string();
+    let cli = move |args: Vec<String>| {
+        let registry = registry.clone();
+        let runs_s = runs_s.clone();
+        async move {
+            let mut all = vec!["minder".to_string()];
+            all.extend(args);
+            all.extend(["--runs-dir".into(), runs_s, "--json".into()]);
+            minder::cli::run(&registry, all).await
+        }
+    };
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, format!("{tag:?}")).unwrap();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let code = cli(args(&[
+        "run",
+        "release",
+        "--input",
+        input.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(code, std::process::ExitCode::from(5));
+    let store = minder::FileStore::new(&runs);
+    let ids = store.list().await.unwrap();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let (parent, child) = (ids[0].clone(), ids[1].clone());
+    assert!(child.starts_with(&parent), "{ids:?}");
+    let waiting = tokio::spawn(cli(args(&["resume", &parent, "--wait"])));
+    // Waiting for news: nothing ran since.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished());
+    let yes = Decision::Approved { feedback: None };
+    Runner::new(store.clone())
+        .decide(&child, "go#0", yes)
+        .await
+        .unwrap();
+    let code = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    for id in [&parent, &child] {
+        let s = summarize(&store.read(id).await.unwrap());
+        assert_eq!(s.state, RunState::Completed, "{id}");
+    }
+    assert_eq!(count(tag, "approved"), 1);
+}
+
 // ---- On the runs directory: a crash (SIGKILL) and workers ----
 
 mod on_disk {
