@@ -143,6 +143,9 @@ pub(crate) struct RunState {
     /// What drives the run (the runner's, for child processes: `ctx.child`), type-erased:
     /// the engine does not know runners.
     pub(crate) driver: Option<Arc<dyn Any + Send + Sync>>,
+    /// Set while the runner polls the process body: a step future dropped then was dropped by
+    /// the body itself (a `select` loser, a fail-fast sibling), not because the run stopped.
+    pub(crate) polling: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps an entry on the run's waiting list while it lives ([`RunState::wait_for`]).

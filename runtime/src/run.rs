@@ -615,6 +615,7 @@ impl Runner {
             states: self.states.clone(),
             graph: P::graph(),
             driver: Some(Arc::new(child::Driver::new(self.clone(), mode))),
+            polling: std::sync::atomic::AtomicBool::new(false),
         });
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());
@@ -662,7 +663,9 @@ impl Runner {
                         looking = Some(self.store.cancel_request(&run_id));
                     }
                 }
+                state.polling.store(true, Ordering::SeqCst);
                 let polled = body.as_mut().poll(cx);
+                state.polling.store(false, Ordering::SeqCst);
                 if let Some(fatal) = state.take_fatal() {
                     return Poll::Ready(Err(fatal));
                 }

@@ -380,6 +380,45 @@ async fn a_child_cancelled_on_its_own_is_an_error_its_parent_handles() {
     open_gate(tag);
 }
 
+#[process]
+async fn fails_beside_a_child(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
+    let (_, n) = parallel!(
+        failing(tag.clone(), "boom".into(), 20),
+        ctx.child::<holds>(tag.clone())
+    )?;
+    Ok(format!("{n}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_abandoned_by_a_fail_fast_block_is_cancelled() {
+    let tag = "child-abandoned";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let err = runner
+        .run::<fails_beside_a_child>(tag.to_string())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("boom-failed"), "{err}");
+    let RunError::Failed { .. } = err else {
+        panic!("{err}")
+    };
+    let parent = store.list().await.unwrap()[0].clone();
+    let child = children(&store.events(&parent).unwrap())[0].1.clone();
+    // The sibling's failure dropped the child's step: the child is cancelled, not left behind.
+    wait_until("the abandoned child to be cancelled", || {
+        summarize(&store.events(&child).unwrap()).state == RunState::Cancelled
+    })
+    .await;
+    let summary = summarize(&store.events(&child).unwrap());
+    let reason = summary.error.unwrap();
+    assert!(
+        reason.starts_with("abandoned by its parent run"),
+        "{reason}"
+    );
+    assert_eq!(count(tag, "gate"), 1);
+    open_gate(tag);
+}
+
 #[tokio::test]
 async fn a_replay_that_starts_a_child_with_other_input_is_a_divergence() {
     let tag = "child-diverges";

@@ -17,7 +17,9 @@
 //!   held then); a parent that was held when its child ended finds the end in the child's
 //!   journal, which its waiting step reads every [`CANCEL_CHECK`], and which the runner looks
 //!   at once more right after it let the suspended parent go.
-//! - *Cancelling* a parent cancels its children that have not ended ([`Runner::cancel`]).
+//! - *Cancelling* a parent cancels its children that have not ended ([`Runner::cancel`]). A
+//!   child whose step the parent's body drops (a `select` loser, a fail-fast sibling) is
+//!   cancelled as well; one whose parent stops (to wait, or because its program goes) is not.
 
 use super::{created, pending_effect, Finished, Process, Runner, Submit, CANCEL_CHECK};
 use crate::ctx::Ctx;
@@ -172,7 +174,8 @@ impl Ctx {
     /// for it ([`WaitKind::Child`]) and stops too, and resuming this run resumes the child
     /// first. Under workers (`minder::worker`) the child is a run of its own that a worker
     /// takes; this run lets go meanwhile and is ready again when the child ends.
-    /// Cancelling this run cancels the children that have not ended.
+    /// Cancelling this run cancels the children that have not ended; so does dropping the
+    /// step's future (the losing branch of a [`Ctx::select`], a failed fail-fast sibling).
     ///
     /// ```
     /// use minder::prelude::*;
@@ -367,6 +370,34 @@ impl Driver {
                 return None;
             }
         }
+        let abandoned = Abandoned {
+            run,
+            key,
+            child_id: Some(child_id),
+            runner,
+        };
+        let outcome = self.follow::<P>(run, key, child_id, request).await;
+        abandoned.disarm();
+        outcome
+    }
+
+    /// Drives the child inline, or waits for it to end on a worker: its outcome, or `None`
+    /// when the parent stopped on an error meanwhile.
+    async fn follow<P: Process>(
+        &self,
+        run: &RunState,
+        key: &str,
+        child_id: &str,
+        request: &Value,
+    ) -> Option<Outcome> {
+        let runner = &self.runner;
+        let stop = |error: RunError| {
+            run.fail(RunError::Child {
+                run_id: child_id.to_string(),
+                key: key.to_string(),
+                error: Box::new(error),
+            })
+        };
         if self.mode.worker {
             let fingerprint = P::graph().fingerprint();
             let known = runner
@@ -435,6 +466,49 @@ impl Driver {
             }
             tokio::time::sleep(CANCEL_CHECK).await;
         }
+    }
+}
+
+/// Cancels a child whose step's future the parent's own body dropped before the child ended
+/// (the step lost a `select`, or a fail-fast sibling failed): as a task's command is killed
+/// then. Not when the parent stops (it waits, it is cancelled, its runner goes): the body is
+/// dropped outside a poll then.
+struct Abandoned<'a> {
+    run: &'a RunState,
+    key: &'a str,
+    child_id: Option<&'a str>,
+    runner: &'a Runner,
+}
+
+impl Abandoned<'_> {
+    fn disarm(mut self) {
+        self.child_id = None;
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let Some(child) = self.child_id.take() else {
+            return;
+        };
+        if !self.run.polling.load(std::sync::atomic::Ordering::SeqCst) || self.run.stopped() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (runner, child) = (self.runner.clone(), child.to_string());
+        let reason = format!(
+            "abandoned by its parent run {} at step {}",
+            self.run.run_id, self.key
+        );
+        tracing::debug!(run_id = %self.run.run_id, key = self.key, child, "child abandoned: cancelling it");
+        handle.spawn(async move {
+            match runner.cancel(&child, Some(reason)).await {
+                Ok(()) | Err(RunError::NotCancelled { .. }) => {}
+                Err(e) => tracing::warn!(child, error = %e, "cannot cancel an abandoned child"),
+            }
+        });
     }
 }
 
