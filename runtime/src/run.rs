@@ -337,6 +337,7 @@ impl Runner {
                 let Event::RunCreated {
                     process,
                     fingerprint,
+                    parent,
                     ..
                 } = first
                 else {
@@ -345,6 +346,10 @@ impl Runner {
                     ))));
                 };
                 self.check_version::<P>(run_id, &process, &fingerprint)?;
+                if mode.tell_parent {
+                    self.remind_parent(parent.as_ref(), &process, run_id, &end)
+                        .await;
+                }
                 return ended::<P>(run_id, end);
             }
         };
@@ -389,11 +394,23 @@ impl Runner {
                 ))));
             };
             self.check_version::<P>(run_id, &process, &fingerprint)?;
-            // A run that ended returns its end again (unless a saved journal is being checked).
+            // A run that ended returns its end again (unless a saved journal is being checked);
+            // a child tells its parent again.
+            let parent = journal
+                .parent
+                .filter(|_| mode.tell_parent && posting.is_none());
             match journal.end {
-                Some(end @ Event::RunCancelled { .. }) => return ended::<P>(run_id, end),
+                Some(end @ Event::RunCancelled { .. }) => {
+                    self.remind_parent(parent.as_ref(), &process, run_id, &end)
+                        .await;
+                    return ended::<P>(run_id, end);
+                }
                 Some(_) if checking => {}
-                Some(end) => return ended::<P>(run_id, end),
+                Some(end) => {
+                    self.remind_parent(parent.as_ref(), &process, run_id, &end)
+                        .await;
+                    return ended::<P>(run_id, end);
+                }
                 None => {}
             }
             let replay = journal.map;
@@ -406,7 +423,7 @@ impl Runner {
                 (None, true) => Driving::New,
                 (None, false) => Driving::Resumed,
             };
-            let (id, parent) = (run_id.to_string(), journal.parent);
+            let id = run_id.to_string();
             let drive = self.drive::<P>(id, log.clone(), replay, input, posting, (mode, parent));
             traced(run_id, P::NAME, how, drive).await
         }

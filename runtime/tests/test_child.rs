@@ -280,6 +280,40 @@ async fn a_child_resumed_on_its_own_tells_its_parent() {
     assert_eq!(count(tag, "approved"), 1);
 }
 
+#[tokio::test]
+async fn a_child_resumed_after_it_ended_tells_its_parent_again() {
+    let tag = "child-reminds";
+    let store = MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let err = runner.run::<release>(tag.to_string()).await.unwrap_err();
+    let RunError::Suspended { run_id: id, .. } = &err else {
+        panic!("{err}")
+    };
+    let (key, child) = waited_child(&err);
+    let parked = store.events(id).unwrap();
+    runner
+        .decide(&child, "go#0", Decision::Approved { feedback: None })
+        .await
+        .unwrap();
+    runner.resume::<approval>(&child).await.unwrap();
+    // As if the child's runner had died before it told the parent: the parent's journal as
+    // it was while parked.
+    store.set_events(id, parked.clone());
+    runner.resume::<approval>(&child).await.unwrap();
+    let told = store.events(id).unwrap();
+    assert_eq!(told.len(), parked.len() + 1);
+    assert!(
+        matches!(told.last(), Some(Event::EffectResolved { key: k, .. }) if *k == key),
+        "{:?}",
+        told.last()
+    );
+    // Once is enough: resuming it again writes nothing more.
+    runner.resume::<approval>(&child).await.unwrap();
+    assert_eq!(store.events(id).unwrap().len(), told.len());
+    let done = runner.resume::<release>(id).await.unwrap();
+    assert_eq!(done.output, format!("published ({tag} approved)"));
+}
+
 #[process]
 async fn nested(ctx: &Ctx, tag: String) -> Result<String, ProcessError> {
     Ok(ctx.child::<release>(tag).await?)

@@ -16,7 +16,11 @@
 //!   the parent is not held (before its own end is durable, and again after if the parent was
 //!   held then); a parent that was held when its child ended finds the end in the child's
 //!   journal, which its waiting step reads every [`CANCEL_CHECK`], and which the runner looks
-//!   at once more right after it let the suspended parent go.
+//!   at once more right after it let the suspended parent go. One interleaving is left: the
+//!   child's first try finds the parent held, the parent lets go and looks before the child's
+//!   end is durable, and the child's runner dies before its second try; the parent then stays
+//!   parked until it is resumed (which finds the end) or the child is (an ended child that is
+//!   resumed tells its parent again).
 //! - *Cancelling* a parent cancels its children that have not ended ([`Runner::cancel`]). A
 //!   child whose step the parent's body drops (a `select` loser, a fail-fast sibling) is
 //!   cancelled as well; one whose parent stops (to wait, or because its program goes) is not.
@@ -119,7 +123,12 @@ fn outcome_of(events: &[Event]) -> Option<Outcome> {
         }) => (run_id.as_str(), process.as_str()),
         _ => ("", ""),
     };
-    match events.last()? {
+    ended_with(process, run_id, events.last()?)
+}
+
+/// The outcome of child run `run_id` of `process` that ended with `end`.
+fn ended_with(process: &str, run_id: &str, end: &Event) -> Option<Outcome> {
+    match end {
         Event::RunCompleted { output } => Some(Outcome::Ok(output.clone())),
         Event::RunFailed { error } => Some(failed(process, run_id, error)),
         Event::RunCancelled { reason } => Some(cancelled(process, run_id, reason.as_deref())),
@@ -584,6 +593,20 @@ impl Runner {
             told = false;
         }
         told
+    }
+
+    /// A child resumed after it ended (`end`) tells its parent again, for a runner that died
+    /// before it could (the parent still waiting for it, not held).
+    pub(super) async fn remind_parent(
+        &self,
+        parent: Option<&ParentLink>,
+        process: &str,
+        run_id: &str,
+        end: &Event,
+    ) {
+        if let (Some(parent), Some(outcome)) = (parent, ended_with(process, run_id, end)) {
+            self.tell_parent(Some(parent), run_id, &outcome).await;
+        }
     }
 
     /// After run `run_id` stopped to wait and was let go: the children it waits for (from
