@@ -562,6 +562,83 @@ async fn resume_wait_on_a_parent_wakes_when_what_its_child_waits_for_is_decided(
     assert_eq!(count(tag, "approved"), 1);
 }
 
+/// Set in the OS process `status_links_a_waiting_parent_and_its_child` starts: the command
+/// line's arguments, one a line, which it runs (so its standard output can be read).
+#[cfg(feature = "cli")]
+const CLI_ARGS: &str = "MINDER_TEST_CHILD_CLI";
+
+#[cfg(feature = "cli")]
+fn registry() -> minder::cli::Registry {
+    minder::cli::Registry::new()
+        .process::<release>()
+        .process::<approval>()
+}
+
+/// `status`, `tasks --pending` and `events` on the command line link a waiting parent and
+/// its waiting child both ways.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_links_a_waiting_parent_and_its_child() {
+    if let Ok(args) = std::env::var(CLI_ARGS) {
+        let all = std::iter::once("minder").chain(args.lines());
+        minder::cli::run(&registry(), all).await;
+        return;
+    }
+    let tag = "child-status";
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runs = dir.path().join("runs");
+    let runs_s = runs.display().to_string();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, format!("{tag:?}")).unwrap();
+    let run = [
+        "run",
+        "release",
+        "--input",
+        input.to_str().unwrap(),
+        "--runs-dir",
+        &runs_s,
+    ];
+    let code = minder::cli::run(&registry(), std::iter::once("minder").chain(run)).await;
+    assert_eq!(code, std::process::ExitCode::from(5));
+    let ids = minder::FileStore::new(&runs).list().await.unwrap();
+    let (parent, child) = (ids[0].as_str(), ids[1].as_str());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "status_links_a_waiting_parent_and_its_child",
+                "--nocapture",
+            ])
+            .env(
+                CLI_ARGS,
+                [args, &["--runs-dir", &runs_s]].concat().join("\n"),
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = cli(&["status", parent]);
+    for line in [
+        "state    waiting".to_string(),
+        format!("waiting  child `approval` (approval#0): run {child}"),
+        format!("child    {child} is waiting, for breakpoint `go` (go#0)"),
+    ] {
+        assert!(status.contains(&line), "{line}\n{status}");
+    }
+    let status = cli(&["status", child]);
+    let line = format!("parent   {parent} (its step approval#0 waits for this run)");
+    assert!(status.contains(&line), "{line}\n{status}");
+    let pending = cli(&["tasks", parent, "--pending"]);
+    assert!(
+        pending.contains("pending   child       approval#0"),
+        "{pending}"
+    );
+    assert!(pending.contains(child), "{pending}");
+    let events = cli(&["events", child]);
+    let line = format!("parent={parent} step=approval#0");
+    assert!(events.contains(&line), "{line}\n{events}");
+}
+
 // ---- On the runs directory: a crash (SIGKILL) and workers ----
 
 mod on_disk {

@@ -249,6 +249,21 @@ pub(super) async fn execute(registry: &Registry, cli: &Cli) -> Result<(), CliErr
                 print_json(&value);
             } else {
                 print_status(&summary, at.as_ref().map(|(g, s)| (*g, s)));
+                // What the children it waits for wait for, one level down.
+                for child in summary.pending().filter_map(|e| e.child_run()) {
+                    let Ok(events) = store.read(child).await else {
+                        continue;
+                    };
+                    let c = summarize(&events);
+                    let waits: Vec<String> = c
+                        .pending()
+                        .map(|p| format!("{} `{}` ({})", p.kind, p.name, p.key))
+                        .collect();
+                    match waits.is_empty() {
+                        true => out!("child    {child} is {}", c.state),
+                        false => out!("child    {child} is {}, for {}", c.state, waits.join(", ")),
+                    }
+                }
             }
             Ok(())
         }
