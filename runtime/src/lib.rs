@@ -75,6 +75,7 @@
 
 pub mod command;
 mod ctx;
+mod deliver;
 mod effects;
 mod engine;
 mod error;
