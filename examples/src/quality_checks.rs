@@ -40,6 +40,12 @@ pub struct QualityInput {
     /// Pass `--offline` to cargo (no registry access).
     #[serde(default)]
     pub offline: bool,
+    /// Who signs the change off. With a reviewer, the run also waits, *while the checks run*,
+    /// for their decision on the breakpoint `sign-off` (`approve` / `reject`); the report
+    /// passes only when they approved. A decision made while a worker runs the checks goes
+    /// through the run's inbox: the worker takes it without stopping the checks.
+    #[serde(default)]
+    pub reviewer: Option<String>,
 }
 
 /// What `inspect_crate` found.
@@ -112,7 +118,11 @@ pub struct QualityReport {
     pub test: CheckResult,
     /// The dependency audit.
     pub audit: Audit,
-    /// Whether every check passed.
+    /// The reviewer's decision, when the input named one: `approved by <reviewer>: <feedback>`
+    /// or `rejected by ..`.
+    #[serde(default)]
+    pub sign_off: Option<String>,
+    /// Whether every check passed (and the reviewer, if any, approved).
     pub passed: bool,
 }
 
@@ -453,15 +463,37 @@ pub async fn quality_checks(ctx: &Ctx, input: QualityInput) -> Result<QualityRep
         .clone()
         .unwrap_or_else(|| format!("{dir}/target/minder-checks"));
 
-    // Parallel: the four checks only read the crate and build into separate directories.
-    let (fmt, lint, test, audit) = parallel!(
+    // Parallel: the four checks only read the crate and build into separate directories; a
+    // reviewer, if there is one, signs off meanwhile.
+    let question = format!("sign off {} {}?", info.name, info.version);
+    let (fmt, lint, test, audit, sign_off) = parallel!(
         fmt_check(dir.clone(), target.clone()),
         lint_check(dir.clone(), target.clone(), input.offline),
         test_check(dir.clone(), target.clone(), input.offline),
         dependency_audit(dir.clone()),
+        async {
+            let Some(reviewer) = &input.reviewer else {
+                return Ok::<_, TaskError>(None);
+            };
+            let decision = ctx.breakpoint("sign-off", &question).await;
+            let verdict = if decision.is_approved() {
+                "approved"
+            } else {
+                "rejected"
+            };
+            let feedback = decision.feedback().unwrap_or("no feedback");
+            Ok(Some((
+                decision.is_approved(),
+                format!("{verdict} by {reviewer}: {feedback}"),
+            )))
+        },
     )?;
 
-    let passed = fmt.passed && lint.passed && test.passed && audit.result.passed;
+    let signed = sign_off.as_ref().is_none_or(|(approved, _)| *approved);
+    let passed = fmt.passed && lint.passed && test.passed && audit.result.passed && signed;
+    if let Some((_, said)) = &sign_off {
+        ctx.log(format!("sign-off: {said}"));
+    }
     for check in [&fmt, &lint, &test, &audit.result] {
         let verdict = if check.passed { "passed" } else { "FAILED" };
         ctx.log(format!(
@@ -475,6 +507,7 @@ pub async fn quality_checks(ctx: &Ctx, input: QualityInput) -> Result<QualityRep
         lint,
         test,
         audit,
+        sign_off: sign_off.map(|(_, said)| said),
         passed,
     })
 }

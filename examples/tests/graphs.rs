@@ -27,9 +27,11 @@ fn quality_checks_graph() {
         &[
             "process quality-checks",
             "task inspect_crate",
-            "parallel fmt_check+lint_check+test_check+dependency_audit (fail-fast)",
+            "parallel fmt_check+lint_check+test_check+dependency_audit+seq (fail-fast)",
             "branch 3",
             "task dependency_audit",
+            "branch 4",
+            "ctx.breakpoint",
         ],
     );
 }

@@ -47,6 +47,7 @@ fn input(crate_dir: &Path, target: &Path) -> QualityInput {
         crate_dir: crate_dir.to_string_lossy().into_owned(),
         target_dir: Some(target.to_string_lossy().into_owned()),
         offline: true,
+        reviewer: None,
     }
 }
 

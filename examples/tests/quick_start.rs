@@ -127,6 +127,7 @@ async fn the_sample_crate_passes_its_checks() {
         crate_dir: data_dir("tiny-crate").to_string_lossy().into_owned(),
         target_dir: Some(target.path().to_string_lossy().into_owned()),
         offline: true,
+        reviewer: None,
     };
     let report = Runner::in_memory()
         .run::<quality_checks::quality_checks>(input)

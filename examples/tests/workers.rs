@@ -213,3 +213,120 @@ fn a_worker_drives_a_parent_and_its_child_processes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ctx.child"), "{text}");
 }
+
+const TINY_MANIFEST: &str = "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\n[workspace]\n";
+
+/// A crate whose test waits until the file named by `TINY_GATE` exists: `cargo test` (one of
+/// the parallel checks) runs until the test says so.
+const TINY_GATED_LIB: &str = r#"pub fn add(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn waits_for_the_gate() {
+        let gate = std::env::var("TINY_GATE").unwrap();
+        while !std::path::Path::new(&gate).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(super::add(1, 2), 3);
+    }
+}
+"#;
+
+/// `approve` from the command line while a worker holds the run (its `cargo test` check is
+/// still running): the decision goes through the run's inbox, the worker journals it without
+/// letting the run go, and the run completes signed off once the checks are done.
+fn a_sign_off_reaches_a_run_a_worker_holds(store: &[&str]) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let krate = dir.path().join("tiny");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(krate.join("Cargo.toml"), TINY_MANIFEST).unwrap();
+    std::fs::write(krate.join("src/lib.rs"), TINY_GATED_LIB).unwrap();
+    let gate = dir.path().join("gate");
+    let input = dir.path().join("input.json");
+    let checks = serde_json::json!({
+        "crate_dir": krate,
+        "target_dir": dir.path().join("target"),
+        "offline": true,
+        "reviewer": "ana",
+    });
+    std::fs::write(&input, checks.to_string()).unwrap();
+
+    let mut w = Command::new(BIN)
+        .args(store)
+        .args(["worker", "--poll", "100ms"])
+        .env("TINY_GATE", &gate)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = input.display().to_string();
+    let submitted = json(
+        store,
+        &["run", "quality-checks", "--input", &input, "--detach"],
+    );
+    let id = submitted["run_id"].as_str().unwrap().to_string();
+    let events = |id: &str| json(store, &["events", id]).as_array().unwrap().clone();
+    let deadline = Instant::now() + PATIENCE;
+    let key = loop {
+        let found = events(&id)
+            .into_iter()
+            .find(|e| e["event"] == "effect_requested" && e["name"] == "sign-off");
+        if let Some(e) = found {
+            break e["key"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "{:?}", events(&id));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let approved = minder(store, &["approve", &id, &key, "--feedback", "lgtm"]);
+    assert!(
+        approved.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&approved.stdout),
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    // Journaled by the worker, which still holds the run: `cargo test` waits for the gate.
+    let now = events(&id);
+    assert!(
+        now.iter()
+            .any(|e| e["event"] == "effect_resolved" && e["key"] == key.as_str()),
+        "{now:?}"
+    );
+    assert!(
+        !now.iter()
+            .any(|e| e["event"] == "suspended" || e["event"] == "run_completed"),
+        "{now:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let end = loop {
+        let last = events(&id).last().cloned().unwrap();
+        if last["event"] == "run_completed" {
+            break last;
+        }
+        assert!(Instant::now() < deadline, "{:?}", events(&id));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(end["output"]["sign_off"], "approved by ana: lgtm", "{end}");
+    assert_eq!(end["output"]["passed"], true, "{end}");
+    // The run was never let go: no suspension in its journal.
+    assert!(!events(&id).iter().any(|e| e["event"] == "suspended"));
+    w.kill().unwrap();
+    w.wait().unwrap();
+}
+
+#[test]
+fn on_a_runs_directory_approve_reaches_a_run_a_worker_holds() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runs = dir.path().join("runs").display().to_string();
+    a_sign_off_reaches_a_run_a_worker_holds(&["--runs-dir", runs.as_str()]);
+}
+
+#[test]
+fn on_postgres_approve_reaches_a_run_a_worker_holds() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(pg::fresh_db("cli_inbox"));
+    a_sign_off_reaches_a_run_a_worker_holds(&["--store", &url]);
+}

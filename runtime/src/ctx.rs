@@ -72,6 +72,12 @@ impl Scope {
         })
     }
 
+    /// Whether this is the process's top-level sequence (no parallel branch, map item or
+    /// select around it).
+    pub(crate) fn is_root(&self) -> bool {
+        self.path.is_empty()
+    }
+
     /// The key of the next step called `name` in this scope (`name` is escaped).
     pub(crate) fn next_key(&self, name: &str) -> StepKey {
         self.next_key_checked(name, None)

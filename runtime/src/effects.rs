@@ -11,6 +11,7 @@ use crate::error::{DecodeProblem, EffectProblem, RunError, TaskError, Waiting};
 use crate::inspect::WaitKind;
 use crate::journal::{Event, Outcome};
 use crate::replay::Replayed;
+use crate::store::InboxRefusal;
 use crate::Journaled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -240,6 +241,7 @@ impl Ctx {
             }
         };
         let code = || format!("asks for {kind} `{name}` with input {input} at {location}");
+        let mut requested_now = false;
         match run.replayed(&mut step) {
             Err(Stopped) => return std::future::pending().await,
             Ok(Some(Replayed::Effect {
@@ -269,7 +271,10 @@ impl Ctx {
                 run.diverged(&step, &other, code());
                 return std::future::pending().await;
             }
-            Ok(None) => run.append(Event::EffectRequested {
+            Ok(None) => requested_now = true,
+        }
+        if requested_now {
+            run.append(Event::EffectRequested {
                 key: key.clone(),
                 kind: kind.as_str().to_string(),
                 name: name.to_string(),
@@ -278,7 +283,7 @@ impl Ctx {
                 seq: Some(step.seq),
                 location: Some(location.clone()),
                 node,
-            }),
+            });
         }
         if run.posting.is_none() {
             let now = crate::engine::unix_millis(run.hooks.now());
@@ -331,13 +336,54 @@ impl Ctx {
             });
             return std::future::pending().await;
         }
-        let _waiting = run.wait_for(Waiting {
-            key,
+        if requested_now && run.posting.is_none() {
+            // Durable before it waits: whoever answers finds the request in the journal, even
+            // while this writer goes on with other branches.
+            let _active = run.active();
+            if let Err(e) = run.flush().await {
+                run.fail(RunError::Store(e));
+                return std::future::pending().await;
+            }
+        }
+        let waiting = run.wait_for(Waiting {
+            key: key.clone(),
             kind,
             name: name.to_string(),
             input,
             due_ms: deadline,
         });
-        std::future::pending().await
+        // Nothing here resolves it, but an answer may come through the run's inbox while
+        // this writer holds the run (see `store::InboxItem`): checked as `post` and `decide`
+        // check, journaled, and the verdict left for the poster.
+        loop {
+            let item = std::future::poll_fn(|cx| run.poll_inbox(&key, cx)).await;
+            let now = crate::engine::unix_millis(run.hooks.now());
+            let refused = match deadline.filter(|due| now >= *due) {
+                Some(due_ms) => Some(InboxRefusal::TimedOut { due_ms }),
+                None => decode_outcome::<T>(&item.outcome)
+                    .err()
+                    .map(|detail| InboxRefusal::InvalidValue { detail }),
+            };
+            if let Some(why) = refused {
+                run.answer_inbox(&item, Err(why)).await;
+                continue;
+            }
+            let _active = run.active();
+            drop(waiting);
+            run.append(Event::EffectResolved {
+                key: key.clone(),
+                outcome: item.outcome.clone(),
+            });
+            if let Err(e) = run.flush().await {
+                run.fail(RunError::Store(e));
+                return std::future::pending().await;
+            }
+            run.answer_inbox(&item, Ok(())).await;
+            for other in run.take_inbox_rest(&key) {
+                run.answer_inbox(&other, Err(InboxRefusal::AlreadyResolved))
+                    .await;
+            }
+            return resolve(&run, DecodeProblem::EffectResult { key }, &item.outcome).await;
+        }
     }
 }

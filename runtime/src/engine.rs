@@ -6,7 +6,7 @@
 use crate::error::{RunError, Waiting};
 use crate::journal::{Event, Outcome};
 use crate::replay::{ReplayMap, Replayed};
-use crate::store::{RunLog, StoreError};
+use crate::store::{InboxAnswer, InboxItem, RunLog, StoreError};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -146,6 +146,22 @@ pub(crate) struct RunState {
     /// Set while the runner polls the process body: a step future dropped then was dropped by
     /// the body itself (a `select` loser, a fail-fast sibling), not because the run stopped.
     pub(crate) polling: std::sync::atomic::AtomicBool,
+    /// The store the run lives in (for its inbox).
+    pub(crate) store: Arc<dyn crate::store::Store>,
+    /// Answers from the run's inbox for the effects it waits for.
+    pub(crate) inbox: Mutex<InboxDesk>,
+}
+
+/// Answers from the run's inbox ([`crate::store::InboxItem`]) on their way to the effects that
+/// wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct InboxDesk {
+    /// Items not yet taken, by the key they answer, oldest first.
+    items: std::collections::HashMap<String, std::collections::VecDeque<InboxItem>>,
+    /// Ids already delivered (the store lists an item until it is answered).
+    seen: std::collections::HashSet<String>,
+    /// The effects waiting for an item, by key.
+    wakers: std::collections::HashMap<String, std::task::Waker>,
 }
 
 /// Keeps an entry on the run's waiting list while it lives ([`RunState::wait_for`]).
@@ -247,6 +263,66 @@ impl RunState {
         let key = waiting.key.clone();
         self.waiting.lock().unwrap().insert(key.clone(), waiting);
         StillWaiting { run: self, key }
+    }
+
+    /// Whether an effect waits for an answer (so the inbox is worth a look).
+    pub(crate) fn waits_for_answers(&self) -> bool {
+        !self.waiting.lock().unwrap().is_empty()
+    }
+
+    /// Hands items from the run's inbox to the effects they answer (each item once).
+    pub(crate) fn deliver(&self, items: Vec<InboxItem>) {
+        let mut desk = self.inbox.lock().unwrap();
+        for item in items {
+            if !desk.seen.insert(item.id.clone()) {
+                continue;
+            }
+            let key = item.key.clone();
+            desk.items.entry(key.clone()).or_default().push_back(item);
+            if let Some(waker) = desk.wakers.remove(&key) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The next inbox item for the effect `key`, when one arrives.
+    pub(crate) fn poll_inbox(
+        &self,
+        key: &str,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<InboxItem> {
+        let mut desk = self.inbox.lock().unwrap();
+        if let Some(item) = desk.items.get_mut(key).and_then(|q| q.pop_front()) {
+            return std::task::Poll::Ready(item);
+        }
+        desk.wakers.insert(key.to_string(), cx.waker().clone());
+        std::task::Poll::Pending
+    }
+
+    /// The other items for `key`, once one of them answered it.
+    pub(crate) fn take_inbox_rest(&self, key: &str) -> Vec<InboxItem> {
+        let mut desk = self.inbox.lock().unwrap();
+        desk.wakers.remove(key);
+        desk.items.remove(key).map(Vec::from).unwrap_or_default()
+    }
+
+    /// Every delivered item no effect took (the run stops: they are answered as abandoned).
+    pub(crate) fn take_inbox_left(&self) -> Vec<InboxItem> {
+        let mut desk = self.inbox.lock().unwrap();
+        desk.items.drain().flat_map(|(_, q)| q).collect()
+    }
+
+    /// Leaves the verdict on an inbox item for its poster (a failure to is only logged: the
+    /// journal has what happened, and the poster looks there too).
+    pub(crate) async fn answer_inbox(&self, item: &InboxItem, answer: InboxAnswer) {
+        if let Err(e) = self
+            .store
+            .answer_inbox(&self.run_id, &item.id, answer)
+            .await
+        {
+            tracing::warn!(run_id = %self.run_id, key = %item.key, error = %e,
+                "cannot leave the verdict on an inbox item");
+        }
     }
 
     pub(crate) fn log(&self) -> &Arc<dyn RunLog> {

@@ -392,6 +392,12 @@ pub enum EffectProblem {
     },
     /// Replaying the run does not reach the effect (it may wait behind another effect).
     NotReached,
+    /// Another writer holds the run and has not taken the answer from the run's inbox in
+    /// `waited`; it stays there, and the writer that drives the run next checks and journals it.
+    InInbox {
+        /// How long the poster waited for the holder's verdict.
+        waited: std::time::Duration,
+    },
 }
 
 impl EffectProblem {
@@ -443,6 +449,12 @@ impl EffectProblem {
             EffectProblem::NotReached => format!(
                 "effect `{key}` of run `{run_id}` is not reached when the run is replayed: it \
                  may wait behind another effect; resolve that first"
+            ),
+            EffectProblem::InInbox { waited } => format!(
+                "run `{run_id}` is held by another writer, which has not taken the answer to \
+                 `{key}` in {} s; it stays in the run's inbox, and the writer that drives the \
+                 run next checks and journals it (see `workers`)",
+                waited.as_secs_f64()
             ),
         }
     }

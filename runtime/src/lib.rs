@@ -5,7 +5,8 @@
 //     -> run -> worker -> testing -> cli
 //
 // - journal: the events a run records (data only).
-// - store: where journals live: the `Store` trait, the file store, the memory store.
+// - store: where journals live: the `Store` trait, the file store, the memory store,
+//   PostgreSQL; claims, readiness, queues, workers, each run's inbox.
 // - inspect: a journal read back as a summary (what `status` and `list` show), and the states
 //   it names (a run's, a step's, what a run waits for).
 // - error: what tasks, processes and runs fail with (and what a suspended run waits for).
@@ -17,8 +18,9 @@
 // - steps: task (a `#[task]` call as a journaled step), parallel + join (`parallel!`, maps),
 //   effects (breakpoints, external tasks), select (journaled races).
 // - command: command tasks (programs in their own process group).
-// - run: the runner: create, drive, resume, post, decide, cancel; and child processes
-//   (`run/child.rs`: `ctx.child` needs processes and the runner, so it lives here, not in steps).
+// - run: the runner: create, drive, resume, post, decide, cancel (deliver: answers to a run
+//   another writer holds, through its inbox); and child processes (`run/child.rs`: `ctx.child`
+//   needs processes and the runner, so it lives here, not in steps).
 // - worker: workers that claim ready runs from a store and drive them.
 // - testing: mocks, a virtual clock, automatic answers, journal replay checks (through the
 //   engine's hooks seam only).
@@ -76,6 +78,7 @@
 
 pub mod command;
 mod ctx;
+mod deliver;
 mod effects;
 mod engine;
 mod error;

@@ -468,6 +468,10 @@ impl Runner {
     /// else is written) up to the effect, which checks `value` against the task's output type:
     /// a value that does not fit is an error naming the type and the field, and nothing is
     /// written. `Err(value)` posts a failure (a `TaskError`). Then [`Runner::resume`] continues.
+    ///
+    /// While another writer holds the run (a worker driving its other branches), the result
+    /// goes to the run's inbox: the holder checks it the same way and journals it, and this
+    /// waits for its verdict (see [`crate::store::InboxItem`]).
     pub async fn post<P: Process>(
         &self,
         run_id: &str,
@@ -480,13 +484,27 @@ impl Runner {
             effect,
             WaitKind::External,
         )?;
+        let outcome = match result {
+            Ok(v) => Outcome::Ok(v),
+            Err(e) => Outcome::Err(e),
+        };
+        self.answer_effect(run_id, effect, outcome.clone(), || {
+            self.post_now::<P>(run_id, effect, outcome.clone())
+        })
+        .await
+    }
+
+    /// [`Runner::post`] on a run nobody else holds.
+    async fn post_now<P: Process>(
+        &self,
+        run_id: &str,
+        effect: &str,
+        outcome: Outcome,
+    ) -> Result<(), RunError> {
         let posting = Arc::new(Posting {
             check: false,
             key: effect.to_string(),
-            outcome: match result {
-                Ok(v) => Outcome::Ok(v),
-                Err(e) => Outcome::Err(e),
-            },
+            outcome,
             result: Mutex::new(None),
         });
         let replayed = self.resume_with::<P>(run_id, Some(posting.clone())).await;
@@ -501,30 +519,55 @@ impl Runner {
         }
     }
 
-    /// Approves or rejects a pending breakpoint. Then [`Runner::resume`] continues.
+    /// Approves or rejects a pending breakpoint. Then [`Runner::resume`] continues. While
+    /// another writer holds the run, the decision goes to the run's inbox, as with
+    /// [`Runner::post`].
     pub async fn decide(
         &self,
         run_id: &str,
         breakpoint: &str,
         decision: crate::effects::Decision,
     ) -> Result<(), RunError> {
-        let OpenRun { events, log, .. } = self.store.open(run_id).await?;
-        let due = pending_effect(&events, run_id, breakpoint, WaitKind::Breakpoint)?;
-        let now = unix_millis(self.hooks.now());
-        if let Some(due_ms) = due.filter(|due| now >= *due) {
-            return Err(RunError::Effect {
-                run_id: run_id.to_string(),
-                key: breakpoint.to_string(),
-                problem: EffectProblem::TimedOut { due_ms },
-            });
-        }
+        // Checked on the journal as it is (again once the run is opened, or by its holder).
+        let events = self.store.read(run_id).await?;
+        self.decidable(&events, run_id, breakpoint)?;
         let value = serde_json::to_value(&decision).expect("a decision is plain data");
+        let outcome = Outcome::Ok(value);
+        self.answer_effect(run_id, breakpoint, outcome.clone(), || {
+            self.decide_now(run_id, breakpoint, outcome.clone())
+        })
+        .await
+    }
+
+    /// [`Runner::decide`] on a run nobody else holds.
+    async fn decide_now(
+        &self,
+        run_id: &str,
+        breakpoint: &str,
+        outcome: Outcome,
+    ) -> Result<(), RunError> {
+        let OpenRun { events, log, .. } = self.store.open(run_id).await?;
+        self.decidable(&events, run_id, breakpoint)?;
         log.append(Event::EffectResolved {
             key: breakpoint.to_string(),
-            outcome: Outcome::Ok(value),
+            outcome,
         })?;
         log.close().await?;
         Ok(())
+    }
+
+    /// Whether the journal `events` waits for a decision on `breakpoint`, before its deadline.
+    fn decidable(&self, events: &[Event], run_id: &str, breakpoint: &str) -> Result<(), RunError> {
+        let due = pending_effect(events, run_id, breakpoint, WaitKind::Breakpoint)?;
+        let now = unix_millis(self.hooks.now());
+        match due.filter(|due| now >= *due) {
+            Some(due_ms) => Err(RunError::Effect {
+                run_id: run_id.to_string(),
+                key: breakpoint.to_string(),
+                problem: EffectProblem::TimedOut { due_ms },
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Cancels a run: it is journaled as cancelled and never runs again. A run that another
@@ -633,7 +676,15 @@ impl Runner {
             graph: P::graph(),
             driver: Some(Arc::new(child::Driver::new(self.clone(), mode))),
             polling: std::sync::atomic::AtomicBool::new(false),
+            store: self.store.clone(),
+            inbox: Mutex::new(Default::default()),
         });
+        // Answers left in the run's inbox while another writer held it, and not taken.
+        if state.posting.is_none() {
+            if let Ok(items) = self.store.inbox(&run_id).await {
+                state.deliver(items);
+            }
+        }
         let root = Scope::root(state.clone());
         let ctx = Ctx::new(root.clone());
         // What the run waited for when it stopped, taken before the body is dropped (a long
@@ -646,8 +697,11 @@ impl Runner {
         let mut cancel_check = std::pin::pin!(tokio::time::sleep(CANCEL_CHECK));
         let mut cancelled: Option<Option<String>> = None;
         let stop = {
-            // A look for a request under way (the store answers asynchronously).
-            let mut looking: Option<BoxFuture<'_, Option<Option<String>>>> = None;
+            // A look for a cancel request (and, while an effect waits, for answers in the
+            // inbox) under way: the store answers asynchronously.
+            let mut looking: Option<BoxFuture<'static, Look>> = None;
+            // Whether the look before stopping was made since the body last made progress.
+            let mut looked_before_stopping = false;
             let mut body = std::pin::pin!(in_scope(Some(root), P::run(&ctx, input)));
             std::future::poll_fn(|cx| {
                 state.waker.register(cx.waker());
@@ -657,7 +711,7 @@ impl Runner {
                 if watch_cancel {
                     loop {
                         if let Some(look) = looking.as_mut() {
-                            let Poll::Ready(found) = look.as_mut().poll(cx) else {
+                            let Poll::Ready((found, items)) = look.as_mut().poll(cx) else {
                                 break;
                             };
                             looking = None;
@@ -665,6 +719,7 @@ impl Runner {
                                 cancelled = Some(reason);
                                 return Poll::Ready(Ok(None));
                             }
+                            state.deliver(items);
                             let next = tokio::time::Instant::now() + CANCEL_CHECK;
                             cancel_check.as_mut().reset(next);
                         }
@@ -677,7 +732,7 @@ impl Runner {
                                 run_id.clone(),
                             ))));
                         }
-                        looking = Some(self.store.cancel_request(&run_id));
+                        looking = Some(look(&self.store, &run_id, state.waits_for_answers()));
                     }
                 }
                 state.polling.store(true, Ordering::SeqCst);
@@ -694,14 +749,35 @@ impl Runner {
                             && (state.posting.is_some()
                                 || !state.waiting.lock().unwrap().is_empty()) =>
                     {
+                        if watch_cancel {
+                            // One last look (an answer may be in the inbox, a cancel asked)
+                            // before letting the run go; a look under way decides.
+                            if looking.is_some() {
+                                return Poll::Pending;
+                            }
+                            if !looked_before_stopping {
+                                looked_before_stopping = true;
+                                looking = Some(look(&self.store, &run_id, true));
+                                cx.waker().wake_by_ref();
+                                return Poll::Pending;
+                            }
+                        }
                         waited_for = state.waiting.lock().unwrap().values().cloned().collect();
                         Poll::Ready(Ok(None))
                     }
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => {
+                        looked_before_stopping = false;
+                        Poll::Pending
+                    }
                 }
             })
             .await
         };
+        // The body is gone: answers no effect took are for effects it no longer waits for.
+        for item in state.take_inbox_left() {
+            let abandoned = Err(crate::store::InboxRefusal::Abandoned);
+            state.answer_inbox(&item, abandoned).await;
+        }
         let stop = match stop {
             Err(fatal) => {
                 // What was journaled before the error stays: make it durable.
@@ -965,6 +1041,22 @@ pub(crate) fn pending_effect(
 }
 
 /// A new run id: a ULID (see `store::new_id`), so ids sort by creation time.
+/// What a look at the store found: a cancel request (with its reason), and inbox items.
+type Look = (Option<Option<String>>, Vec<crate::store::InboxItem>);
+
+/// Looks for a cancel request of `run_id` and, when `inbox`, for items in its inbox.
+fn look(store: &Arc<dyn Store>, run_id: &str, inbox: bool) -> BoxFuture<'static, Look> {
+    let (store, run_id) = (store.clone(), run_id.to_string());
+    Box::pin(async move {
+        let cancel = store.cancel_request(&run_id).await;
+        let items = match inbox {
+            true => store.inbox(&run_id).await.unwrap_or_default(),
+            false => Vec::new(),
+        };
+        (cancel, items)
+    })
+}
+
 pub(crate) fn new_run_id() -> String {
     crate::store::new_id()
 }

@@ -531,7 +531,7 @@ async fn run_step(
             step: key.clone(),
             run: Arc::downgrade(&run),
         };
-        let result = match attempt_once(def, body, info).await {
+        let result = match attempt_once(def, body, info, scope.is_root()).await {
             Ok(out) => out,
             Err(e) => io.error(e),
         };
@@ -603,14 +603,36 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// One attempt: the body's output, or minder's error (a timeout, a panic).
+/// One attempt: the body's output, or minder's error (a timeout, a panic). `inline` polls the
+/// body in the run's own task (a step of the process's top-level sequence: nothing runs beside
+/// it, and a spawn would only hand it to another thread and back); otherwise it is spawned, so
+/// the branches of a `parallel!` or a map use every thread.
 async fn attempt_once(
     def: &TaskDef,
     body: BoxFuture<'static, Output>,
     info: StepInfo,
+    inline: bool,
 ) -> Result<Output, TaskError> {
     // The body's own events and spans sit under the step's span.
     let body = tracing::Instrument::in_current_span(STEP.scope(info, body));
+    if inline {
+        let body = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body));
+        let finished = match def.timeout {
+            None => body.await,
+            // On time-out the body is dropped here: it has stopped before a retry starts. A
+            // body that blocked its thread past the limit finishes late, and timed out all
+            // the same (as a spawned one would).
+            Some(limit) => {
+                let started = tokio::time::Instant::now();
+                match tokio::time::timeout(limit, body).await {
+                    Ok(_) if started.elapsed() >= limit => return Err(timed_out(def, limit)),
+                    Ok(finished) => finished,
+                    Err(_) => return Err(timed_out(def, limit)),
+                }
+            }
+        };
+        return finished.map_err(|payload| panicked(def, payload));
+    }
     let mut handle = AbortOnDrop(tokio::spawn(body));
     let joined = match def.timeout {
         None => (&mut handle.0).await,
@@ -622,24 +644,33 @@ async fn attempt_once(
                 // the retry then starts when it returns.
                 handle.0.abort();
                 let _ = (&mut handle.0).await;
-                let message = format!("task `{}` timed out after {limit:?}", def.name);
-                return Err(TaskError::with_kind(TaskErrorKind::Timeout, message));
+                return Err(timed_out(def, limit));
             }
         },
     };
     match joined {
         Ok(r) => Ok(r),
-        Err(e) => {
-            let message = match e.try_into_panic() {
-                Ok(payload) => payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic".to_string()),
-                Err(e) => e.to_string(),
-            };
-            let message = format!("task `{}` panicked: {message}", def.name);
-            Err(TaskError::with_kind(TaskErrorKind::Panicked, message))
-        }
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => Err(panicked(def, payload)),
+            Err(e) => {
+                let message = format!("task `{}` panicked: {e}", def.name);
+                Err(TaskError::with_kind(TaskErrorKind::Panicked, message))
+            }
+        },
     }
+}
+
+fn timed_out(def: &TaskDef, limit: std::time::Duration) -> TaskError {
+    let message = format!("task `{}` timed out after {limit:?}", def.name);
+    TaskError::with_kind(TaskErrorKind::Timeout, message)
+}
+
+fn panicked(def: &TaskDef, payload: Box<dyn std::any::Any + Send>) -> TaskError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_string());
+    let message = format!("task `{}` panicked: {message}", def.name);
+    TaskError::with_kind(TaskErrorKind::Panicked, message)
 }

@@ -885,3 +885,12 @@ async fn child_processes_run_inline_and_on_workers_on_postgres() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_reach_a_run_another_writer_holds_through_its_inbox_on_postgres() {
+    let url = pg::fresh_db("inbox").await;
+    let holder: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let poster: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    common::inbox::answers_reach_a_held_run(holder, poster, dir.path()).await;
+}

@@ -525,3 +525,21 @@ fn a_stopped_worker_keeps_its_run_and_finishes_it_when_continued() {
         assert_eq!(lines(&log), ["s 1", "s hold", "s 2"]);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_reach_a_run_another_writer_holds_through_its_inbox_on_the_file_store() {
+    let dir = scratch();
+    let runs = dir.path().join("runs");
+    let holder: Arc<dyn Store> = Arc::new(FileStore::new(&runs));
+    let poster: Arc<dyn Store> = Arc::new(FileStore::new(&runs));
+    common::inbox::answers_reach_a_held_run(holder, poster, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_reach_a_run_another_writer_holds_through_its_inbox_in_memory() {
+    let dir = scratch();
+    let store = minder::store::MemoryStore::new();
+    let (holder, poster): (Arc<dyn Store>, Arc<dyn Store>) =
+        (Arc::new(store.clone()), Arc::new(store));
+    common::inbox::answers_reach_a_held_run(holder, poster, dir.path()).await;
+}

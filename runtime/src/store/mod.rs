@@ -11,10 +11,12 @@ use std::time::SystemTime;
 
 mod claim;
 mod file;
+mod inbox;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub use claim::{ClaimRequest, Claimed, LeftOut, QueueLimits, Rate, Readiness, DEFAULT_QUEUE};
 pub use file::FileStore;
+pub use inbox::{InboxAnswer, InboxItem, InboxRefusal};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 
@@ -416,6 +418,51 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = run_id;
         Box::pin(std::future::ready(()))
     }
+
+    /// Leaves `item` (a result or decision for a waiting effect) in the inbox of `run_id`,
+    /// durably, for the writer that holds the run (see [`InboxItem`]). A store that cannot
+    /// pass items keeps the default: the run is reported locked.
+    fn post_to_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        item: InboxItem,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = item;
+        Box::pin(std::future::ready(Err(StoreError::Locked(
+            run_id.to_string(),
+        ))))
+    }
+
+    /// The items in the inbox of `run_id` that no writer has answered yet, oldest first. The
+    /// default: none.
+    fn inbox<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<InboxItem>, StoreError>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// Leaves the holder's verdict on the inbox item `id` of `run_id` for its poster.
+    fn answer_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        answer: InboxAnswer,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (run_id, id, answer);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The holder's verdict on the inbox item `id` of `run_id`, taking the item out of the
+    /// inbox once answered; with `withdraw`, the item is taken out even when it was not
+    /// answered (`None`).
+    fn take_inbox_answer<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        withdraw: bool,
+    ) -> BoxFuture<'a, Result<Option<InboxAnswer>, StoreError>> {
+        let _ = (run_id, id, withdraw);
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
 
 /// A new id: a ULID (48 bits of milliseconds since the epoch and 80 random bits, in
@@ -528,6 +575,7 @@ pub fn validate_run_id(run_id: &str) -> Result<(), StoreError> {
 pub struct MemoryStore {
     runs: Arc<Mutex<HashMap<String, Arc<MemoryLog>>>>,
     cancels: Arc<Mutex<HashMap<String, Option<String>>>>,
+    inbox: Arc<Mutex<inbox::MemoryInbox>>,
 }
 
 impl MemoryStore {
@@ -637,6 +685,7 @@ impl MemoryStore {
         }
         runs.remove(run_id);
         self.cancels.lock().unwrap().remove(run_id);
+        self.inbox.lock().unwrap().forget(run_id);
         Ok(())
     }
 }
@@ -709,5 +758,44 @@ impl Store for MemoryStore {
     fn clear_cancel_request<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, ()> {
         self.cancels.lock().unwrap().remove(run_id);
         Box::pin(std::future::ready(()))
+    }
+
+    fn post_to_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        item: InboxItem,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let posted = if self.runs.lock().unwrap().contains_key(run_id) {
+            self.inbox.lock().unwrap().post(run_id, item);
+            Ok(())
+        } else {
+            Err(StoreError::UnknownRun(run_id.to_string()))
+        };
+        Box::pin(std::future::ready(posted))
+    }
+
+    fn inbox<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<InboxItem>, StoreError>> {
+        let items = self.inbox.lock().unwrap().unanswered(run_id);
+        Box::pin(std::future::ready(Ok(items)))
+    }
+
+    fn answer_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        answer: InboxAnswer,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inbox.lock().unwrap().answer(run_id, id, answer);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn take_inbox_answer<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        withdraw: bool,
+    ) -> BoxFuture<'a, Result<Option<InboxAnswer>, StoreError>> {
+        let answer = self.inbox.lock().unwrap().take_answer(run_id, id, withdraw);
+        Box::pin(std::future::ready(Ok(answer)))
     }
 }

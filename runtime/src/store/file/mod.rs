@@ -137,6 +137,7 @@ mod codec;
 mod durable;
 mod ended;
 mod flat;
+mod inbox;
 mod lock;
 mod open;
 mod queues;
@@ -144,7 +145,10 @@ mod ready;
 mod workers;
 mod writer;
 
-use super::{validate_run_id, JournalStream, OpenRun, Opening, RunLog, Store, StoreError};
+use super::{
+    validate_run_id, InboxAnswer, InboxItem, JournalStream, OpenRun, Opening, RunLog, Store,
+    StoreError,
+};
 use crate::journal::Event;
 use codec::{decode, encode_record, MAGIC, VERSION};
 use durable::{read_durable, trusted_len, DURABLE};
@@ -685,6 +689,56 @@ impl Store for FileStore {
         let store = self.clone();
         let run_id = run_id.to_string();
         Box::pin(off_runtime(move || store.clear_cancel_request_now(&run_id)))
+    }
+
+    fn post_to_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        item: InboxItem,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || {
+            inbox::post(&store.existing_run(&run_id)?, &item)
+        }))
+    }
+
+    fn inbox<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<InboxItem>, StoreError>> {
+        let store = self.clone();
+        let run_id = run_id.to_string();
+        Box::pin(off_runtime(move || {
+            inbox::unanswered(&store.existing_run(&run_id)?)
+        }))
+    }
+
+    fn answer_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        answer: InboxAnswer,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let store = self.clone();
+        let (run_id, id) = (run_id.to_string(), id.to_string());
+        Box::pin(off_runtime(move || {
+            inbox::answer(&store.existing_run(&run_id)?, &id, &answer)
+        }))
+    }
+
+    fn take_inbox_answer<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        withdraw: bool,
+    ) -> BoxFuture<'a, Result<Option<InboxAnswer>, StoreError>> {
+        let store = self.clone();
+        let (run_id, id) = (run_id.to_string(), id.to_string());
+        Box::pin(off_runtime(move || {
+            Ok(inbox::take_answer(
+                &store.existing_run(&run_id)?,
+                &id,
+                withdraw,
+            ))
+        }))
     }
 }
 

@@ -56,11 +56,12 @@ pub(super) async fn listener(inner: Weak<Inner>) {
         let Some(store) = inner.upgrade() else {
             return;
         };
-        let (url, config, work, cancels) = (
+        let (url, config, work, cancels, inboxes) = (
             store.url.clone(),
             store.config.clone(),
             store.work.clone(),
             store.cancels.clone(),
+            store.inboxes.clone(),
         );
         drop(store);
         let connected = open_connection(&url, &config).await;
@@ -68,7 +69,8 @@ pub(super) async fn listener(inner: Weak<Inner>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let listen = client.batch_execute("LISTEN minder_work; LISTEN minder_cancel");
+        let listen =
+            client.batch_execute("LISTEN minder_work; LISTEN minder_cancel; LISTEN minder_inbox");
         let mut listen = std::pin::pin!(listen);
         let mut listening = false;
         loop {
@@ -88,6 +90,8 @@ pub(super) async fn listener(inner: Weak<Inner>) {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
                     if n.channel() == "minder_cancel" {
                         cancels.lock().unwrap().insert(n.payload().to_string());
+                    } else if n.channel() == "minder_inbox" {
+                        inboxes.lock().unwrap().insert(n.payload().to_string());
                     } else {
                         work.notify_one();
                     }

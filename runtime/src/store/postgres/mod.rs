@@ -35,7 +35,7 @@
 //! workers `LISTEN` and claim at once, and otherwise wake for the next due time or their poll.
 
 use super::claim::{created_facts, ClaimRequest, Claimed, Readiness};
-use super::{now_ms, validate_run_id, OpenRun, RunLog, Store, StoreError};
+use super::{now_ms, validate_run_id, InboxAnswer, InboxItem, OpenRun, RunLog, Store, StoreError};
 use crate::journal::Event;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -90,6 +90,12 @@ struct Inner {
     /// Runs asked to be cancelled (`NOTIFY minder_cancel`, and the heartbeat's answer), so
     /// a writer looking for a request asks the database only when there is one.
     pub(super) cancels: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Runs whose inbox got an item (`NOTIFY minder_inbox`), so a writer waiting for one asks
+    /// the database when one was announced (or, in case a notification was missed, every
+    /// [`INBOX_LOOK`]).
+    pub(super) inboxes: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// When each run's inbox was last read.
+    pub(super) inbox_looks: Mutex<HashMap<String, std::time::Instant>>,
     /// Heartbeat statements sent so far.
     pub(super) heartbeats: std::sync::atomic::AtomicU64,
 }
@@ -159,6 +165,10 @@ const OPEN_TRIES: u32 = 20;
 
 /// How long connecting may take unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a writer reads the inbox of a run that waits while it holds it, when no
+/// notification announced an item.
+const INBOX_LOOK: Duration = Duration::from_secs(2);
+
 /// How long one statement may take.
 const STATEMENT_TIMEOUT: &str = "30s";
 
@@ -331,6 +341,8 @@ impl PgStore {
             held: Mutex::new(HashMap::new()),
             work: Arc::new(Notify::new()),
             cancels: Arc::new(Mutex::new(std::collections::HashSet::new())),
+            inboxes: Arc::new(Mutex::new(std::collections::HashSet::new())),
+            inbox_looks: Mutex::new(HashMap::new()),
             heartbeats: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(writer(Arc::downgrade(&inner), queue));
@@ -801,6 +813,115 @@ impl Store for PgStore {
                     )
                     .await;
             }
+        })
+    }
+    fn post_to_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        item: InboxItem,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            validate_run_id(run_id)?;
+            let client = self.client().await?;
+            let outcome = serde_json::to_string(&item.outcome).expect("an outcome is plain data");
+            let n = client
+                .execute(
+                    "WITH i AS (INSERT INTO minder_inbox (run_id, id, key, outcome)
+                                SELECT run_id, $2, $3, $4 FROM minder_runs WHERE run_id = $1
+                                RETURNING run_id)
+                     SELECT pg_notify('minder_inbox', run_id) FROM i",
+                    &[&run_id, &item.id, &item.key, &outcome],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot post to the run's inbox", e))?;
+            if n == 0 {
+                return Err(StoreError::UnknownRun(run_id.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    fn inbox<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<InboxItem>, StoreError>> {
+        Box::pin(async move {
+            // Asked often while a held run waits: the database only when an item was
+            // announced, or now and then in case a notification was missed.
+            let announced = self.inner.inboxes.lock().unwrap().remove(run_id);
+            {
+                let mut looks = self.inner.inbox_looks.lock().unwrap();
+                let now = std::time::Instant::now();
+                let due = looks
+                    .get(run_id)
+                    .is_none_or(|last| now.duration_since(*last) >= INBOX_LOOK);
+                if !announced && !due {
+                    return Ok(Vec::new());
+                }
+                looks.insert(run_id.to_string(), now);
+            }
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id, key, outcome FROM minder_inbox
+                     WHERE run_id = $1 AND answer IS NULL ORDER BY id",
+                    &[&run_id],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot read the run's inbox", e))?;
+            rows.iter()
+                .map(|row| {
+                    let outcome: String = row.get(2);
+                    Ok(InboxItem {
+                        id: row.get(0),
+                        key: row.get(1),
+                        outcome: serde_json::from_str(&outcome).map_err(|e| {
+                            StoreError::Corrupt(format!(
+                                "an item in the inbox of run `{run_id}` does not decode: {e}"
+                            ))
+                        })?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn answer_inbox<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        answer: InboxAnswer,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let answer = serde_json::to_string(&answer).expect("an answer is plain data");
+            client
+                .execute(
+                    "UPDATE minder_inbox SET answer = $3 WHERE run_id = $1 AND id = $2",
+                    &[&run_id, &id, &answer],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot answer an inbox item", e))?;
+            Ok(())
+        })
+    }
+
+    fn take_inbox_answer<'a>(
+        &'a self,
+        run_id: &'a str,
+        id: &'a str,
+        withdraw: bool,
+    ) -> BoxFuture<'a, Result<Option<InboxAnswer>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "DELETE FROM minder_inbox
+                     WHERE run_id = $1 AND id = $2 AND ($3 OR answer IS NOT NULL)
+                     RETURNING answer",
+                    &[&run_id, &id, &withdraw],
+                )
+                .await
+                .map_err(|e| self.inner.error("cannot take an inbox item", e))?;
+            let answer: Option<String> = row.and_then(|row| row.get(0));
+            Ok(answer.and_then(|a| serde_json::from_str(&a).ok()))
         })
     }
 }

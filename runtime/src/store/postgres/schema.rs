@@ -49,6 +49,15 @@ CREATE TABLE IF NOT EXISTS minder_queues (
     window_start timestamptz,
     window_count int NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS minder_inbox (
+    run_id text NOT NULL REFERENCES minder_runs (run_id) ON DELETE CASCADE,
+    id text NOT NULL,
+    key text NOT NULL,
+    outcome text NOT NULL,
+    answer text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, id)
+);
 CREATE INDEX IF NOT EXISTS minder_runs_ready
     ON minder_runs (queue, priority, created_at) WHERE state = 'ready';
 CREATE INDEX IF NOT EXISTS minder_runs_due ON minder_runs (wake_at) WHERE state = 'due';
