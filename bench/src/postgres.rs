@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS shape_runs (
     next_seq bigint NOT NULL DEFAULT 0, lease_until timestamptz, updated_at timestamptz);
 CREATE TABLE IF NOT EXISTS shape_events (
     run_id text NOT NULL REFERENCES shape_runs (run_id), seq bigint NOT NULL,
-    epoch bigint NOT NULL, body jsonb NOT NULL, PRIMARY KEY (run_id, seq));";
+    epoch bigint NOT NULL, body text NOT NULL, PRIMARY KEY (run_id, seq));";
 
 /// A step's writes as minder makes them: fenced on the run's row, which is renewed, and the
 /// step's events appended, in one statement.
@@ -86,7 +86,7 @@ const SHAPE_APPEND: &str = "WITH f AS (
         WHERE run_id = $1 AND owner = 'bench'
         RETURNING next_seq - $2 AS base, epoch)
     INSERT INTO shape_events (run_id, seq, epoch, body)
-    SELECT $1, f.base + o.i, f.epoch, o.b::jsonb
+    SELECT $1, f.base + o.i, f.epoch, o.b
     FROM f, unnest($4::text[]) WITH ORDINALITY AS o(b, i)";
 
 /// Runs the PostgreSQL section and prints its table (Markdown).

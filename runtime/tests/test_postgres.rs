@@ -894,3 +894,51 @@ async fn answers_reach_a_run_another_writer_holds_through_its_inbox_on_postgres(
     let dir = tempfile::tempdir().unwrap();
     common::inbox::answers_reach_a_held_run(holder, poster, dir.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_migrated_and_its_runs_go_on() {
+    let url = pg::fresh_db("v1").await;
+    // A run written by this build, then the database put back the way version 1 kept it
+    // (`jsonb` bodies, version 1), as an older minder would have left it.
+    let store = PgStore::connect(&url).await.unwrap();
+    let log = store.create("old-run", created("old-run")).await.unwrap();
+    log.append(log_event(1)).unwrap();
+    log.close().await.unwrap();
+    let before = store.read("old-run").await.unwrap();
+    drop(store);
+    let sql = pg::sql(&url).await;
+    sql.batch_execute(
+        "ALTER TABLE minder_events ALTER COLUMN body TYPE jsonb USING body::jsonb;
+         UPDATE minder_schema SET version = 1;",
+    )
+    .await
+    .unwrap();
+    // Opened by this build: migrated (text bodies, version 2), the run read as it was and
+    // written on; a second start changes nothing.
+    let store = PgStore::connect(&url).await.unwrap();
+    let (version, kind): (i32, String) = {
+        let row = sql
+            .query_one(
+                "SELECT (SELECT max(version) FROM minder_schema),
+                        (SELECT data_type FROM information_schema.columns
+                         WHERE table_name = 'minder_events' AND column_name = 'body')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((version, kind.as_str()), (2, "text"));
+    assert_eq!(store.read("old-run").await.unwrap(), before);
+    let OpenRun { log, .. } = store.open("old-run").await.unwrap();
+    log.append(log_event(2)).unwrap();
+    log.close().await.unwrap();
+    assert_eq!(store.read("old-run").await.unwrap().len(), before.len() + 1);
+    drop(PgStore::connect(&url).await.unwrap());
+    let versions: i64 = sql
+        .query_one("SELECT count(*) FROM minder_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 1);
+}

@@ -98,7 +98,7 @@ async fn survive(
         let started: i64 = client
             .query_one(
                 "SELECT count(*) FROM minder_events
-                 WHERE body->>'event' = 'step_completed' AND body->>'key' LIKE '%quick%'
+                 WHERE body::jsonb->>'event' = 'step_completed' AND body::jsonb->>'key' LIKE '%quick%'
                    AND run_id = ANY($1)",
                 &[&ids],
             )

@@ -500,7 +500,7 @@ impl PgStore {
                      ON CONFLICT (run_id) DO NOTHING
                      RETURNING run_id)
                  INSERT INTO minder_events (run_id, seq, epoch, body)
-                 SELECT run_id, 1, 1, $8::text::jsonb FROM r",
+                 SELECT run_id, 1, 1, $8::text FROM r",
                 &[
                     &run_id,
                     &process,

@@ -254,7 +254,7 @@ pub(super) const APPEND: &str = "WITH f AS (
         WHERE run_id = $1 AND epoch = $2 AND owner = $7
         RETURNING next_seq - $3 AS base)
     INSERT INTO minder_events (run_id, seq, epoch, body)
-    SELECT $1, f.base + o.i, $2, o.b::jsonb
+    SELECT $1, f.base + o.i, $2, o.b
     FROM f, unnest($8::text[]) WITH ORDINALITY AS o(b, i)";
 
 /// A flush with no events still renews the lease and checks the fence.
