@@ -277,10 +277,11 @@ pub mod prelude {
 /// Re-exported for code the macros generate. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__minder_probe;
     pub use crate::join::*;
     pub use crate::parallel::{
-        access_of, check_call, conflict, conflict_with_earlier, probe, HasAccess, NotATask,
-        Parallel, ProbeOther, ProbeTask, ProbedCall,
+        __minder_tap, __minder_tap_fn, check_call, probe, HasAccess, NotATask, Parallel,
+        ProbeOther, ProbeTask, ProbedCall, Slot, SlotOther, SlotTask,
     };
     pub use crate::state::{MissingState, StateMap};
     pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
