@@ -351,9 +351,13 @@ pub mod __private {
     }
 
     /// A task's body, boxed; its output type is the task's declared return type.
+    ///
+    /// When the body is not `Send`, rustc shows the line of the `Send` bound under its error (a
+    /// value held across an `.await`), so that line says what to do.
     pub fn task_body<R, F>(body: F) -> BoxFuture<'static, R>
     where
-        F: Future<Output = R> + Send + 'static,
+        F: Future<Output = R> + 'static,
+        F: Send, // a task may resume on another thread: drop the value before the `.await`, or use `Arc` for `Rc`
     {
         Box::pin(body)
     }
