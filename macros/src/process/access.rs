@@ -29,6 +29,7 @@
 
 use super::check::{walk_macro_args, Scoped, Scopes};
 use crate::options::source_text;
+use crate::parallel::macro_args;
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, ToTokens};
 use std::collections::{HashMap, HashSet};
@@ -272,6 +273,7 @@ fn first_last(tokens: &dyn ToTokens) -> (Span, Span) {
 }
 
 impl<'ast> Scoped<'ast> for Collector {
+    const VALUES: bool = true;
     fn scopes(&mut self) -> &mut Scopes {
         &mut self.scopes
     }
@@ -337,7 +339,11 @@ impl<'ast> Visit<'ast> for Collector {
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        walk_macro_args(self, mac);
+        // The branches of a nested `parallel!` run.
+        match macro_args(mac).filter(|_| super::check::is_parallel(mac)) {
+            Some(parsed) => parsed.branches.iter().for_each(|b| self.runs(b, b)),
+            None => walk_macro_args(self, mac),
+        }
     }
 
     fn visit_expr_method_call(&mut self, e: &'ast syn::ExprMethodCall) {
@@ -667,5 +673,11 @@ mod tests {
         assert!(!all.covered);
         // An awaited result is no future: `n` is not followed.
         assert!(scopes.value("n").is_some_and(|v| v.is_none()));
+        // The branches of a nested `parallel!` run too.
+        let nested: syn::Macro = syn::parse_quote!(parallel!(a(x), parallel!(pending, unknown)));
+        let branches = crate::parallel::macro_args(&nested).unwrap();
+        let block = probe_block(&nested, &branches.branches, &scopes);
+        assert_eq!(block.branches[1].len(), 1);
+        assert!(!block.covered);
     }
 }

@@ -666,13 +666,14 @@ fn may_run_a_task(e: &Expr) -> bool {
         Expr::Macro(m) => is_parallel(&m.mac),
         Expr::Paren(p) => may_run_a_task(&p.expr),
         Expr::Reference(r) => may_run_a_task(&r.expr),
-        Expr::If(_) | Expr::Match(_) | Expr::Block(_) => true,
         _ => false,
     }
 }
 
 /// A visitor that keeps [`Scopes`]; the `walk_*` functions below do the binding.
 pub(crate) trait Scoped<'ast>: Visit<'ast> {
+    /// Whether the scopes keep the values of `let`s (see [`Scopes`]).
+    const VALUES: bool = false;
     fn scopes(&mut self) -> &mut Scopes;
 }
 
@@ -689,7 +690,11 @@ pub(super) fn walk_block<'ast, V: Scoped<'ast>>(v: &mut V, b: &'ast Block) {
                 // `visit_local` visits the initializer; the names exist after it.
                 Stmt::Local(local) => {
                     v.visit_local(local);
-                    v.scopes().bind_local(local);
+                    if V::VALUES {
+                        v.scopes().bind_local(local);
+                    } else {
+                        v.scopes().bind(&local.pat);
+                    }
                 }
                 other => v.visit_stmt(other),
             }
@@ -851,6 +856,7 @@ fn is_task_attr(attr: &Attribute) -> bool {
 }
 
 impl<'ast> Scoped<'ast> for Checker<'_> {
+    const VALUES: bool = true;
     fn scopes(&mut self) -> &mut Scopes {
         &mut self.scopes
     }
