@@ -149,14 +149,12 @@ macro_rules! __minder_probe {
         $crate::__private::ProbedCall {
             branch: $branch,
             name: $name,
-            // The path's own `__minder_t!` (a task's) shadows the glob's (no access); in an
-            // inner block, since a macro-expanded name may not shadow a glob's in its own.
+            // The path's own `__minder_t!` (a task's) shadows the one of the glob `use
+            // $crate::__private::probe::*` around the probes (no access); the glob is outside
+            // this block, since a macro-expanded name may not shadow a glob's in its own.
             access: &{
-                use $crate::__private::probe::*;
-                {
-                    use $($path)+ as __minder_t;
-                    __minder_t!($crate::__private)
-                }
+                use $($path)+ as __minder_t;
+                __minder_t!($crate::__private)
             },
         }
     };

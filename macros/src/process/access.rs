@@ -15,11 +15,12 @@
 //! `#[task]` gives each task that declares access a macro of the task's own name (macro
 //! namespace, where nothing else of that name usually is) expanding to its access, so a path to
 //! a task (imported, renamed, re-exported) leads to its access; for any other path the glob
-//! supplies a `__minder_t!` of no access. The probes of a block sit in a `const _: () = { .. };`
-//! that `parallel!` puts first in its expansion (so names declared in the blocks around it are
-//! visible): a constant array of the calls, and per call of a later branch a constant that
-//! compares it with the calls of the earlier branches and panics (at its caller's location,
-//! which is spanned as the user's call) on a conflict.
+//! supplies a `__minder_t!` of no access. The probes sit in a `const _: () = { .. };` at the top
+//! of the body, or, for a block inside a nested block that declares items or `use`s, one that
+//! `parallel!` puts first in its expansion (where those names are visible): per block a
+//! constant array of the calls, and per call of a later branch a constant that compares it
+//! with the calls of the earlier branches and panics (at its caller's location, which is
+//! spanned as the user's call) on a conflict.
 //!
 //! A `use` must name an item, so what may not be one is left to `parallel!`'s own check, made
 //! when the process is compiled to code (`cargo build`): a call through a local whose value is
@@ -53,6 +54,9 @@ pub(crate) struct ProbeBlock {
     branches: Vec<Vec<Probe>>,
     key: String,
     covered: bool,
+    /// Inside a nested block that declares items or `use`s: the constant goes where the block
+    /// is, not at the top of the body (where those names are not visible).
+    at_site: bool,
 }
 
 /// What a nested block declares: its items and the names its `use`s bring in are not visible
@@ -396,7 +400,12 @@ fn is_ctx_operation(mut m: &syn::ExprMethodCall) -> bool {
 }
 
 /// The probes of the branches of one `parallel!`, given the locals in scope where it is.
-pub(crate) fn probe_block(mac: &syn::Macro, branches: &[Expr], locals: &Scopes) -> ProbeBlock {
+pub(crate) fn probe_block(
+    mac: &syn::Macro,
+    branches: &[Expr],
+    locals: &Scopes,
+    at_site: bool,
+) -> ProbeBlock {
     let mut out = Vec::with_capacity(branches.len());
     let mut covered = true;
     for branch in branches {
@@ -435,20 +444,22 @@ pub(crate) fn probe_block(mac: &syn::Macro, branches: &[Expr], locals: &Scopes) 
         branches: out,
         key: mac.tokens.to_string(),
         covered,
+        at_site,
     }
 }
 
-/// The marker `#[process]` puts first in a `parallel!` whose branches its probes cover, with
-/// the probes' constant: `parallel!(@__minder_checked { const _: () = ..; } branches..)`. The
-/// block then puts the constant first in its expansion and skips its own check (a generic
-/// function's constants, evaluated at `cargo build`), which would only repeat it.
+/// The marker `#[process]` puts first in a `parallel!` whose branches its probes cover:
+/// `parallel!(@__minder_checked { .. } branches..)`. The block then skips its own check (a
+/// generic function's constants, evaluated at `cargo build`), which would only repeat the
+/// probes'. The probes' constant is at the top of the body, one for all blocks, or, for a block
+/// inside a nested block that declares items or `use`s, in the braces, which the block puts
+/// first in its expansion (where those names are visible).
 pub(crate) const CHECKED: &str = "__minder_checked";
 
-/// `item` with the marker and the constant first in each `parallel!(..)` whose tokens are
-/// those of a covered block. A block is recognized by its text: blocks of the same text must
-/// all be covered, by the same probes, to be marked.
-/// With `krate` `None` (the process has errors), every block is marked, without constants:
-/// no check adds to the errors.
+/// `item` (a function) with the marker first in each `parallel!(..)` whose tokens are those of
+/// a covered block, and the constants. A block is recognized by its text: blocks of the same
+/// text must all be covered, by the same probes, to be marked. With `krate` `None` (the process
+/// has errors), every block is marked, without constants: no check adds to the errors.
 pub(crate) fn mark_checked(
     item: TokenStream,
     blocks: &[ProbeBlock],
@@ -458,7 +469,9 @@ pub(crate) fn mark_checked(
         let all = blocks.iter().map(|b| (b.key.as_str(), TokenStream::new()));
         return mark(item, &all.collect());
     };
-    let mut by_key: HashMap<&str, Option<&ProbeBlock>> = HashMap::new();
+    // Per text: the block, if every block of that text is covered by the same probes, and
+    // whether one of them is inside a declaring block.
+    let mut by_key: HashMap<&str, (Option<&ProbeBlock>, bool)> = HashMap::new();
     for b in blocks {
         let same = |a: &ProbeBlock| {
             a.branches.len() == b.branches.len()
@@ -468,17 +481,30 @@ pub(crate) fn mark_checked(
         };
         by_key
             .entry(&b.key)
-            .and_modify(|seen| *seen = seen.filter(|a| b.covered && same(a)))
-            .or_insert(b.covered.then_some(b));
+            .and_modify(|(seen, site)| {
+                *seen = seen.filter(|a| b.covered && same(a));
+                *site |= b.at_site;
+            })
+            .or_insert((b.covered.then_some(b), b.at_site));
     }
-    let checked: HashMap<&str, TokenStream> = by_key
-        .into_iter()
-        .filter_map(|(key, block)| Some((key, consts(block?, krate))))
-        .collect();
+    let mut checked: HashMap<&str, TokenStream> = HashMap::new();
+    let mut top = TokenStream::new();
+    for (n, (key, (block, at_site))) in by_key.into_iter().enumerate() {
+        let Some(block) = block else {
+            continue;
+        };
+        let calls = calls(block, n);
+        if at_site {
+            checked.insert(key, consts(calls, krate));
+        } else {
+            checked.insert(key, TokenStream::new());
+            top.extend(calls);
+        }
+    }
     if checked.is_empty() {
         return item;
     }
-    mark(item, &checked)
+    inject(mark(item, &checked), consts(top, krate))
 }
 
 fn mark(tokens: TokenStream, checked: &HashMap<&str, TokenStream>) -> TokenStream {
@@ -510,15 +536,15 @@ fn mark(tokens: TokenStream, checked: &HashMap<&str, TokenStream>) -> TokenStrea
     out.into_iter().collect()
 }
 
-/// The constant of one block (see the module's doc). `__minder_probe!` is a `macro_rules!` of
-/// the runtime: rustc expands it more cheaply than it takes the same tokens from this macro.
-/// Each check is its own constant, so that every conflicting call is reported.
-fn consts(block: &ProbeBlock, krate: &TokenStream) -> TokenStream {
+/// The probes and checks of block number `n` (see the module's doc). `__minder_probe!` is a
+/// `macro_rules!` of the runtime: rustc expands it more cheaply than it takes the same tokens
+/// from this macro. Each check is its own constant, so that every conflicting call is reported.
+fn calls(block: &ProbeBlock, n: usize) -> TokenStream {
     let branches = &block.branches;
     if branches.iter().filter(|b| !b.is_empty()).count() < 2 {
         return TokenStream::new();
     }
-    let calls = format_ident!("__MINDER_CALLS", span = Span::mixed_site());
+    let calls = format_ident!("__MINDER_CALLS_{}", n, span = Span::mixed_site());
     let mut entries = Vec::new();
     let mut checks = Vec::new();
     for (b, probes) in branches.iter().enumerate() {
@@ -542,13 +568,59 @@ fn consts(block: &ProbeBlock, krate: &TokenStream) -> TokenStream {
         }
     }
     quote! {
+        const #calls: &[ProbedCall] = &[#(#entries),*];
+        #(#checks)*
+    }
+}
+
+/// One constant holding `calls`, with the imports they use: the glob supplies the `__minder_t!`
+/// of a path that is no task with declared access (see the runtime's `__minder_probe!`).
+fn consts(calls: TokenStream, krate: &TokenStream) -> TokenStream {
+    if calls.is_empty() {
+        return calls;
+    }
+    quote! {
         #[allow(unused_imports, deprecated)]
         const _: () = {
+            use #krate::__private::probe::*;
             use #krate::__private::{__minder_probe, check_call, ProbedCall};
-            const #calls: &[ProbedCall] = &[#(#entries),*];
-            #(#checks)*
+            #calls
         };
     }
+}
+
+/// `item` (a function) with `consts` at the top of its body, after any inner attributes.
+pub(crate) fn inject(item: TokenStream, consts: TokenStream) -> TokenStream {
+    if consts.is_empty() {
+        return item;
+    }
+    let mut tokens: Vec<TokenTree> = item.into_iter().collect();
+    let Some(TokenTree::Group(body)) = tokens.last() else {
+        return tokens.into_iter().collect();
+    };
+    let inner: Vec<TokenTree> = body.stream().into_iter().collect();
+    // `#![..]` pairs at the start stay first.
+    let mut split = 0;
+    while let (
+        Some(TokenTree::Punct(hash)),
+        Some(TokenTree::Punct(bang)),
+        Some(TokenTree::Group(_)),
+    ) = (inner.get(split), inner.get(split + 1), inner.get(split + 2))
+    {
+        if hash.as_char() != '#' || bang.as_char() != '!' {
+            break;
+        }
+        split += 3;
+    }
+    let (attrs, rest) = inner.split_at(split);
+    let (attrs, rest): (TokenStream, TokenStream) = (
+        attrs.iter().cloned().collect(),
+        rest.iter().cloned().collect(),
+    );
+    let mut group = Group::new(body.delimiter(), quote!(#attrs #consts #rest));
+    group.set_span(body.span());
+    *tokens.last_mut().expect("checked above") = TokenTree::Group(group);
+    tokens.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -562,7 +634,7 @@ mod tests {
         let locals = Scopes::default();
         let mut scopes = locals.clone();
         scopes.bind(&syn::parse_quote!(local));
-        let block = probe_block(&mac, &branches.branches, &scopes);
+        let block = probe_block(&mac, &branches.branches, &scopes, false);
         block
             .branches
             .iter()
@@ -607,11 +679,11 @@ mod tests {
     fn covered_blocks_are_marked() {
         let mac: syn::Macro = syn::parse_quote!(parallel!(a(x), async { b(y).await }));
         let branches = crate::parallel::macro_args(&mac).unwrap();
-        let covered = probe_block(&mac, &branches.branches, &Scopes::default());
+        let covered = probe_block(&mac, &branches.branches, &Scopes::default(), false);
         assert!(covered.covered);
         let mac2: syn::Macro = syn::parse_quote!(parallel!(a(x), f.call(y)));
         let branches2 = crate::parallel::macro_args(&mac2).unwrap();
-        let not = probe_block(&mac2, &branches2.branches, &Scopes::default());
+        let not = probe_block(&mac2, &branches2.branches, &Scopes::default(), false);
         assert!(!not.covered);
         let body = quote!({
             let r = parallel!(a(x), async { b(y).await });
@@ -620,20 +692,30 @@ mod tests {
         let krate = quote!(::minder);
         let marked = mark_checked(body, &[covered, not], Some(&krate)).to_string();
         assert_eq!(marked.matches("@ __minder_checked").count(), 1, "{marked}");
-        // The marker carries the block's constant: a probe of each call.
+        // The constant is at the top of the body: a probe of each call.
         let (before, after) = marked.split_once("@ __minder_checked {").expect("marked");
         assert!(before.ends_with("parallel ! ("), "{marked}");
         assert!(
-            after.contains("__minder_probe ! (0usize \"a\" a)"),
+            before.contains("__minder_probe ! (0usize \"a\" a)"),
             "{marked}"
         );
         assert!(
-            after.contains("__minder_probe ! (1usize \"b\" b)"),
+            before.contains("__minder_probe ! (1usize \"b\" b)"),
             "{marked}"
         );
-        assert!(after.contains("} a (x)"), "{marked}");
+        assert!(after.starts_with(" } a (x)"), "{marked}");
         assert!(
             marked.contains("parallel ! (a (x) , f . call (y))"),
+            "{marked}"
+        );
+        // Inside a nested block that declares names: the constant goes with the block.
+        let nested = probe_block(&mac, &branches.branches, &Scopes::default(), true);
+        let body = quote!({ parallel!(a(x), async { b(y).await }) });
+        let marked = mark_checked(body, &[nested], Some(&krate)).to_string();
+        let (before, after) = marked.split_once("@ __minder_checked {").expect("marked");
+        assert!(!before.contains("__minder_probe"), "{marked}");
+        assert!(
+            after.contains("__minder_probe ! (1usize \"b\" b)"),
             "{marked}"
         );
     }
@@ -660,7 +742,7 @@ mod tests {
                 scopes.bind_local(local);
             }
         }
-        let block = probe_block(&mac, &branches.branches[..3], &scopes);
+        let block = probe_block(&mac, &branches.branches[..3], &scopes, false);
         let names: Vec<Vec<&str>> = block
             .branches
             .iter()
@@ -669,14 +751,14 @@ mod tests {
         assert_eq!(names, [vec!["db::save"], vec!["count"], vec!["audit"]]);
         assert!(block.covered);
         // A local of unknown value, called: left to `parallel!`'s check at `cargo build`.
-        let all = probe_block(&mac, &branches.branches, &scopes);
+        let all = probe_block(&mac, &branches.branches, &scopes, false);
         assert!(!all.covered);
         // An awaited result is no future: `n` is not followed.
         assert!(scopes.value("n").is_some_and(|v| v.is_none()));
         // The branches of a nested `parallel!` run too.
         let nested: syn::Macro = syn::parse_quote!(parallel!(a(x), parallel!(pending, unknown)));
         let branches = crate::parallel::macro_args(&nested).unwrap();
-        let block = probe_block(&nested, &branches.branches, &scopes);
+        let block = probe_block(&nested, &branches.branches, &scopes, false);
         assert_eq!(block.branches[1].len(), 1);
         assert!(!block.covered);
     }

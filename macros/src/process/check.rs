@@ -26,6 +26,7 @@ pub(crate) fn body(func: &ItemFn, errors: &mut Errors) -> Vec<ProbeBlock> {
         scopes: Scopes::new(params(&func.sig)),
         uses: Vec::new(),
         depth: 0,
+        in_declaring_block: 0,
         in_fn_item: 0,
         marks: Vec::new(),
         blocks: Vec::new(),
@@ -52,6 +53,8 @@ struct Checker<'e> {
     uses: Vec<Uses>,
     /// How many blocks enclose the one being visited.
     depth: usize,
+    /// How many of them are nested blocks that declare items or `use`s.
+    in_declaring_block: usize,
     /// Inside a `fn` item declared in the body: checked, but not probed for access.
     in_fn_item: usize,
     /// The enclosing `#[deterministic]` marks, innermost last: the calls they allowed.
@@ -930,9 +933,13 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         let uses = Uses::of(b);
         let pushed_uses = uses.is_some();
         self.uses.extend(uses);
+        // Items and `use`s of a nested block are not visible from the top of the body.
+        let declares = self.depth > 0 && super::access::Hidden::of(b).is_some();
+        self.in_declaring_block += usize::from(declares);
         self.depth += 1;
         walk_block(self, b);
         self.depth -= 1;
+        self.in_declaring_block -= usize::from(declares);
         if pushed_uses {
             self.uses.pop();
         }
@@ -970,7 +977,8 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         }
         if is_parallel(mac) && self.in_fn_item == 0 {
             if let Some(parsed) = macro_args(mac) {
-                let block = probe_block(mac, &parsed.branches, &self.scopes);
+                let at_site = self.in_declaring_block > 0;
+                let block = probe_block(mac, &parsed.branches, &self.scopes, at_site);
                 self.blocks.push(block);
             }
         }
