@@ -2,7 +2,8 @@
 //! function, a hidden `TaskMeta` type and compile-time assertions on the user's types.
 
 use crate::options::{
-    bad_task_name, default_crate, not_a_fn, parse_opts, respan, source_text, Errors,
+    bad_task_name, default_crate, is_prelude_macro, not_a_fn, parse_opts, respan, source_text,
+    Errors,
 };
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -527,15 +528,26 @@ fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params, unique: &str) -> Token
     // it clashes with no module, type or function) that expands to the declared access, given
     // the path to minder's `__private`. It is `#[macro_export]`ed (crate root, under a name
     // unique in the crate) only when the task is `pub`, so it can be re-exported with it.
-    let probe = declared.then(|| {
+    // A task named like a macro every module sees (`write`, `test`) gets none: it would shadow
+    // that macro; `#[process]` leaves calls of such names to `parallel!`'s check at `cargo
+    // build`. Invoked other than by a probe, the macro says what it is.
+    let probe = (declared && !is_prelude_macro(&ident.to_string())).then(|| {
         let hidden = format_ident!("__minder_access_{}_{}", ident.unraw(), unique);
         let export = matches!(vis, Visibility::Public(_)).then(|| quote!(#[macro_export]));
+        let misuse = format!(
+            "`{0}!` here is the hidden access check of the task `{0}` (minder): import the \
+             macro you meant under another name, or rename the task",
+            ident.unraw()
+        );
         quote! {
             #[doc(hidden)]
             #export
             macro_rules! #hidden {
-                ($($k:tt)*) => {
+                (@__minder_access $($k:tt)*) => {
                     $($k)*::AccessDef { reads: &[#(#reads),*], writes: &[#(#writes),*] }
+                };
+                ($($other:tt)*) => {
+                    ::core::compile_error!(#misuse)
                 };
             }
             #[doc(hidden)]

@@ -154,7 +154,7 @@ macro_rules! __minder_probe {
             // this block, since a macro-expanded name may not shadow a glob's in its own.
             access: &{
                 use $($path)+ as __minder_t;
-                __minder_t!($crate::__private)
+                __minder_t!(@__minder_access $crate::__private)
             },
         }
     };
@@ -164,7 +164,7 @@ macro_rules! __minder_probe {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __minder_no_access {
-    ($($k:tt)*) => {
+    (@__minder_access $($k:tt)*) => {
         $($k)*::AccessDef::NONE
     };
 }

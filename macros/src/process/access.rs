@@ -148,6 +148,11 @@ fn candidate(path: &syn::Path) -> Option<syn::Path> {
     if out.segments.len() == 1 && ["self", "super", "crate"].contains(&root.as_str()) {
         return None;
     }
+    // A `use` of it would bring the prelude's macro of that name.
+    let last = out.segments.last()?.ident.to_string();
+    if crate::options::is_prelude_macro(&last) {
+        return None;
+    }
     Some(out)
 }
 
@@ -472,7 +477,12 @@ pub(crate) fn mark_checked(
     // Per text: the block, if every block of that text is covered by the same probes, and
     // whether one of them is inside a declaring block.
     let mut by_key: HashMap<&str, (Option<&ProbeBlock>, bool)> = HashMap::new();
+    // In the order of the body, so the constants (and their errors) come in that order.
+    let mut order: Vec<&str> = Vec::new();
     for b in blocks {
+        if !by_key.contains_key(b.key.as_str()) {
+            order.push(&b.key);
+        }
         let same = |a: &ProbeBlock| {
             a.branches.len() == b.branches.len()
                 && a.branches.iter().zip(&b.branches).all(|(x, y)| {
@@ -489,8 +499,8 @@ pub(crate) fn mark_checked(
     }
     let mut checked: HashMap<&str, TokenStream> = HashMap::new();
     let mut top = TokenStream::new();
-    for (n, (key, (block, at_site))) in by_key.into_iter().enumerate() {
-        let Some(block) = block else {
+    for (n, key) in order.into_iter().enumerate() {
+        let (Some(block), at_site) = by_key[key] else {
             continue;
         };
         let calls = calls(block, n);
