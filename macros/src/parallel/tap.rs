@@ -156,6 +156,18 @@ impl VisitMut for Tapper<'_> {
     // Items declared in a branch run as whatever calls them.
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 
+    // Constant contexts (`const { .. }`, an array's length, a const generic argument, a type)
+    // cannot call a tap.
+    fn visit_expr_const_mut(&mut self, _: &mut syn::ExprConst) {}
+
+    fn visit_expr_repeat_mut(&mut self, e: &mut syn::ExprRepeat) {
+        self.visit_expr_mut(&mut e.expr);
+    }
+
+    fn visit_generic_argument_mut(&mut self, _: &mut syn::GenericArgument) {}
+
+    fn visit_type_mut(&mut self, _: &mut syn::Type) {}
+
     fn visit_stmt_mut(&mut self, s: &mut syn::Stmt) {
         // A statement that may be compiled out: a slot tapped there would learn no type.
         let attrs = match s {

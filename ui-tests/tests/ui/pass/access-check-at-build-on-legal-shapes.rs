@@ -31,6 +31,10 @@ fn pick<T>(a: T, _b: T) -> T {
     a
 }
 
+const fn width() -> usize {
+    2
+}
+
 async fn report(name: String) -> Result<u64, TaskError> {
     let ((a, b), c, d) = parallel!(
         parallel!(count_users(name.clone()), count_orders(name.clone())),
@@ -41,7 +45,10 @@ async fn report(name: String) -> Result<u64, TaskError> {
             #[cfg(any())]
             let _never = warm(String::new());
             let s = Some(n).map(|x| x + 1).unwrap_or(0);
-            Ok::<u64, TaskError>(waited + s + std::cmp::max(1, 2))
+            // Constant contexts: an array's length, a type, a `const` block.
+            let row: [u64; width()] = [0; width()];
+            let w = const { width() } as u64;
+            Ok::<u64, TaskError>(waited + s + std::cmp::max(1, 2) + row[1] + w - 2)
         },
         warm(name.clone()),
     )?;
