@@ -15,7 +15,9 @@ mod task;
 /// See `minder::task`.
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand(args.into(), item.into()).into()
+    let at = proc_macro::Span::call_site();
+    let site = format!("{}:{}:{}", at.file(), at.line(), at.column());
+    task::expand(args.into(), item.into(), &site).into()
 }
 
 /// See `minder::process`.

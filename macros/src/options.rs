@@ -45,6 +45,63 @@ impl Errors {
     }
 }
 
+/// Macros every module sees without an import (std's prelude, its built-in attributes, and
+/// minder's own): a path of one of these names is not probed for a task's access macro (a
+/// `use` of it would bring the macro), and a task of one of these names gets no access macro
+/// (it would shadow the macro in the task's module).
+pub(crate) fn is_prelude_macro(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "assert",
+        "assert_eq",
+        "assert_ne",
+        "bench",
+        "cfg",
+        "cfg_accessible",
+        "cfg_eval",
+        "column",
+        "compile_error",
+        "concat",
+        "dbg",
+        "debug_assert",
+        "debug_assert_eq",
+        "debug_assert_ne",
+        "derive",
+        "env",
+        "eprint",
+        "eprintln",
+        "file",
+        "format",
+        "format_args",
+        "global_allocator",
+        "include",
+        "include_bytes",
+        "include_str",
+        "is_x86_feature_detected",
+        "line",
+        "matches",
+        "module_path",
+        "option_env",
+        "panic",
+        "print",
+        "println",
+        "stringify",
+        "test",
+        "test_case",
+        "thread_local",
+        "todo",
+        "unimplemented",
+        "unreachable",
+        "vec",
+        "write",
+        "writeln",
+        "data",
+        "parallel",
+        "process",
+        "task",
+    ];
+    NAMES.contains(&name.strip_prefix("r#").unwrap_or(name))
+}
+
 /// Source text of a type or path as a person writes it: `&[String]`, not `& [String]`.
 pub(crate) fn source_text(tokens: impl ToTokens) -> String {
     let raw = tokens.to_token_stream().to_string();

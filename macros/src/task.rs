@@ -2,7 +2,8 @@
 //! function, a hidden `TaskMeta` type and compile-time assertions on the user's types.
 
 use crate::options::{
-    bad_task_name, default_crate, not_a_fn, parse_opts, respan, source_text, Errors,
+    bad_task_name, default_crate, is_prelude_macro, not_a_fn, parse_opts, respan, source_text,
+    Errors,
 };
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -327,7 +328,8 @@ fn check(func: &TaskFn, errors: &mut Errors) -> Params {
     params
 }
 
-pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+/// `site` tells tasks apart within a crate (see `unique`).
+pub(crate) fn expand(args: TokenStream, item: TokenStream, site: &str) -> TokenStream {
     let func: TaskFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
@@ -355,10 +357,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         return quote!(#errs #(#attrs)* #vis #sig #block);
     }
-    generate(&func, &opts, &params)
+    generate(&func, &opts, &params, &unique(site))
 }
 
-fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
+fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params, unique: &str) -> TokenStream {
     let params = &all.journaled;
     let krate = &opts.krate;
     let vis = &func.vis;
@@ -367,10 +369,8 @@ fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
         .name
         .clone()
         .unwrap_or_else(|| ident.unraw().to_string());
-    // The task's type has the task's own name, in the type namespace (the function is in the
-    // value namespace): a path to the function names it too, so `#[process]` can read a task's
-    // declared access at `cargo check` from the path of a call (see `process::access`).
-    let meta = ident;
+    // The task's type: a plain hidden struct (its name shows in `parallel!`'s errors).
+    let meta = format_ident!("__minder_task_{}", ident.unraw());
     let line = quote_spanned!(ident.span()=> ::core::line!());
     let ret = match &func.sig.output {
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -401,16 +401,6 @@ fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
     let backoff = opts.backoff_ms;
     let reads = &opts.reads;
     let writes = &opts.writes;
-    let conflicts: Vec<String> = writes
-        .iter()
-        .map(|w| {
-            format!(
-                "task `{name}` writes `{w}` while another branch of this `parallel!` reads or writes it: \
-                 branches run at the same time, so await one of the two before the `parallel!` \
-                 (if `{name}` only reads `{w}`, declare `reads = [{w}]`)"
-            )
-        })
-        .collect();
 
     // `TaskMeta` bounds `Args: Journaled`, and rustc reports a failure there in terms of serde.
     // The assertions below say it in minder's terms, under each offending type; the tuple gets
@@ -524,26 +514,57 @@ fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
     };
 
     // Declared access only when there is some: the trait's default is "none".
-    let access = (!reads.is_empty() || !writes.is_empty()).then(|| {
+    let declared = !reads.is_empty() || !writes.is_empty();
+    let access = declared.then(|| {
         quote! {
             const ACCESS: &'static #k::AccessDef = &#k::AccessDef {
                 reads: &[#(#reads),*],
                 writes: &[#(#writes),*],
-                write_conflicts: &[#(#conflicts),*],
             };
         }
     });
+    // For `#[process]`'s check at `cargo check`, which reads a task's access from the path of
+    // a call (see `process::access`): a macro of the task's own name (the macro namespace, so
+    // it clashes with no module, type or function) that expands to the declared access, given
+    // the path to minder's `__private`. It is `#[macro_export]`ed (crate root, under a name
+    // unique in the crate) only when the task is `pub`, so it can be re-exported with it.
+    // A task named like a macro every module sees (`write`, `test`) gets none: it would shadow
+    // that macro; `#[process]` leaves calls of such names to `parallel!`'s check at `cargo
+    // build`. Invoked other than by a probe, the macro says what it is.
+    let probe = (declared && !is_prelude_macro(&ident.to_string())).then(|| {
+        let hidden = format_ident!("__minder_access_{}_{}", ident.unraw(), unique);
+        let export = matches!(vis, Visibility::Public(_)).then(|| quote!(#[macro_export]));
+        let misuse = format!(
+            "`{0}!` here is the hidden access check of the task `{0}` (minder): import the \
+             macro you meant under another name, or rename the task",
+            ident.unraw()
+        );
+        quote! {
+            #[doc(hidden)]
+            #export
+            macro_rules! #hidden {
+                (@__minder_access $($k:tt)*) => {
+                    $($k)*::AccessDef { reads: &[#(#reads),*], writes: &[#(#writes),*] }
+                };
+                ($($other:tt)*) => {
+                    ::core::compile_error!(#misuse)
+                };
+            }
+            #[doc(hidden)]
+            #[allow(unused_imports)]
+            #vis use #hidden as #ident;
+        }
+    });
 
-    let variant = format_ident!("__minder_access");
     quote! {
         #(#outer_attrs)*
         #call_fn
 
         #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code, clippy::all)]
-        #vis enum #meta {
-            #variant(#k::PhantomData<#meta>),
-        }
+        #[allow(non_camel_case_types)]
+        #vis struct #meta;
+
+        #probe
 
         impl #k::TaskMeta for #meta {
             type Args = #args_tuple;
@@ -551,4 +572,13 @@ fn generate(func: &TaskFn, opts: &TaskOpts, all: &Params) -> TokenStream {
             #access
         }
     }
+}
+
+/// A short hash of where a task is written (its file, line and column): two tasks of one name
+/// in different modules get different hidden macro names at the crate root.
+fn unique(site: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    site.hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
 }

@@ -281,10 +281,11 @@ pub mod prelude {
 /// Re-exported for code the macros generate. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__minder_probe;
     pub use crate::join::*;
     pub use crate::parallel::{
-        access_of, check_call, conflict, conflict_with_earlier, probe, HasAccess, NotATask,
-        Parallel, ProbeOther, ProbeTask, ProbedCall,
+        __minder_tap, __minder_tap_fn, check_call, probe, HasAccess, NotATask, Parallel,
+        ProbeOther, ProbeTask, ProbedCall, Slot, SlotOther, SlotTask,
     };
     pub use crate::state::{MissingState, StateMap};
     pub use crate::task::{AccessDef, TaskCall, TaskDef, TaskMeta, TaskReturn};
@@ -354,9 +355,13 @@ pub mod __private {
     }
 
     /// A task's body, boxed; its output type is the task's declared return type.
+    ///
+    /// When the body is not `Send`, rustc shows the line of the `Send` bound under its error (a
+    /// value held across an `.await`), so that line says what to do.
     pub fn task_body<R, F>(body: F) -> BoxFuture<'static, R>
     where
-        F: Future<Output = R> + Send + 'static,
+        F: Future<Output = R> + 'static,
+        F: Send, // a task may resume on another thread: drop the value before the `.await`, or use `Arc` for `Rc`
     {
         Box::pin(body)
     }

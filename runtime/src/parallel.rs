@@ -128,58 +128,15 @@ const fn contains(list: &[&str], x: &str) -> bool {
     false
 }
 
-/// The message for the first resource that branch `a` writes and `b` touches, or that `b`
-/// writes and `a` reads. Evaluated at compile time by `parallel!`.
-#[doc(hidden)]
-pub const fn conflict(a: &AccessDef, b: &AccessDef) -> Option<&'static str> {
-    let mut i = 0;
-    while i < a.writes.len() {
-        if contains(b.writes, a.writes[i]) || contains(b.reads, a.writes[i]) {
-            return Some(a.write_conflicts[i]);
-        }
-        i += 1;
-    }
-    let mut j = 0;
-    while j < b.writes.len() {
-        if contains(a.reads, b.writes[j]) {
-            return Some(b.write_conflicts[j]);
-        }
-        j += 1;
-    }
-    None
-}
-
-/// The first conflict between the last branch of `branches` and any earlier one (see
-/// [`conflict`]). Evaluated at compile time by `parallel!`, once per branch after the first.
-#[doc(hidden)]
-pub const fn conflict_with_earlier(branches: &[&AccessDef]) -> Option<&'static str> {
-    let Some((last, earlier)) = branches.split_last() else {
-        return None;
-    };
-    let mut i = 0;
-    while i < earlier.len() {
-        if let Some(why) = conflict(earlier[i], last) {
-            return Some(why);
-        }
-        i += 1;
-    }
-    None
-}
-
 // The check `#[process]` makes at `cargo check` (type-check time, no monomorphization): for
-// every call in a branch of a `parallel!` it writes `{ use path as __minder_t; use
-// __minder_t::*; access_of(__minder_access) }` in a constant. `#[task]` gives each task a hidden
-// enum of the task's own name (type namespace) whose variant `__minder_access` names the task's
-// type; for any other callee the glob of `probe` supplies the fallbacks below.
+// every call in a branch of a `parallel!` it writes `__minder_probe!(branch "name" path)` in a
+// constant, which imports the path as `__minder_t` and expands `__minder_t!(..)`. `#[task]`
+// gives each task that declares access a macro of the task's own name (macro namespace) that
+// expands to that access; for any other callee the glob of `probe` supplies a `__minder_t!`
+// that expands to none.
 
 impl<M: TaskMeta> HasAccess for M {
     const ACCESS: &'static AccessDef = M::ACCESS;
-}
-
-/// The access declared by the callee a probe found (see above).
-#[doc(hidden)]
-pub const fn access_of<T: HasAccess, R>(_: fn(PhantomData<T>) -> R) -> &'static AccessDef {
-    T::ACCESS
 }
 
 /// One call of a `parallel!` branch as `#[process]` writes it in its constant: `branch`, the
@@ -192,30 +149,81 @@ macro_rules! __minder_probe {
         $crate::__private::ProbedCall {
             branch: $branch,
             name: $name,
-            // Two blocks: what the glob brings cannot change what the path names (a module of
-            // the function's name may hold one of that name).
-            access: {
+            // The path's own `__minder_t!` (a task's) shadows the one of the glob `use
+            // $crate::__private::probe::*` around the probes (no access); the glob is outside
+            // this block, since a macro-expanded name may not shadow a glob's in its own.
+            access: &{
                 use $($path)+ as __minder_t;
-                {
-                    use __minder_t::*;
-                    $crate::__private::access_of(__minder_access)
-                }
+                __minder_t!(@__minder_access $crate::__private)
             },
         }
     };
 }
 
-/// What a probed name that is not a task resolves to: glob-imported, so a task's own names win.
+/// What a probed path that is not a task with declared access expands to: no access.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __minder_no_access {
+    (@__minder_access $($k:tt)*) => {
+        $($k)*::AccessDef::NONE
+    };
+}
+
+/// Glob-imported by a probe, so a task's own `__minder_t!` wins.
 #[doc(hidden)]
 pub mod probe {
-    use super::{NotATask, PhantomData};
-    pub use crate::__minder_probe;
+    pub use crate::__minder_no_access as __minder_t;
+}
 
-    /// Stands for a callee without a type of its name; its glob brings nothing.
-    pub mod __minder_t {}
+// The check `parallel!` makes when the process is compiled to code, for the calls the constant
+// of `#[process]` cannot name (through a parameter, `Type::f`, outside a process): each such
+// call in a branch, at any depth, is wrapped in `__minder_tap(&slot, call)`, which gives the slot the
+// call's type; after the branches are created, `(&slot).__minder_slot()` picks the task's type
+// (or `NotATask`), and a generic function's constants compare them.
 
-    /// The access of a callee that is not a task: none.
-    pub fn __minder_access(_: PhantomData<NotATask>) {}
+/// Holds the type of a tapped call (`fn() -> T`: `Send`, `Sync` and `Copy` whatever `T` is,
+/// so a branch that captures it stays `Send`).
+#[doc(hidden)]
+pub type Slot<T> = PhantomData<fn() -> T>;
+
+/// A tapped call: its value, unchanged; the slot learns its type.
+#[doc(hidden)]
+#[inline(always)]
+pub fn __minder_tap<T>(_: &Slot<T>, value: T) -> T {
+    value
+}
+
+/// A function passed by name to `ctx.map`: unchanged; the slot learns what it returns.
+#[doc(hidden)]
+#[inline(always)]
+pub fn __minder_tap_fn<F: FnMut(A) -> R, A, R>(_: &Slot<R>, f: F) -> F {
+    f
+}
+
+/// Autoref probe of a slot, chosen when it holds a task call.
+#[doc(hidden)]
+pub trait SlotTask {
+    type Task;
+    fn __minder_slot(&self) -> PhantomData<Self::Task>;
+}
+
+impl<M: TaskMeta> SlotTask for Slot<TaskCall<M>> {
+    type Task = M;
+    fn __minder_slot(&self) -> PhantomData<M> {
+        PhantomData
+    }
+}
+
+/// Autoref probe of a slot, chosen for anything else.
+#[doc(hidden)]
+pub trait SlotOther {
+    fn __minder_slot(&self) -> PhantomData<NotATask>;
+}
+
+impl<T> SlotOther for &Slot<T> {
+    fn __minder_slot(&self) -> PhantomData<NotATask> {
+        PhantomData
+    }
 }
 
 /// A call in branch `branch` of a `parallel!`, as written (`name`), with its declared access.

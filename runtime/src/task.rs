@@ -80,8 +80,6 @@ pub struct AccessDef {
     pub reads: &'static [&'static str],
     /// Resources written.
     pub writes: &'static [&'static str],
-    /// For each write, the compile error shown when a parallel sibling touches that resource.
-    pub write_conflicts: &'static [&'static str],
 }
 
 impl AccessDef {
@@ -89,7 +87,6 @@ impl AccessDef {
     pub const NONE: AccessDef = AccessDef {
         reads: &[],
         writes: &[],
-        write_conflicts: &[],
     };
 }
 

@@ -199,6 +199,56 @@ async fn any_arity_nesting_and_sequences() {
     assert_eq!(done.output, (1..=14).sum::<u32>() + 16);
 }
 
+#[process]
+async fn checked_by_the_process(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
+    let ((a, b), c) = parallel!(parallel!(number(13), number(14)), async {
+        let x = number(15).await?;
+        number(x + 1).await
+    })?;
+    Ok(a + b + c)
+}
+
+#[process]
+async fn checked_by_parallel(_ctx: &Ctx, _input: ()) -> Result<u32, ProcessError> {
+    // A task called through a collection: the process's constant cannot name it, so
+    // `parallel!` checks the block itself, tapping every call (the nested block's too).
+    let ((a, b), c) = parallel!(parallel!(number(13), number(14)), async {
+        let x = number(15).await?;
+        let f = [number][0];
+        f(x + 1).await
+    })?;
+    Ok(a + b + c)
+}
+
+/// The step keys of a finished run, in journal order.
+async fn step_keys(store: &minder::MemoryStore, run_id: &str) -> Vec<String> {
+    use minder::Store;
+    let events = store.read(run_id).await.unwrap();
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            minder::journal::Event::StepStarted { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_block_checked_by_parallel_keeps_its_keys() {
+    let store = minder::MemoryStore::new();
+    let runner = Runner::new(store.clone());
+    let by_process = runner.run::<checked_by_the_process>(()).await.unwrap();
+    let by_parallel = runner.run::<checked_by_parallel>(()).await.unwrap();
+    assert_eq!(by_process.output, 13 + 14 + 16);
+    assert_eq!(by_parallel.output, 13 + 14 + 16);
+    let mut expected = step_keys(&store, &by_process.run_id).await;
+    let mut found = step_keys(&store, &by_parallel.run_id).await;
+    expected.sort();
+    found.sort();
+    assert_eq!(expected.len(), 4);
+    assert_eq!(found, expected);
+}
+
 #[tokio::test]
 async fn outside_a_process_tasks_and_parallel_just_run() {
     assert_eq!(number(5).await.unwrap(), 5);

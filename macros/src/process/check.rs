@@ -8,12 +8,13 @@
 //! so a rebound name is not mistaken for a `parallel!` result, and the `use` declarations of
 //! the body, so a renamed or imported function is judged by what it is.
 
-use super::access::{probe_block, Hidden, ProbeBlock};
+use super::access::{probe_block, ProbeBlock};
 use crate::options::{source_text, Errors};
 use crate::parallel::macro_args;
 use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use syn::visit::{self, Visit};
 use syn::{Attribute, Block, Expr, FnArg, ItemFn, Macro, Pat, Stmt, UseTree};
 
@@ -22,10 +23,10 @@ pub(crate) fn body(func: &ItemFn, errors: &mut Errors) -> Vec<ProbeBlock> {
     let _parsed = crate::parallel::ParsedMacros::start();
     let mut v = Checker {
         errors,
-        scopes: Scopes(vec![params(&func.sig)]),
+        scopes: Scopes::new(params(&func.sig)),
         uses: Vec::new(),
-        hidden: Vec::new(),
         depth: 0,
+        in_declaring_block: 0,
         in_fn_item: 0,
         marks: Vec::new(),
         blocks: Vec::new(),
@@ -50,10 +51,10 @@ struct Checker<'e> {
     scopes: Scopes,
     /// The `use` declarations of the enclosing blocks, innermost last.
     uses: Vec<Uses>,
-    /// What the enclosing nested blocks declare (not visible from the top of the body).
-    hidden: Vec<Hidden>,
     /// How many blocks enclose the one being visited.
     depth: usize,
+    /// How many of them are nested blocks that declare items or `use`s.
+    in_declaring_block: usize,
     /// Inside a `fn` item declared in the body: checked, but not probed for access.
     in_fn_item: usize,
     /// The enclosing `#[deterministic]` marks, innermost last: the calls they allowed.
@@ -601,33 +602,86 @@ fn result_names(pat: &Pat, branches: usize) -> Vec<(Ident, Option<usize>)> {
     }
 }
 
-/// Names bound by enclosing blocks, closures, arms and loops, innermost last.
+/// Names bound by enclosing blocks, closures, arms and loops, innermost last; for a `let`
+/// of one name whose value may be a task, or run one (`let store = save_user;`, `let f = |x|
+/// save(x);`, `let fut = save(x);`), that value, so the access check can follow the name.
 #[derive(Default, Clone)]
-pub(crate) struct Scopes(Vec<HashSet<String>>);
+pub(crate) struct Scopes(Vec<HashMap<String, Option<Rc<Expr>>>>);
 
 impl Scopes {
+    pub(crate) fn new(names: HashSet<String>) -> Scopes {
+        Scopes(vec![names.into_iter().map(|n| (n, None)).collect()])
+    }
+
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|s| s.contains(name))
+        self.0.iter().any(|s| s.contains_key(name))
+    }
+
+    /// `None`: not a local; `Some(None)`: a local of unknown value; `Some(Some(e))`: a local
+    /// bound to `e`.
+    pub(crate) fn value(&self, name: &str) -> Option<Option<Rc<Expr>>> {
+        self.0.iter().rev().find_map(|s| s.get(name).cloned())
     }
 
     pub(crate) fn bind(&mut self, pat: &Pat) {
         let mut names = Vec::new();
         pat_idents(pat, &mut names);
+        let top = self.top();
+        top.extend(names.iter().map(|n| (n.to_string(), None)));
+    }
+
+    fn top(&mut self) -> &mut HashMap<String, Option<Rc<Expr>>> {
         if self.0.is_empty() {
-            self.0.push(HashSet::new());
+            self.0.push(HashMap::new());
         }
-        let top = self.0.last_mut().expect("pushed above");
-        top.extend(names.iter().map(Ident::to_string));
+        self.0.last_mut().expect("pushed above")
+    }
+
+    /// Binds a `let`'s names, with the value when it binds one name to a value that may be a
+    /// task or run one.
+    pub(crate) fn bind_local(&mut self, local: &syn::Local) {
+        let name = match &local.pat {
+            Pat::Ident(p) if p.subpat.is_none() => Some(&p.ident),
+            Pat::Type(t) => match &*t.pat {
+                Pat::Ident(p) if p.subpat.is_none() => Some(&p.ident),
+                _ => None,
+            },
+            _ => None,
+        };
+        let value = local
+            .init
+            .as_ref()
+            .filter(|init| init.diverge.is_none() && may_run_a_task(&init.expr));
+        match (name, value) {
+            (Some(name), Some(init)) => {
+                let value = Rc::new((*init.expr).clone());
+                self.top().insert(name.to_string(), Some(value));
+            }
+            _ => self.bind(&local.pat),
+        }
+    }
+}
+
+/// Whether a `let`'s value may be a task, or run one when called or awaited.
+fn may_run_a_task(e: &Expr) -> bool {
+    match e {
+        Expr::Path(_) | Expr::Closure(_) | Expr::Call(_) | Expr::Async(_) => true,
+        Expr::Macro(m) => is_parallel(&m.mac),
+        Expr::Paren(p) => may_run_a_task(&p.expr),
+        Expr::Reference(r) => may_run_a_task(&r.expr),
+        _ => false,
     }
 }
 
 /// A visitor that keeps [`Scopes`]; the `walk_*` functions below do the binding.
 pub(crate) trait Scoped<'ast>: Visit<'ast> {
+    /// Whether the scopes keep the values of `let`s (see [`Scopes`]).
+    const VALUES: bool = false;
     fn scopes(&mut self) -> &mut Scopes;
 }
 
 fn scoped<'ast, V: Scoped<'ast>>(v: &mut V, f: impl FnOnce(&mut V)) {
-    v.scopes().0.push(HashSet::new());
+    v.scopes().0.push(HashMap::new());
     f(v);
     v.scopes().0.pop();
 }
@@ -639,7 +693,11 @@ pub(super) fn walk_block<'ast, V: Scoped<'ast>>(v: &mut V, b: &'ast Block) {
                 // `visit_local` visits the initializer; the names exist after it.
                 Stmt::Local(local) => {
                     v.visit_local(local);
-                    v.scopes().bind(&local.pat);
+                    if V::VALUES {
+                        v.scopes().bind_local(local);
+                    } else {
+                        v.scopes().bind(&local.pat);
+                    }
                 }
                 other => v.visit_stmt(other),
             }
@@ -801,6 +859,7 @@ fn is_task_attr(attr: &Attribute) -> bool {
 }
 
 impl<'ast> Scoped<'ast> for Checker<'_> {
+    const VALUES: bool = true;
     fn scopes(&mut self) -> &mut Scopes {
         &mut self.scopes
     }
@@ -809,7 +868,7 @@ impl<'ast> Scoped<'ast> for Checker<'_> {
 impl Checker<'_> {
     /// A `fn` declared in the body: its own parameters, the `use`s around it, not probed.
     fn visit_fn_item(&mut self, sig: &syn::Signature, block: &Block) {
-        let outer = std::mem::replace(&mut self.scopes, Scopes(vec![params(sig)]));
+        let outer = std::mem::replace(&mut self.scopes, Scopes::new(params(sig)));
         self.in_fn_item += 1;
         self.visit_block(block);
         self.in_fn_item -= 1;
@@ -872,18 +931,17 @@ impl<'ast> Visit<'ast> for Checker<'_> {
 
     fn visit_block(&mut self, b: &'ast Block) {
         let uses = Uses::of(b);
-        let hidden = if self.depth > 0 { Hidden::of(b) } else { None };
-        let (pushed_uses, pushed_hidden) = (uses.is_some(), hidden.is_some());
+        let pushed_uses = uses.is_some();
         self.uses.extend(uses);
-        self.hidden.extend(hidden);
+        // Items and `use`s of a nested block are not visible from the top of the body.
+        let declares = self.depth > 0 && super::access::Hidden::of(b).is_some();
+        self.in_declaring_block += usize::from(declares);
         self.depth += 1;
         walk_block(self, b);
         self.depth -= 1;
+        self.in_declaring_block -= usize::from(declares);
         if pushed_uses {
             self.uses.pop();
-        }
-        if pushed_hidden {
-            self.hidden.pop();
         }
     }
 
@@ -919,7 +977,8 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         }
         if is_parallel(mac) && self.in_fn_item == 0 {
             if let Some(parsed) = macro_args(mac) {
-                let block = probe_block(mac, &parsed.branches, &self.scopes, &self.hidden);
+                let at_site = self.in_declaring_block > 0;
+                let block = probe_block(mac, &parsed.branches, &self.scopes, at_site);
                 self.blocks.push(block);
             }
         }

@@ -252,7 +252,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     // The function is emitted as the user wrote it (its own tokens, not a re-print of the
     // syntax tree) less its `#[deterministic]` marks; the user's own lints stay, and an
     // un-awaited task future becomes an error.
-    let item = check::strip_marks(access::mark_checked(item, &probes));
+    let clean = errors.is_empty() && sig.is_some();
+    let item = check::strip_marks(access::mark_checked(item, &probes, clean.then_some(&krate)));
 
     let sig = match sig {
         Some(sig) if errors.is_empty() => sig,
@@ -261,8 +262,6 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#errs #[deny(unused_must_use)] #item);
         }
     };
-    // The resource-access check, evaluated by `cargo check`: constants at the top of the body.
-    let item = access::inject(item, access::consts(&probes, &krate));
     let user_fn = quote!(#[deny(unused_must_use)] #item);
     let nodes = graph::nodes(&func.block, ctx_name.as_deref(), &krate);
     let vis = &func.vis;

@@ -156,12 +156,13 @@ pub(crate) struct CallSite {
 
 impl CallSite {
     /// The caller's site, for the task whose type is `type_path` (`#[task]` names the type
-    /// after the function).
+    /// `__minder_task_` and the function's name).
     #[track_caller]
     pub(crate) fn task(type_path: &'static str) -> CallSite {
+        let last = type_path.rsplit("::").next().unwrap_or(type_path);
         CallSite {
             at: Location::caller(),
-            function: type_path.rsplit("::").next().unwrap_or(type_path),
+            function: last.strip_prefix("__minder_task_").unwrap_or(last),
         }
     }
 }

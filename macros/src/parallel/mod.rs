@@ -1,7 +1,9 @@
 //! `parallel!`: parse `($crate) [settle:] branch, ...`, then expand into branch scopes, a
 //! compile-time check of declared resource access, and a join that is fail-fast or settling.
 
-use crate::options::{respan, Errors};
+mod tap;
+
+use crate::options::{respan, source_text, Errors};
 use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use std::cell::RefCell;
@@ -123,6 +125,13 @@ impl Drop for ParsedMacros {
 pub(crate) fn branch_label(expr: &Expr) -> String {
     match expr {
         Expr::Call(call) => match &*call.func {
+            // A call `parallel!`'s check tapped keeps its label.
+            Expr::Path(p)
+                if p.path.segments.last().is_some_and(|s| s.ident == tap::TAP)
+                    && call.args.len() == 2 =>
+            {
+                branch_label(&call.args[1])
+            }
             Expr::Path(p) => p
                 .path
                 .segments
@@ -228,6 +237,7 @@ fn simple_branch(part: &[TokenTree]) -> Option<Branch> {
                     return None;
                 };
                 match tail {
+                    [] if id == tap::TAP => return None,
                     [] => break id.unraw().to_string(),
                     [TokenTree::Punct(a), TokenTree::Punct(b), more @ ..]
                         if a.as_char() == ':'
@@ -254,19 +264,72 @@ fn simple_branch(part: &[TokenTree]) -> Option<Branch> {
     })
 }
 
-/// `(krate) @__minder_checked rest` → `(krate) rest` and `true` (see
-/// `process::access::CHECKED`); any other input as it is and `false`.
-fn take_checked(input: TokenStream) -> (TokenStream, bool) {
+/// `(krate) @__minder_checked { consts } rest` → `(krate) rest` and the constants (see
+/// `process::access::CHECKED`); any other input as it is and `None`.
+fn take_checked(input: TokenStream) -> (TokenStream, Option<TokenStream>) {
     let tts: Vec<TokenTree> = input.clone().into_iter().collect();
     match tts.as_slice() {
-        [krate @ TokenTree::Group(_), TokenTree::Punct(at), TokenTree::Ident(marker), rest @ ..]
+        [krate @ TokenTree::Group(_), TokenTree::Punct(at), TokenTree::Ident(marker), TokenTree::Group(consts), rest @ ..]
             if at.as_char() == '@' && marker == crate::process::CHECKED =>
         {
             let out = std::iter::once(krate.clone()).chain(rest.iter().cloned());
-            (out.collect(), true)
+            (out.collect(), Some(consts.stream()))
         }
-        _ => (input, false),
+        _ => (input, None),
     }
+}
+
+/// Whether a macro path names `parallel!`.
+pub(crate) fn is_parallel_path(path: &syn::Path) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == "parallel")
+}
+
+/// How the access check's message names a branch's own value: the function it calls, or the
+/// expression.
+fn value_name(expr: &Expr) -> String {
+    match expr {
+        Expr::Call(c) => source_text(&c.func).replace(" [", "["),
+        Expr::Paren(p) => value_name(&p.expr),
+        other => source_text(other).replace(" [", "["),
+    }
+}
+
+/// The branches with their calls tapped, and the access check of the block (see `tap`).
+fn tapped(krate: &TokenStream, branches: Vec<Branch>) -> (Vec<Branch>, TokenStream, TokenStream) {
+    let mut tapper = tap::Tapper::new(krate);
+    let mut values = Vec::new();
+    let mut out = Vec::with_capacity(branches.len());
+    for (i, branch) in branches.into_iter().enumerate() {
+        let Ok(mut expr) = syn::parse2::<Expr>(branch.tokens.clone()) else {
+            out.push(branch);
+            continue;
+        };
+        if !branch.nested {
+            let v = format_ident!("__v{}", i, span = Span::mixed_site());
+            values.push(tap::Entry {
+                branch: i,
+                name: value_name(&expr),
+                first: branch.first,
+                last: branch.last,
+                probe: quote_spanned!(Span::mixed_site()=> (&#v).__minder_probe()),
+            });
+        }
+        tapper.branch(i, &mut expr);
+        out.push(Branch {
+            tokens: expr.to_token_stream(),
+            ..branch
+        });
+    }
+    let mixed = Span::mixed_site();
+    let slots = tapper.taps.iter().map(|(slot, _)| {
+        quote_spanned!(mixed=> let #slot: #krate::__private::Slot<_> = #krate::__private::PhantomData;)
+    });
+    let slots = quote!(#(#slots)*);
+    let mut entries = values;
+    entries.extend(tapper.taps.into_iter().map(|(_, e)| e));
+    entries.sort_by_key(|e| e.branch);
+    let check = tap::check(krate, &entries);
+    (out, slots, check)
 }
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
@@ -290,7 +353,14 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             errors.under(tokens, msg);
         }
     }
-    let expanded = expand_branches(&krate, settle, &branches, checked);
+    let expanded = match checked {
+        // Inside a `#[process]` whose constant covers this block (`cargo check`): the constant.
+        Some(consts) => expand_branches(&krate, settle, &branches, consts, TokenStream::new()),
+        None => {
+            let (branches, slots, check) = tapped(&krate, branches);
+            expand_branches(&krate, settle, &branches, slots, check)
+        }
+    };
     if errors.is_empty() {
         expanded
     } else {
@@ -299,11 +369,14 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
 }
 
+/// The block: `first` (the constants of `#[process]`, or the slots of the taps), the branches
+/// created, then `access_check`, then the join.
 fn expand_branches(
     krate: &TokenStream,
     settle: bool,
     branches: &[Branch],
-    checked: bool,
+    first: TokenStream,
+    access_check: TokenStream,
 ) -> TokenStream {
     let n = branches.len();
     let label = branches
@@ -332,13 +405,6 @@ fn expand_branches(
             let #v = { let #guard = #par.branch(#i); #value };
         }
     });
-
-    // Inside a `#[process]` whose constant covers this block (`cargo check`), nothing to add.
-    let access_check = if checked {
-        TokenStream::new()
-    } else {
-        access_check(krate, branches, &values)
-    };
 
     // Every branch value goes through a generic fn whose bounds say what a branch must be: a
     // future of `Result<T, B>` (fail-fast), or any future (settle). The call and its argument
@@ -424,6 +490,7 @@ fn expand_branches(
         };
         return quote_spanned! {mixed=>
             {
+                #first
                 let #par = #p::Parallel::enter(#label, #n);
                 #(#creates)*
                 #access_check
@@ -471,6 +538,7 @@ fn expand_branches(
     let indices = 0..n;
     quote_spanned! {mixed=>
         {
+            #first
             let #par = #p::Parallel::enter(#label, #n);
             #(#creates)*
             #access_check
@@ -600,57 +668,6 @@ fn first_last(expr: &Expr) -> (Span, Span) {
         .unwrap_or_else(Span::call_site);
     let last = tokens.last().map(|t| t.span()).unwrap_or(first);
     (first, last)
-}
-
-/// For every pair of branches, a constant that fails to evaluate when their tasks declare
-/// conflicting access to one resource. It is evaluated when the process is compiled to code
-/// (`cargo build`, `cargo test`), and the error sits under the later branch of the pair.
-fn access_check(krate: &TokenStream, branches: &[Branch], values: &[syn::Ident]) -> TokenStream {
-    let n = branches.len();
-    if n < 2 {
-        return TokenStream::new();
-    }
-    let mixed = Span::mixed_site();
-    let params: Vec<_> = (0..n)
-        .map(|i| format_ident!("A{}", i, span = mixed))
-        .collect();
-    // One constant per branch after the first, checking it against every earlier branch.
-    let mut consts = Vec::new();
-    for j in 1..n {
-        let upto = &params[..=j];
-        // `panic!` path and `const` at the branch's first token, their delimiters at its
-        // last: the error covers the whole branch.
-        let (first, last) = (branches[j].first, branches[j].last);
-        let mut args = Group::new(Delimiter::Parenthesis, quote_spanned!(first=> "{}", __why));
-        args.set_span(last);
-        let body = quote_spanned! {first=>
-            if let ::core::option::Option::Some(__why) =
-                #krate::__private::conflict_with_earlier(&[#(<#upto as #krate::__private::HasAccess>::ACCESS),*])
-            {
-                ::core::panic! #args
-            }
-        };
-        let mut block = Group::new(Delimiter::Brace, body);
-        block.set_span(last);
-        let keyword = quote_spanned!(first=> const);
-        consts.push(quote!(#keyword #block;));
-    }
-    let probes = values
-        .iter()
-        .map(|v| quote_spanned!(mixed=> (&#v).__minder_probe()));
-    quote_spanned! {mixed=>
-        {
-            #[allow(unused_imports)]
-            use #krate::__private::{ProbeOther as _, ProbeTask as _};
-            #[allow(clippy::too_many_arguments)]
-            fn __minder_access_check<#(#params: #krate::__private::HasAccess),*>(
-                #(_: #krate::__private::PhantomData<#params>),*
-            ) {
-                #(#consts)*
-            }
-            __minder_access_check(#(#probes),*);
-        }
-    }
 }
 
 #[cfg(test)]
