@@ -83,6 +83,10 @@ struct Inner {
     pub(super) claims: tokio::sync::Mutex<Option<Client>>,
     /// The writer task's queue.
     pub(super) writes: mpsc::UnboundedSender<Write>,
+    /// The writer's connection and statements, shared with lone flushes.
+    pub(super) writer_conn: Arc<tokio::sync::Mutex<Option<(Client, writer::Prepared)>>>,
+    /// The size of the writer's last batch (a lone flush writes itself only after small ones).
+    pub(super) last_batch: std::sync::atomic::AtomicUsize,
     /// The runs this instance holds, with the epoch of its claim.
     pub(super) held: Mutex<HashMap<String, Arc<Hold>>>,
     /// Signalled by `NOTIFY minder_work`.
@@ -338,6 +342,8 @@ impl PgStore {
             client: tokio::sync::Mutex::new(Some(Arc::new(client))),
             claims: tokio::sync::Mutex::new(None),
             writes,
+            writer_conn: Arc::new(tokio::sync::Mutex::new(None)),
+            last_batch: std::sync::atomic::AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
             work: Arc::new(Notify::new()),
             cancels: Arc::new(Mutex::new(std::collections::HashSet::new())),
@@ -407,6 +413,8 @@ impl PgStore {
                 failure: None,
             }),
             closed: AtomicBool::new(false),
+            store: Arc::downgrade(&self.inner),
+            queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 

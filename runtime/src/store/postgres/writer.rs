@@ -1,5 +1,6 @@
 //! The appends of held runs and the writer task that commits them: one transaction for the
-//! flushes that arrive together, one statement a run.
+//! flushes that arrive together, one statement a run. A lone flush (sequential steps) writes
+//! itself on the writer's connection when it is free, without the hand-off to the writer task.
 
 use super::*;
 
@@ -40,6 +41,10 @@ pub(super) struct PgLog {
     pub(super) pending: Mutex<Pending>,
     /// Set by `close`: the run was let go already.
     pub(super) closed: AtomicBool,
+    /// The store, for a lone flush that writes itself (see [`PgLog::flush`]).
+    pub(super) store: Weak<Inner>,
+    /// This run's flushes handed to the writer task and not yet answered.
+    pub(super) queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Debug)]
@@ -125,18 +130,54 @@ impl RunLog for PgLog {
         if self.hold.lost.load(Ordering::SeqCst) {
             return Box::pin(std::future::ready(Err(self.fenced())));
         }
-        let sent = {
-            let mut pending = self.pending.lock().unwrap();
-            if let Some(failure) = &pending.failure {
-                return Box::pin(std::future::ready(Err(StoreError::Corrupt(
-                    failure.clone(),
-                ))));
-            }
-            self.send(&mut pending)
-        };
-        let run_id = self.run_id.clone();
+        let mut pending = self.pending.lock().unwrap();
+        if let Some(failure) = &pending.failure {
+            return Box::pin(std::future::ready(Err(StoreError::Corrupt(
+                failure.clone(),
+            ))));
+        }
+        // A lone flush (nothing of this run queued, the writer's last batch a single flush:
+        // sequential steps, not a fan-out) writes itself on the writer's connection when it
+        // is free, saving the hand-off to the writer task and back. Later flushes of the run
+        // queue behind it on the connection's lock, so its appends stay in order.
+        if let Some((store, conn)) = self.lone_writer() {
+            let (done, wait) = oneshot::channel();
+            let write = Write::Flush {
+                run_id: self.run_id.clone(),
+                hold: self.hold.clone(),
+                events: std::mem::take(&mut pending.events),
+                readiness: pending.readiness,
+                done,
+            };
+            drop(pending);
+            let run_id = self.run_id.clone();
+            // Spawned, so the write happens whole even if the flush's future is dropped (the
+            // events taken here include other branches' appends).
+            tokio::spawn(async move {
+                let (client, prepared) = conn.as_ref().expect("checked when locked");
+                if let Some(back) = write_batch(&store, client, prepared, vec![write]).await {
+                    fail_all(back, "cannot write to PostgreSQL");
+                }
+            });
+            return Box::pin(async move {
+                wait.await.unwrap_or_else(|_| {
+                    Err(StoreError::Io {
+                        context: format!("cannot flush run `{run_id}`"),
+                        source: std::io::Error::other("the flush was not answered"),
+                    })
+                })
+            });
+        }
+        let sent = self.send(&mut pending);
+        drop(pending);
+        let sent = sent.inspect(|_| {
+            self.queued.fetch_add(1, Ordering::SeqCst);
+        });
+        let (run_id, queued) = (self.run_id.clone(), self.queued.clone());
         Box::pin(async move {
-            match sent?.await {
+            let answered = sent?.await;
+            queued.fetch_sub(1, Ordering::SeqCst);
+            match answered {
                 Ok(result) => result,
                 Err(_) => Err(StoreError::Io {
                     context: format!("cannot flush run `{run_id}`"),
@@ -146,6 +187,27 @@ impl RunLog for PgLog {
         })
     }
 }
+
+impl PgLog {
+    /// The store and the writer's connection, locked, when this flush may write itself.
+    fn lone_writer(&self) -> Option<(Arc<Inner>, LoneConn)> {
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let store = self.store.upgrade()?;
+        if store.last_batch.load(Ordering::SeqCst) > 1 {
+            return None;
+        }
+        let conn = store.writer_conn.clone().try_lock_owned().ok()?;
+        match conn.as_ref() {
+            Some((client, _)) if !client.is_closed() => Some((store, conn)),
+            _ => None,
+        }
+    }
+}
+
+/// The writer's connection, held by a lone flush.
+type LoneConn = tokio::sync::OwnedMutexGuard<Option<(Client, Prepared)>>;
 
 impl Drop for PgLog {
     fn drop(&mut self) {
@@ -167,7 +229,6 @@ impl Drop for PgLog {
 /// The writer task: takes every queued write, and writes them in one transaction (one
 /// statement a run's flush), so flushes that arrive together share a commit.
 pub(super) async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Write>) {
-    let mut conn: Option<(Client, Prepared)> = None;
     // The size and duration of the last batch: when many flushes came together last time
     // (a fan-out), fewer now means the rest are on their way; waiting a little for them
     // (at most half a commit) saves a commit.
@@ -195,11 +256,14 @@ pub(super) async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceive
             fail_all(batch, "the store was dropped");
             continue;
         };
+        store.last_batch.store(batch.len(), Ordering::SeqCst);
+        // The connection is shared with lone flushes (see `PgLog::flush`): one at a time.
+        let mut conn = store.writer_conn.clone().lock_owned().await;
         let mut tries = 0;
         let mut pending = Some(batch);
         while let Some(batch) = pending.take() {
             if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-                conn = match connect_writer(&store).await {
+                *conn = match connect_writer(&store).await {
                     Ok(c) => Some(c),
                     Err(e) => {
                         fail_all(batch, &e.to_string());
@@ -216,7 +280,7 @@ pub(super) async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceive
             // server restart, a terminated backend) was not sent: once reconnected, try once
             // more.
             if let Some(batch) = back {
-                conn = None;
+                *conn = None;
                 tries += 1;
                 if tries > 1 {
                     fail_all(batch, "cannot begin a transaction");
