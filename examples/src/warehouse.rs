@@ -116,15 +116,25 @@ impl Warehouse {
 
     /// Every movement, in order.
     pub async fn movements(&self) -> std::io::Result<Vec<Movement>> {
+        Ok(self.read_ledger().await?.0)
+    }
+
+    /// The movements, and the length of the ledger's complete lines. A last line without its
+    /// newline is a write a crash cut short (a kill can land between the pages of one
+    /// `write`): it did not happen, and its step runs again under the same key.
+    async fn read_ledger(&self) -> std::io::Result<(Vec<Movement>, u64)> {
         let text = match tokio::fs::read_to_string(self.dir.join(LEDGER)).await {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
             Err(e) => return Err(e),
         };
-        text.lines()
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let movements = complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
-            .collect()
+            .collect::<std::io::Result<_>>()?;
+        Ok((movements, complete.len() as u64))
     }
 
     /// The stock of every item.
@@ -144,7 +154,7 @@ impl Warehouse {
     /// left.
     pub async fn apply(&self, key: &str, sku: &str, delta: i64) -> Result<u64, ReserveError> {
         let _one_at_a_time = self.lock.lock().await;
-        let movements = self.movements().await?;
+        let (movements, complete) = self.read_ledger().await?;
         let level = |movements: &[Movement]| -> i64 {
             movements
                 .iter()
@@ -172,14 +182,17 @@ impl Warehouse {
         let mut line = serde_json::to_string(&movement).map_err(std::io::Error::other)?;
         line.push('\n');
         let dir = self.dir.clone();
-        // One `write` of a whole line in append mode, then synced: a crash keeps the line or
-        // loses it, never half of it.
+        // One `write` of a whole line in append mode, then synced. A crash can still cut it
+        // (between its pages): the next change cuts the half line off first.
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(dir.join(LEDGER))?;
+            if file.metadata()?.len() > complete {
+                file.set_len(complete)?;
+            }
             file.write_all(line.as_bytes())?;
             file.sync_data()
         })
