@@ -388,7 +388,13 @@ async fn a_half_written_ledger_line_is_ignored_and_cut_off() {
     std::fs::write(dir.path().join(LEDGER), format!("{restock}\n{torn}")).unwrap();
     let warehouse = Warehouse::new(dir.path());
     assert_eq!(warehouse.movements().await.unwrap().len(), 1);
-    assert_eq!(warehouse.apply("run-1/reserve#0", "bolt", -2).await.unwrap(), 3);
+    assert_eq!(
+        warehouse
+            .apply("run-1/reserve#0", "bolt", -2)
+            .await
+            .unwrap(),
+        3
+    );
     let text = std::fs::read_to_string(dir.path().join(LEDGER)).unwrap();
     assert!(!text.contains(torn), "{text}");
     let (movements, stock) = ledger(dir.path());
