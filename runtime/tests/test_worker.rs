@@ -59,7 +59,20 @@ async fn three_steps(_ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
 #[process]
 async fn nap(ctx: &Ctx, job: Job) -> Result<u32, ProcessError> {
     ctx.sleep(Duration::from_millis(1500)).await;
+    stamp(format!("{}.at", job.log)).await?;
     Ok(mark(job.log, job.tag, 1).await?)
+}
+
+/// Writes the wall-clock time (milliseconds since the epoch) it ran at into `path` (a file's
+/// mtime comes from the kernel's coarse clock, which lags by up to a tick).
+#[task]
+async fn stamp(path: String) -> Result<u64, TaskError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    std::fs::write(&path, now.to_string()).unwrap();
+    Ok(now)
 }
 
 #[process]
@@ -289,11 +302,8 @@ async fn a_long_sleep_lets_the_run_go_and_a_worker_takes_it_back_when_due() {
             _ => None,
         })
         .expect("the run suspended on its sleep");
-    let done_at = std::fs::metadata(&log).unwrap().modified().unwrap();
-    let done_ms = done_at
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let at = std::fs::read_to_string(format!("{}.at", log.display())).unwrap();
+    let done_ms: u64 = at.parse().unwrap();
     assert!(
         done_ms >= due,
         "step ran at {done_ms}, before the sleep's end {due}"
