@@ -3,47 +3,16 @@
 //! returns), and `<id>.answer` beside it once the holder gave its verdict.
 
 use super::io_error;
-use super::lock::{create_private_dir, run_file_options, sync_dir};
+use super::lock::{create_private_dir, run_file_options, write_whole};
 use crate::store::{InboxAnswer, InboxItem, StoreError};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 const INBOX: &str = "inbox";
 
 fn item_path(run_dir: &Path, id: &str, ext: &str) -> PathBuf {
     run_dir.join(INBOX).join(format!("{id}.{ext}"))
-}
-
-/// Writes `bytes` to `path` through a temporary file renamed into place; `durable` syncs the
-/// file and its directory.
-fn write_whole(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
-    let dir = path.parent().expect("an inbox file has a directory");
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut file = run_file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        if durable {
-            file.sync_data()?;
-        }
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(format!("cannot write {}", path.display()), e));
-    }
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {

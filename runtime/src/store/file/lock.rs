@@ -3,7 +3,7 @@
 
 use crate::store::StoreError;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io;
+use std::io::{self, Write};
 #[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -131,4 +131,37 @@ pub(super) fn lock_holder(dir: &Path) -> Option<u32> {
         Ok(()) => None,
         Err(_) => Some(pid),
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it (`.<name>.<pid>.tmp`) renamed
+/// into place, so a reader never sees half of it; `durable` syncs the file and its directory.
+pub(super) fn write_whole(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
+    let dir = path
+        .parent()
+        .expect("a file in the runs directory has a directory");
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = run_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_data()?;
+        }
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_error(format!("cannot write {}", path.display()), e));
+    }
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }

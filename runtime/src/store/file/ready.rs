@@ -16,7 +16,7 @@
 //! before the index existed has no `.ready` directory; the first claim builds it from every
 //! journal once.
 
-use super::lock::{create_private_dir, run_file_options, sync_dir};
+use super::lock::{create_private_dir, run_file_options, sync_dir, write_whole};
 use super::queues::{Gate, SlotLog};
 use super::{io_error, FileStore, JOURNAL};
 use crate::journal::Event;
@@ -25,7 +25,7 @@ use crate::store::{now_ms, OpenRun, RunLog, StoreError};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -100,30 +100,9 @@ pub(super) fn write_entry(
         }
         _ => {}
     }
-    let durable = entry.due_ms.is_none();
-    let tmp = dir.join(format!(".{run_id}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = run_file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let mut line = serde_json::to_vec(entry).expect("an index entry is plain data");
-        line.push(b'\n');
-        file.write_all(&line)?;
-        if durable {
-            file.sync_data()?;
-        }
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(format!("cannot write {}", path.display()), e));
-    }
-    if durable {
-        sync_dir(&dir)?;
-    }
-    Ok(())
+    let mut line = serde_json::to_vec(entry).expect("an index entry is plain data");
+    line.push(b'\n');
+    write_whole(&path, &line, entry.due_ms.is_none())
 }
 
 /// Every entry of the index, by run id. Builds the index first when the runs directory has
