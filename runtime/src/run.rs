@@ -655,6 +655,7 @@ impl Runner {
     ) -> Result<Finished<P::Output>, RunError> {
         // The parent of a child process driven inline is told by its own step.
         let parent = parent.filter(|_| mode.tell_parent);
+        let waits_for_effects = replay.waits_for_effects();
         let state = Arc::new(RunState {
             run_id: run_id.clone(),
             log,
@@ -679,8 +680,9 @@ impl Runner {
             store: self.store.clone(),
             inbox: Mutex::new(Default::default()),
         });
-        // Answers left in the run's inbox while another writer held it, and not taken.
-        if state.posting.is_none() {
+        // Answers left in the run's inbox while another writer held it, and not taken (only
+        // a run that waits for an effect can have one: no look on the way of every other run).
+        if state.posting.is_none() && waits_for_effects {
             if let Ok(items) = self.store.inbox(&run_id).await {
                 state.deliver(items);
             }

@@ -264,6 +264,14 @@ impl ReplayMap {
         }
     }
 
+    /// Whether the journal has an effect requested and not resolved: only then can the run's
+    /// inbox hold an answer for it.
+    pub(crate) fn waits_for_effects(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.kind == Kind::Effect && !e.resolved)
+    }
+
     fn bytes(&self, span: Span) -> &[u8] {
         &self.arena[span.off as usize..(span.off + span.len) as usize]
     }
