@@ -127,13 +127,32 @@ fn main() -> ExitCode {
             }
         };
     }
-    // `--store postgres`: the PostgreSQL section only (see `postgres.rs`).
+    // `--store postgres [--only sequential] [--rounds N] [--quick]`: the PostgreSQL section
+    // only (see `postgres.rs`).
     if let Some(at) = args.iter().position(|a| a == "--store") {
         if args.get(at + 1).map(String::as_str) != Some("postgres") {
             eprintln!("--store takes `postgres` (the server: MINDER_BENCH_POSTGRES_URL, else a throwaway cluster)");
             return ExitCode::FAILURE;
         }
-        postgres::run(args.iter().any(|a| a == "--quick"));
+        let rounds = match args.iter().position(|a| a == "--rounds") {
+            Some(at) => match args.get(at + 1).and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    eprintln!("--rounds takes a number of rounds (1 or more)");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let sequential_only = match args.iter().position(|a| a == "--only") {
+            Some(at) if args.get(at + 1).map(String::as_str) == Some("sequential") => true,
+            Some(_) => {
+                eprintln!("with --store postgres, --only takes `sequential` (the first row)");
+                return ExitCode::FAILURE;
+            }
+            None => false,
+        };
+        postgres::run(args.iter().any(|a| a == "--quick"), sequential_only, rounds);
         return ExitCode::SUCCESS;
     }
     let options = match parse(&args) {

@@ -282,13 +282,17 @@ fn two_processes_resuming_one_run_get_a_lock_error() {
 
     let (mut first, id) = start_batch_run(&input, &runs);
     let journal = runs.join(&id).join("journal.log");
+    // The first writer is stopped while it holds the run (its lock is taken before the run
+    // appears), so the second contends however fast the first would have finished.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGSTOP) };
     let second = cli(&["resume", &id, "--runs-dir", runs_s]);
     let still_running = first.try_wait().unwrap().is_none();
     first.kill().ok();
     first.wait().unwrap();
     assert!(
         still_running,
-        "the first run ended before the second could contend"
+        "the first writer ended before it was stopped"
     );
     assert_eq!(second.status.code(), Some(3));
     let err = String::from_utf8_lossy(&second.stderr);

@@ -444,7 +444,18 @@ fn a_stalled_writer_past_its_lease_lands_nothing_after_another_took_the_run() {
                 Err(e) => panic!("{e}"),
             }
         };
-        let taken_at = events.len() as i64;
+        // The claim wrote its row (no events) at the run's next number, with the new epoch.
+        let claim = client
+            .query_one(
+                "SELECT seq, epoch, body FROM minder_events WHERE run_id = 'stalled'
+                 ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (taken_at, epoch): (i64, i64) = (claim.get(0), claim.get(1));
+        assert_eq!(claim.get::<_, &str>(2), "[]");
+        assert_eq!(store.read("stalled").await.unwrap(), events);
         log.append(log_event(1)).unwrap();
         log.flush().await.unwrap();
         // SAFETY: as above.
@@ -457,29 +468,161 @@ fn a_stalled_writer_past_its_lease_lands_nothing_after_another_took_the_run() {
             .find(|l| l.starts_with("refused"))
             .unwrap_or_else(|| panic!("the stale writer was never refused: {rest}"));
         assert!(refused.contains("taken over"), "{refused}");
-        // Nothing the stale writer sent after the takeover landed: every event past the
-        // takeover point has the new epoch, and the new writer's event follows at once.
+        // Nothing the stale writer sent after the takeover landed: past the claim's row there
+        // is only the new writer's row, every row has the new epoch, and the rows are
+        // numbered without a gap.
         let rows = client
             .query(
-                "SELECT seq, epoch FROM minder_events WHERE run_id = 'stalled' AND seq > $1
+                "SELECT seq, epoch FROM minder_events WHERE run_id = 'stalled' AND seq >= $1
                  ORDER BY seq",
                 &[&taken_at],
             )
             .await
             .unwrap();
-        let stale = rows
-            .iter()
-            .filter(|r| r.get::<_, i64>(1) < rows[0].get::<_, i64>(1))
-            .count();
+        let stale = rows.iter().filter(|r| r.get::<_, i64>(1) < epoch).count();
         println!(
-            "events after the takeover: {}, from the stale writer: {stale}",
+            "rows from the takeover on: {}, from the stale writer: {stale}",
             rows.len()
         );
-        assert_eq!(rows.len(), 1);
+        let seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(seqs, vec![taken_at, taken_at + 1]);
         assert_eq!(stale, 0);
+        let count: i64 = client
+            .query_one(
+                "SELECT count(*) FROM minder_events WHERE run_id = 'stalled'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, taken_at + 1);
         let all = store.read("stalled").await.unwrap();
         assert_eq!(all.last(), Some(&log_event(1)));
     });
+}
+
+/// Takes `run_id` from under its holder as another writer's claim does (its epoch up by one,
+/// the claim's row at the run's next number), without waiting for the lease.
+async fn steal(client: &tokio_postgres::Client, run_id: &str) {
+    let n = client
+        .execute(
+            "WITH u AS (UPDATE minder_runs SET owner = 'thief', epoch = epoch + 1
+                 WHERE run_id = $1 RETURNING run_id, epoch)
+             INSERT INTO minder_events (run_id, seq, epoch, body)
+             SELECT u.run_id, (SELECT max(seq) + 1 FROM minder_events WHERE run_id = $1),
+                 u.epoch, '[]'
+             FROM u",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_taken_over_is_refused_alone_and_inside_a_shared_commit_the_others_land() {
+    let url = pg::fresh_db("fence_batch").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    let client = pg::sql(&url).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
+    let mut logs = Vec::new();
+    for id in &ids {
+        logs.push(store.create(id, created(id)).await.unwrap());
+    }
+    // b0's flush goes first and commits by itself; the nine after it arrive while it is
+    // under way and share one transaction, in which b5's row is refused.
+    steal(&client, "b0").await;
+    steal(&client, "b5").await;
+    for log in &logs {
+        log.append(log_event(1)).unwrap();
+    }
+    let flushes: Vec<_> = logs.iter().map(|log| log.flush()).collect();
+    let results = futures::future::join_all(flushes).await;
+    for (id, result) in ids.iter().zip(&results) {
+        match id.as_str() {
+            "b0" | "b5" => assert!(
+                matches!(result, Err(StoreError::Fenced(r)) if r == id),
+                "{id}: {result:?}"
+            ),
+            _ => assert!(result.is_ok(), "{id}: {result:?}"),
+        }
+    }
+    // The runs taken over take nothing more; the others go on.
+    assert!(matches!(
+        logs[5].append(log_event(2)),
+        Err(StoreError::Fenced(_))
+    ));
+    logs[1].append(log_event(2)).unwrap();
+    logs[1].flush().await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let rows: Vec<(i64, i64, String)> = client
+            .query(
+                "SELECT seq, epoch, body FROM minder_events WHERE run_id = $1 ORDER BY seq",
+                &[id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let shape: Vec<(i64, i64)> = rows.iter().map(|(s, e, _)| (*s, *e)).collect();
+        let events = store.read(id).await.unwrap();
+        match i {
+            // Created (1), the thief's claim (2); nothing of the stale writer.
+            0 | 5 => {
+                assert_eq!(shape, vec![(1, 1), (2, 2)], "{id}");
+                assert_eq!(rows[1].2, "[]");
+                assert_eq!(events, vec![created(id)], "{id}");
+            }
+            1 => assert_eq!(
+                events,
+                vec![created(id), log_event(1), log_event(2)],
+                "{id}"
+            ),
+            _ => {
+                assert_eq!(shape, vec![(1, 1), (2, 1)], "{id}");
+                assert_eq!(events, vec![created(id), log_event(1)], "{id}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_dropped_half_way_still_writes_whole_and_in_order() {
+    let url = pg::fresh_db("dropped_flush").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    let log = store.create("d", created("d")).await.unwrap();
+    // One flush first, through the writer (which connects), so the next one is a lone flush
+    // on the writer's connection, driven by its own future.
+    log.append(log_event(0)).unwrap();
+    log.flush().await.unwrap();
+    log.append(log_event(1)).unwrap();
+    log.append(log_event(2)).unwrap();
+    {
+        // Polled once (its statement on its way), then dropped, as a branch's future is
+        // when another branch fails.
+        let mut flush = log.flush();
+        assert!(futures::poll!(flush.as_mut()).is_pending());
+    }
+    // The next flush waits for the dropped one's write (they share the writer's connection,
+    // taken in turn): once it returns, both are in, in order, one row each.
+    log.append(log_event(3)).unwrap();
+    log.flush().await.unwrap();
+    let want = vec![
+        created("d"),
+        log_event(0),
+        log_event(1),
+        log_event(2),
+        log_event(3),
+    ];
+    assert_eq!(store.read("d").await.unwrap(), want);
+    let rows: i64 = pg::sql(&url)
+        .await
+        .query_one("SELECT count(*) FROM minder_events WHERE run_id = 'd'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 4);
 }
 
 /// Set in the child of the kill test: the database URL.
@@ -615,9 +758,16 @@ async fn a_worker_that_lost_its_lease_drops_the_run_at_once_and_writes_nothing()
         .await
         .unwrap()
         .get(0);
+    // As a claim does: the run's row taken (epoch + 1), and the claim's row written at the
+    // run's next number.
     client
         .execute(
-            "UPDATE minder_runs SET owner = 'thief', epoch = epoch + 1 WHERE run_id = $1",
+            "WITH u AS (UPDATE minder_runs SET owner = 'thief', epoch = epoch + 1
+                 WHERE run_id = $1 RETURNING run_id, epoch)
+             INSERT INTO minder_events (run_id, seq, epoch, body)
+             SELECT u.run_id, (SELECT max(seq) + 1 FROM minder_events WHERE run_id = $1),
+                 u.epoch, '[]'
+             FROM u",
             &[&id],
         )
         .await
@@ -638,7 +788,11 @@ async fn a_worker_that_lost_its_lease_drops_the_run_at_once_and_writes_nothing()
         .await
         .unwrap()
         .get(0);
-    assert_eq!(after, before, "the stale worker wrote after losing the run");
+    assert_eq!(
+        after,
+        before + 1,
+        "the stale worker wrote after losing the run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -895,50 +1049,116 @@ async fn answers_reach_a_run_another_writer_holds_through_its_inbox_on_postgres(
     common::inbox::answers_reach_a_held_run(holder, poster, dir.path()).await;
 }
 
+/// The tables of schema versions 1 and 2 (version 1 kept bodies as `jsonb`): one row an
+/// event, a foreign key from events to runs, the runs' `next_seq`.
+const OLD_SCHEMA: &str = "
+CREATE TABLE minder_schema (version int NOT NULL);
+CREATE TABLE minder_runs (
+    run_id text PRIMARY KEY, process text NOT NULL, fingerprint text NOT NULL,
+    queue text NOT NULL, priority int NOT NULL DEFAULT 0, state text NOT NULL, wake_at bigint,
+    owner text, epoch bigint NOT NULL DEFAULT 0, lease_until timestamptz,
+    next_seq bigint NOT NULL DEFAULT 0, cancel_requested boolean NOT NULL DEFAULT false,
+    cancel_reason text, created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE minder_events (
+    run_id text NOT NULL REFERENCES minder_runs (run_id) ON DELETE CASCADE,
+    seq bigint NOT NULL, epoch bigint NOT NULL, body BODY_TYPE NOT NULL,
+    PRIMARY KEY (run_id, seq));
+CREATE TABLE minder_workers (
+    worker_id text PRIMARY KEY, host text NOT NULL, pid int NOT NULL,
+    lease_ms bigint NOT NULL DEFAULT 15000, started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE minder_queues (
+    name text PRIMARY KEY, concurrency int, rate_max int, rate_period_ms bigint,
+    window_start timestamptz, window_count int NOT NULL DEFAULT 0);
+CREATE TABLE minder_inbox (
+    run_id text NOT NULL REFERENCES minder_runs (run_id) ON DELETE CASCADE,
+    id text NOT NULL, key text NOT NULL, outcome text NOT NULL, answer text,
+    created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, id));
+CREATE INDEX minder_runs_ready ON minder_runs (queue, priority, created_at) WHERE state = 'ready';
+CREATE INDEX minder_runs_due ON minder_runs (wake_at) WHERE state = 'due';
+CREATE INDEX minder_runs_held ON minder_runs (owner) WHERE owner IS NOT NULL;";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_database_is_migrated_and_its_runs_go_on() {
-    let url = pg::fresh_db("v1").await;
-    // A run written by this build, then the database put back the way version 1 kept it
-    // (`jsonb` bodies, version 1), as an older minder would have left it.
-    let store = PgStore::connect(&url).await.unwrap();
-    let log = store.create("old-run", created("old-run")).await.unwrap();
-    log.append(log_event(1)).unwrap();
-    log.close().await.unwrap();
-    let before = store.read("old-run").await.unwrap();
-    drop(store);
-    let sql = pg::sql(&url).await;
-    sql.batch_execute(
-        "ALTER TABLE minder_events ALTER COLUMN body TYPE jsonb USING body::jsonb;
-         UPDATE minder_schema SET version = 1;",
-    )
-    .await
-    .unwrap();
-    // Opened by this build: migrated (text bodies, version 2), the run read as it was and
-    // written on; a second start changes nothing.
-    let store = PgStore::connect(&url).await.unwrap();
-    let (version, kind): (i32, String) = {
+async fn databases_of_schema_versions_1_and_2_are_migrated_and_their_runs_go_on() {
+    for (version, body_type) in [(1, "jsonb"), (2, "text")] {
+        let url = pg::fresh_db(&format!("v{version}")).await;
+        // A run as an older minder left it: one row an event, `next_seq` on the run's row.
+        let sql = pg::sql(&url).await;
+        sql.batch_execute(&OLD_SCHEMA.replace("BODY_TYPE", body_type))
+            .await
+            .unwrap();
+        let before = vec![created("old-run"), log_event(1)];
+        sql.execute(
+            "INSERT INTO minder_runs (run_id, process, fingerprint, queue, state, epoch, next_seq)
+             VALUES ('old-run', 'old', 'f', 'default', 'ready', 1, 2)",
+            &[],
+        )
+        .await
+        .unwrap();
+        for (seq, event) in before.iter().enumerate() {
+            sql.execute(
+                &format!(
+                    "INSERT INTO minder_events (run_id, seq, epoch, body)
+                     VALUES ('old-run', $1, 1, $2::text::{body_type})"
+                ),
+                &[&(seq as i64 + 1), &serde_json::to_string(event).unwrap()],
+            )
+            .await
+            .unwrap();
+        }
+        sql.execute("INSERT INTO minder_schema VALUES ($1)", &[&version])
+            .await
+            .unwrap();
+        // Opened by this build: migrated (text bodies, no foreign key, no `next_seq`,
+        // version 3), the run read as it was and written on; a second start changes nothing.
+        let store = PgStore::connect(&url).await.unwrap();
         let row = sql
             .query_one(
                 "SELECT (SELECT max(version) FROM minder_schema),
                         (SELECT data_type FROM information_schema.columns
-                         WHERE table_name = 'minder_events' AND column_name = 'body')",
+                         WHERE table_name = 'minder_events' AND column_name = 'body'),
+                        (SELECT count(*) FROM information_schema.columns
+                         WHERE table_name = 'minder_runs' AND column_name = 'next_seq'),
+                        (SELECT count(*) FROM information_schema.table_constraints
+                         WHERE table_name = 'minder_events' AND constraint_type = 'FOREIGN KEY')",
                 &[],
             )
             .await
             .unwrap();
-        (row.get(0), row.get(1))
-    };
-    assert_eq!((version, kind.as_str()), (2, "text"));
-    assert_eq!(store.read("old-run").await.unwrap(), before);
-    let OpenRun { log, .. } = store.open("old-run").await.unwrap();
-    log.append(log_event(2)).unwrap();
-    log.close().await.unwrap();
-    assert_eq!(store.read("old-run").await.unwrap().len(), before.len() + 1);
-    drop(PgStore::connect(&url).await.unwrap());
-    let versions: i64 = sql
-        .query_one("SELECT count(*) FROM minder_schema", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(versions, 1);
+        let migrated: (i32, String, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(
+            migrated,
+            (3, "text".to_string(), 0, 0),
+            "from version {version}"
+        );
+        assert_eq!(store.read("old-run").await.unwrap(), before);
+        let OpenRun { events, log, .. } = store.open("old-run").await.unwrap();
+        assert_eq!(events, before);
+        log.append(log_event(2)).unwrap();
+        log.append(log_event(3)).unwrap();
+        log.close().await.unwrap();
+        let mut after = before.clone();
+        after.extend([log_event(2), log_event(3)]);
+        assert_eq!(store.read("old-run").await.unwrap(), after);
+        // The old rows keep their numbers; the claim's row and the new flush's follow.
+        let rows: Vec<(i64, i64)> = sql
+            .query(
+                "SELECT seq, epoch FROM minder_events WHERE run_id = 'old-run' ORDER BY seq",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(rows, vec![(1, 1), (2, 1), (3, 2), (4, 2)]);
+        drop(PgStore::connect(&url).await.unwrap());
+        let versions: i64 = sql
+            .query_one("SELECT count(*) FROM minder_schema", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(versions, 1);
+    }
 }

@@ -97,8 +97,8 @@ async fn survive(
     loop {
         let started: i64 = client
             .query_one(
-                "SELECT count(*) FROM minder_events
-                 WHERE body::jsonb->>'event' = 'step_completed' AND body::jsonb->>'key' LIKE '%quick%'
+                "SELECT count(*) FROM minder_events, jsonb_array_elements(body::jsonb) AS e
+                 WHERE e->>'event' = 'step_completed' AND e->>'key' LIKE '%quick%'
                    AND run_id = ANY($1)",
                 &[&ids],
             )

@@ -27,21 +27,31 @@ impl PgStore {
             .filter(|q: &String| request.queues.is_empty() || request.queues.contains(q))
             .collect();
         let lease = request.lease.as_secs_f64();
-        let mut rows = client
-            .query(
-                CLAIM,
-                &[
-                    &(now_ms() as i64),
-                    &wanted,
-                    &request.queues,
-                    &(request.max as i64),
-                    &self.inner.owner,
-                    &lease,
-                    &limited,
-                ],
-            )
-            .await
-            .map_err(|e| self.inner.error("cannot claim runs", e))?;
+        let mut tries = 0;
+        let mut rows = loop {
+            let claimed = client
+                .query(
+                    CLAIM,
+                    &[
+                        &(now_ms() as i64),
+                        &wanted,
+                        &request.queues,
+                        &(request.max as i64),
+                        &self.inner.owner,
+                        &lease,
+                        &limited,
+                    ],
+                )
+                .await;
+            match claimed {
+                // A writer whose lease ran out wrote the row a claim numbered: again (see
+                // `OPEN`).
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && tries < CLAIM_TRIES => {
+                    tries += 1
+                }
+                claimed => break claimed.map_err(|e| self.inner.error("cannot claim runs", e))?,
+            }
+        };
         for queue in &limited {
             let left = request.max.saturating_sub(rows.len());
             if left == 0 {
@@ -54,8 +64,9 @@ impl PgStore {
             let run_id: String = row.get(0);
             let process: String = row.get(1);
             let epoch: i64 = row.get(2);
+            let seq: i64 = row.get(3);
             let events = self.events_of(&client, &run_id).await?;
-            let log = self.hold(&run_id, epoch, &events);
+            let log = self.hold(&run_id, epoch, seq + 1, &events);
             claimed.push(Claimed::new(run_id, process, OpenRun::new(events, log)));
         }
         Ok(claimed)
@@ -119,7 +130,7 @@ impl PgStore {
         }
         let queues = vec![queue.to_string()];
         let none: Vec<String> = Vec::new();
-        let rows = tx
+        let rows = match tx
             .query(
                 CLAIM,
                 &[
@@ -133,7 +144,12 @@ impl PgStore {
                 ],
             )
             .await
-            .map_err(err)?;
+        {
+            // A writer whose lease ran out wrote the row a claim numbered (see `OPEN`): the
+            // transaction is rolled back, the runs are claimed by a later look.
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(Vec::new()),
+            rows => rows.map_err(err)?,
+        };
         if rate_max.is_some() && !rows.is_empty() {
             tx.execute(
                 "UPDATE minder_queues SET
@@ -216,8 +232,10 @@ impl PgStore {
 /// Claims ready and due runs (and runs whose holder's lease lapsed) of the wanted processes
 /// and queues, lowest priority value first, then oldest, skipping rows another claim holds:
 /// $1 now (ms), $2 `process/fingerprint`s, $3 queues (empty: all), $4 how many, $5 the owner,
-/// $6 the lease (s), $7 queues left out (those with limits, claimed on their own).
-pub(super) const CLAIM: &str = "WITH c AS (
+/// $6 the lease (s), $7 queues left out (those with limits, claimed on their own); writes each
+/// claim's row. Answers the runs, their processes, epochs and claim rows' numbers.
+pub(super) const CLAIM: &str = concat!(
+    "WITH c AS (
         SELECT run_id FROM minder_runs
         WHERE (state = 'ready' OR (state = 'due' AND wake_at <= $1))
           AND (owner IS NULL OR lease_until < now())
@@ -226,8 +244,14 @@ pub(super) const CLAIM: &str = "WITH c AS (
           AND queue <> ALL($7::text[])
         ORDER BY priority, created_at
         LIMIT $4
-        FOR UPDATE SKIP LOCKED)
-    UPDATE minder_runs r SET owner = $5, epoch = r.epoch + 1,
-        lease_until = now() + make_interval(secs => $6), updated_at = now()
-    FROM c WHERE r.run_id = c.run_id
-    RETURNING r.run_id, r.process, r.epoch";
+        FOR UPDATE SKIP LOCKED),
+    u AS (
+        UPDATE minder_runs r SET owner = $5, epoch = r.epoch + 1,
+            lease_until = now() + make_interval(secs => $6), updated_at = now()
+        FROM c WHERE r.run_id = c.run_id
+        RETURNING r.run_id, r.process, r.epoch),
+    m AS (",
+    claim_row!(),
+    ")
+    SELECT u.run_id, u.process, u.epoch, m.seq FROM u JOIN m USING (run_id)"
+);

@@ -6,28 +6,43 @@
 //! ```text
 //! minder_schema   (version)                    the schema version; a newer one is refused
 //! minder_runs     one row a run: process, fingerprint, queue, priority, readiness (state +
-//!                 wake_at), the holder (owner, epoch, lease_until), next_seq, cancel request
-//! minder_events   one row an event: (run_id, seq) primary key, the epoch that wrote it, body
+//!                 wake_at, written when the run is let go), the holder (owner, epoch,
+//!                 lease_until), cancel request
+//! minder_events   one row a flush: (run_id, seq) primary key, the epoch that wrote it, body
+//!                 (the flush's events, a JSON array; `[]` for a claim's row)
+//! minder_inbox    answers posted while another writer holds the run
+//! minder_queues   limits of queues: concurrency, rate
 //! minder_workers  one row a live store instance (worker): host, pid, heartbeat
 //! ```
 //!
 //! # Leases and fencing
 //!
 //! Opening or claiming a run takes it when nobody holds it or its holder's lease ran out: the
-//! holder becomes this store instance (`owner`), the run's `epoch` goes up by one, and the lease
-//! runs for [`PgStore::lease`]. Every flush is one statement that appends the batch only
-//! `WHERE run_id = .. AND epoch = <the epoch of the claim> AND owner = <this instance>`, and
-//! renews the lease: once another writer took the run (its lease ran out while this one
-//! stalled: a pause, `SIGSTOP`, a partition), the statement inserts nothing, the flush fails
-//! with [`StoreError::Fenced`] and nothing of the stale writer lands. A heartbeat renews every
-//! lease the instance holds in one statement, every third of the lease, and marks the runs
-//! missing from its answer as lost (their next flush fails the same way).
+//! holder becomes this store instance (`owner`), the run's `epoch` goes up by one, the lease
+//! runs for [`PgStore::lease`], and, in the same statement, the claim writes the run's next row
+//! (number *n*: one past the last, no events). The holder numbers its flushes' rows *n* + 1,
+//! *n* + 2, … itself: a flush is one `INSERT` of one row, the cheapest statement a commit can
+//! carry. The fence is the `(run_id, seq)` primary key. A writer whose lease ran out while it
+//! stalled (a pause, `SIGSTOP`, a partition) writes its next row at the number after its own
+//! last one; a later claim wrote its row at exactly that number (or, if the stale row went in
+//! first, after it, and that row is read by the claim as part of the run before it), so the
+//! stale row is refused, the flush fails with [`StoreError::Fenced`], and nothing of the stale
+//! writer lands after the claim. A flush of several rows is one statement or one transaction:
+//! all or nothing. The rows of a run are numbered 1, 2, 3, … without a gap, their epochs never
+//! go down. Rows are never taken out of a run while it exists; a writer stalled past the
+//! deletion of its run (another writer finished it, then `prune` removed it) can leave rows
+//! that no read returns (a run's rows are read only while its row exists).
+//!
+//! A heartbeat renews every lease the instance holds in one statement, every third of the
+//! lease, and marks the runs missing from its answer as lost (their next flush fails at once,
+//! and the runner drops the body).
 //!
 //! # Group commit
 //!
 //! Flushes go through one writer task with its own connection: the flushes of all runs that
-//! arrive while a commit is under way are written together in one transaction (one statement a
-//! run), so a fan-out of many steps, or many runs at once, shares commits.
+//! arrive while a commit is under way are written together in one transaction (one row a run:
+//! its flushes merged), so a fan-out of many steps, or many runs at once, shares commits. A
+//! lone flush is one `INSERT` committed by itself.
 //!
 //! # Wake-ups
 //!
@@ -40,10 +55,11 @@ use crate::journal::Event;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 mod background;
@@ -119,6 +135,27 @@ struct Hold {
     pub(super) epoch: i64,
     /// Set when the heartbeat or a flush found the run taken over.
     pub(super) lost: AtomicBool,
+    /// The sequence number of the run's next row (the one after the claim's row).
+    pub(super) next_seq: AtomicI64,
+    /// Set when a flush failed (or may have: the connection dropped before its answer):
+    /// nothing more is written through this hold.
+    pub(super) failed: Mutex<Option<String>>,
+}
+
+impl Hold {
+    fn new(epoch: i64, next_seq: i64) -> Hold {
+        Hold {
+            epoch,
+            lost: AtomicBool::new(false),
+            next_seq: AtomicI64::new(next_seq),
+            failed: Mutex::new(None),
+        }
+    }
+
+    /// Whether writes through this hold may still be sent.
+    fn takes_writes(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst) && self.failed.lock().unwrap().is_none()
+    }
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
@@ -166,6 +203,39 @@ fn db_error(url: &str, doing: &str, e: tokio_postgres::Error) -> StoreError {
 
 /// How often an open asks again, 25 ms apart, for a run another writer holds.
 const OPEN_TRIES: u32 = 20;
+
+/// How often a claim is tried again when a writer whose lease ran out wrote the row it
+/// numbered (see "Leases and fencing").
+const CLAIM_TRIES: u32 = 5;
+
+/// The row a claim writes: the run's next sequence number, the claim's epoch, no events. A
+/// writer whose lease ran out tries to write its next row at this number (or one before it)
+/// and is refused by the primary key: the fence. `u` is the claimed runs (`run_id`, `epoch`).
+macro_rules! claim_row {
+    () => {
+        "INSERT INTO minder_events (run_id, seq, epoch, body)
+         SELECT u.run_id,
+             coalesce((SELECT max(e.seq) FROM minder_events e WHERE e.run_id = u.run_id), 0) + 1,
+             u.epoch, '[]'
+         FROM u
+         RETURNING run_id, seq"
+    };
+}
+pub(super) use claim_row;
+
+/// Takes one run when nobody holds it or its holder's lease ran out, and writes the claim's row:
+/// $1 the run, $2 the owner, $3 the lease (s). Answers the epoch and the claim row's number.
+const OPEN: &str = concat!(
+    "WITH u AS (
+        UPDATE minder_runs SET owner = $2, epoch = epoch + 1,
+            lease_until = now() + make_interval(secs => $3), updated_at = now()
+        WHERE run_id = $1 AND (owner IS NULL OR lease_until < now())
+        RETURNING run_id, epoch),
+    m AS (",
+    claim_row!(),
+    ")
+    SELECT u.epoch, m.seq FROM u JOIN m USING (run_id)"
+);
 
 /// How long connecting may take unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -392,12 +462,10 @@ impl PgStore {
         self.inner.lease.as_secs_f64()
     }
 
-    /// Holds `run_id` at `epoch`: the log a writer appends through.
-    fn hold(&self, run_id: &str, epoch: i64, events: &[Event]) -> Arc<dyn RunLog> {
-        let hold = Arc::new(Hold {
-            epoch,
-            lost: AtomicBool::new(false),
-        });
+    /// Holds `run_id` at `epoch`, its next row numbered `next_seq`: the log a writer appends
+    /// through.
+    fn hold(&self, run_id: &str, epoch: i64, next_seq: i64, events: &[Event]) -> Arc<dyn RunLog> {
+        let hold = Arc::new(Hold::new(epoch, next_seq));
         self.inner
             .held
             .lock()
@@ -410,7 +478,6 @@ impl PgStore {
             pending: Mutex::new(Pending {
                 events: Vec::new(),
                 readiness: Readiness::of(events),
-                failure: None,
             }),
             closed: AtomicBool::new(false),
             store: Arc::downgrade(&self.inner),
@@ -418,26 +485,36 @@ impl PgStore {
         })
     }
 
+    /// The events of a run, in order (none when the run does not exist: rows a writer that
+    /// stalled past the run's deletion might still have added are not read).
     async fn events_of(&self, client: &Client, run_id: &str) -> Result<Vec<Event>, StoreError> {
         let rows = client
             .query(
-                "SELECT seq, body::text FROM minder_events WHERE run_id = $1 ORDER BY seq",
+                "SELECT seq, body FROM minder_events
+                 WHERE run_id = $1 AND EXISTS (SELECT 1 FROM minder_runs WHERE run_id = $1)
+                 ORDER BY seq",
                 &[&run_id],
             )
             .await
             .map_err(|e| self.inner.error("cannot read events", e))?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                let body: String = row.get(1);
-                serde_json::from_str(&body).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "event {seq} of run `{run_id}` in {} is not a known event: {e}",
-                        self.inner.url
-                    ))
-                })
-            })
-            .collect()
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.get(0);
+            let body: &str = row.get(1);
+            let decoded = if body.starts_with('[') {
+                serde_json::from_str::<Vec<Event>>(body)
+            } else {
+                // A row of schema version 2: one event.
+                serde_json::from_str::<Event>(body).map(|e| vec![e])
+            };
+            events.extend(decoded.map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "row {seq} of run `{run_id}` in {} does not hold known events: {e}",
+                    self.inner.url
+                ))
+            })?);
+        }
+        Ok(events)
     }
 
     /// Why `run_id` could not be taken: it does not exist, or another writer holds it.
@@ -455,37 +532,40 @@ impl PgStore {
     async fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
         validate_run_id(run_id)?;
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "UPDATE minder_runs SET owner = $2, epoch = epoch + 1,
-                     lease_until = now() + make_interval(secs => $3), updated_at = now()
-                 WHERE run_id = $1 AND (owner IS NULL OR lease_until < now())
-                 RETURNING epoch",
-                &[&run_id, &self.inner.owner, &self.lease_secs()],
-            )
-            .await
-            .map_err(|e| self.inner.error("cannot open the run", e))?;
+        let mut tries = 0;
+        let row = loop {
+            let claimed = client
+                .query_opt(OPEN, &[&run_id, &self.inner.owner, &self.lease_secs()])
+                .await;
+            match claimed {
+                // A writer whose lease ran out was writing the row this claim numbered: its
+                // row is in, so it is before the claim; number the claim's after it.
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && tries < CLAIM_TRIES => {
+                    tries += 1
+                }
+                claimed => {
+                    break claimed.map_err(|e| self.inner.error("cannot open the run", e))?
+                }
+            }
+        };
         let Some(row) = row else {
             return Err(self.not_taken(&client, run_id).await);
         };
-        let epoch: i64 = row.get(0);
+        let (epoch, seq): (i64, i64) = (row.get(0), row.get(1));
         let events = match self.events_of(&client, run_id).await {
             Ok(events) => events,
             Err(e) => {
                 // Let it go at once rather than at the end of the lease.
-                let hold = Arc::new(Hold {
-                    epoch,
-                    lost: AtomicBool::new(false),
-                });
                 let _ = self.inner.writes.send(Write::Release {
                     run_id: run_id.to_string(),
-                    hold,
+                    hold: Arc::new(Hold::new(epoch, seq + 1)),
+                    readiness: Readiness::Ready,
                     done: None,
                 });
                 return Err(e);
             }
         };
-        let log = self.hold(run_id, epoch, &events);
+        let log = self.hold(run_id, epoch, seq + 1, &events);
         Ok(OpenRun::new(events, log))
     }
 
@@ -496,15 +576,16 @@ impl PgStore {
                 "run `{run_id}` must begin with its creation event"
             )));
         };
-        let body = serde_json::to_string(&first).expect("an event is plain data");
+        let body =
+            writer::row_body(&[serde_json::to_string(&first).expect("an event is plain data")]);
         let client = self.client().await?;
         let inserted = client
             .execute(
                 "WITH r AS (
                      INSERT INTO minder_runs (run_id, process, fingerprint, queue, priority,
-                         state, owner, epoch, lease_until, next_seq)
+                         state, owner, epoch, lease_until)
                      VALUES ($1, $2, $3, $4, $5, 'ready', $6, 1,
-                         now() + make_interval(secs => $7), 1)
+                         now() + make_interval(secs => $7))
                      ON CONFLICT (run_id) DO NOTHING
                      RETURNING run_id)
                  INSERT INTO minder_events (run_id, seq, epoch, body)
@@ -525,7 +606,7 @@ impl PgStore {
         if inserted == 0 {
             return Err(StoreError::RunExists(run_id.to_string()));
         }
-        Ok(self.hold(run_id, 1, std::slice::from_ref(&first)))
+        Ok(self.hold(run_id, 1, 2, std::slice::from_ref(&first)))
     }
 }
 
@@ -583,8 +664,12 @@ impl Store for PgStore {
             let client = self.client().await?;
             let deleted = client
                 .execute(
-                    "DELETE FROM minder_runs
-                     WHERE run_id = $1 AND (owner IS NULL OR lease_until < now())",
+                    "WITH r AS (
+                         DELETE FROM minder_runs
+                         WHERE run_id = $1 AND (owner IS NULL OR lease_until < now())
+                         RETURNING run_id),
+                     e AS (DELETE FROM minder_events WHERE run_id IN (SELECT run_id FROM r))
+                     SELECT 1 FROM r",
                     &[&run_id],
                 )
                 .await
@@ -729,8 +814,11 @@ impl Store for PgStore {
             let client = self.client().await?;
             let row = client
                 .query_opt(
-                    "SELECT (extract(epoch FROM updated_at) * 1000)::bigint FROM minder_runs
-                     WHERE run_id = $1",
+                    // A run held under a live lease is being written now (its rows carry no
+                    // time; the run's row is written when it is claimed and let go).
+                    "SELECT (extract(epoch FROM CASE WHEN owner IS NOT NULL AND lease_until >= now()
+                         THEN now() ELSE updated_at END) * 1000)::bigint
+                     FROM minder_runs WHERE run_id = $1",
                     &[&run_id],
                 )
                 .await

@@ -3,12 +3,23 @@
 use super::*;
 
 /// The schema version this build writes and reads.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// From version 1: event bodies were `jsonb`, parsed by the server on every append and never
 /// queried there; `text` keeps the same JSON and costs a step less (see BENCHMARKS.md).
 const FROM_1: &str = "ALTER TABLE minder_events ALTER COLUMN body TYPE text USING body::text;
     UPDATE minder_schema SET version = 2;";
+
+/// From version 2: a row held one event and every flush also updated the run's row (its
+/// `next_seq`, the fence and the lease), and each event row was checked against the run's row
+/// by a foreign key. Since version 3 a row holds the events of one flush (a JSON array; a row
+/// of version 2 holds one event object, read as it is), the fence is the row's sequence number
+/// (see the module's "Leases and fencing"), the lease is the heartbeat's: a step is one row
+/// inserted. The rows already there keep their numbers.
+const FROM_2: &str =
+    "ALTER TABLE minder_events DROP CONSTRAINT IF EXISTS minder_events_run_id_fkey;
+    ALTER TABLE minder_runs DROP COLUMN IF EXISTS next_seq;
+    UPDATE minder_schema SET version = 3;";
 
 /// The schema, applied in one transaction under an advisory lock (so concurrent first starts
 /// do not race); every statement is idempotent.
@@ -25,14 +36,13 @@ CREATE TABLE IF NOT EXISTS minder_runs (
     owner text,
     epoch bigint NOT NULL DEFAULT 0,
     lease_until timestamptz,
-    next_seq bigint NOT NULL DEFAULT 0,
     cancel_requested boolean NOT NULL DEFAULT false,
     cancel_reason text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS minder_events (
-    run_id text NOT NULL REFERENCES minder_runs (run_id) ON DELETE CASCADE,
+    run_id text NOT NULL,
     seq bigint NOT NULL,
     epoch bigint NOT NULL,
     body text NOT NULL,
@@ -96,10 +106,20 @@ pub(super) async fn migrate(url: &str, client: &Client) -> Result<(), StoreError
                      knows version {SCHEMA_VERSION}): upgrade minder"
                 ),
             }),
-            Some(1) => client
-                .batch_execute(FROM_1)
+            Some(1) => {
+                client
+                    .batch_execute(FROM_1)
+                    .await
+                    .map_err(err("cannot migrate the schema from version 1"))?;
+                client
+                    .batch_execute(FROM_2)
+                    .await
+                    .map_err(err("cannot migrate the schema from version 2"))
+            }
+            Some(2) => client
+                .batch_execute(FROM_2)
                 .await
-                .map_err(err("cannot migrate the schema from version 1")),
+                .map_err(err("cannot migrate the schema from version 2")),
             Some(_) => Ok(()),
             None => client
                 .execute(
