@@ -1,9 +1,93 @@
-//! Claims (ready, due and lapsed runs; queues with limits claimed under their row's lock) and
-//! the queues' limits.
+//! Claims (ready, due and lapsed runs; queues with limits claimed under their row's lock), the
+//! queues' limits, and the workers' rows.
 
 use super::*;
 
+/// How often a claim is tried again when a writer whose lease ran out wrote the row it
+/// numbered (see "Leases and fencing").
+const CLAIM_TRIES: u32 = 5;
+
+/// The row a claim writes: the run's next sequence number, the claim's epoch, no events. A
+/// writer whose lease ran out tries to write its next row at this number (or one before it)
+/// and is refused by the primary key: the fence. `u` is the claimed runs (`run_id`, `epoch`).
+macro_rules! claim_row {
+    () => {
+        "INSERT INTO minder_events (run_id, seq, epoch, body)
+         SELECT u.run_id,
+             coalesce((SELECT max(e.seq) FROM minder_events e WHERE e.run_id = u.run_id), 0) + 1,
+             u.epoch, '[]'
+         FROM u
+         RETURNING run_id, seq"
+    };
+}
+
+/// Takes one run when nobody holds it or its holder's lease ran out, and writes the claim's row:
+/// $1 the run, $2 the owner, $3 the lease (s). Answers the epoch and the claim row's number.
+const OPEN: &str = concat!(
+    "WITH u AS (
+        UPDATE minder_runs SET owner = $2, epoch = epoch + 1,
+            lease_until = now() + make_interval(secs => $3), updated_at = now()
+        WHERE run_id = $1 AND (owner IS NULL OR lease_until < now())
+        RETURNING run_id, epoch),
+    m AS (",
+    claim_row!(),
+    ")
+    SELECT u.epoch, m.seq FROM u JOIN m USING (run_id)"
+);
+
 impl PgStore {
+    /// Why `run_id` could not be taken: it does not exist, or another writer holds it.
+    pub(super) async fn not_taken(&self, client: &Client, run_id: &str) -> StoreError {
+        match client
+            .query_opt("SELECT 1 FROM minder_runs WHERE run_id = $1", &[&run_id])
+            .await
+        {
+            Ok(Some(_)) => StoreError::Locked(run_id.to_string()),
+            Ok(None) => StoreError::UnknownRun(run_id.to_string()),
+            Err(e) => self.inner.error("cannot look up the run", e),
+        }
+    }
+
+    pub(super) async fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
+        validate_run_id(run_id)?;
+        let client = self.client().await?;
+        let mut tries = 0;
+        let row = loop {
+            let claimed = client
+                .query_opt(OPEN, &[&run_id, &self.inner.owner, &self.lease_secs()])
+                .await;
+            match claimed {
+                // A writer whose lease ran out was writing the row this claim numbered: its
+                // row is in, so it is before the claim; number the claim's after it.
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && tries < CLAIM_TRIES => {
+                    tries += 1
+                }
+                claimed => {
+                    break claimed.map_err(|e| self.inner.error("cannot open the run", e))?
+                }
+            }
+        };
+        let Some(row) = row else {
+            return Err(self.not_taken(&client, run_id).await);
+        };
+        let (epoch, seq): (i64, i64) = (row.get(0), row.get(1));
+        let events = match self.events_of(&client, run_id).await {
+            Ok(events) => events,
+            Err(e) => {
+                // Let it go at once rather than at the end of the lease.
+                let _ = self.inner.writes.send(Write::Release {
+                    run_id: run_id.to_string(),
+                    hold: Arc::new(Hold::new(epoch, seq + 1)),
+                    readiness: Readiness::Ready,
+                    done: None,
+                });
+                return Err(e);
+            }
+        };
+        let log = self.hold(run_id, epoch, seq + 1, &events);
+        Ok(OpenRun::new(events, log))
+    }
+
     pub(super) async fn claim_now(
         &self,
         request: &ClaimRequest,
@@ -226,6 +310,72 @@ impl PgStore {
                 })
                 .collect())
         })
+    }
+}
+
+impl PgStore {
+    pub(super) async fn register_worker_now(
+        &self,
+    ) -> Result<crate::store::WorkerGuard, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO minder_workers (worker_id, host, pid, lease_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()",
+                &[
+                    &self.inner.owner,
+                    &crate::store::hostname(),
+                    &(std::process::id() as i32),
+                    &(self.inner.lease.as_millis() as i64),
+                ],
+            )
+            .await
+            .map_err(|e| self.inner.error("cannot register the worker", e))?;
+        Ok(crate::store::WorkerGuard::none())
+    }
+
+    pub(super) async fn unregister_worker_now(&self) -> () {
+        if let Ok(client) = self.client().await {
+            let _ = client
+                .execute(
+                    "DELETE FROM minder_workers WHERE worker_id = $1",
+                    &[&self.inner.owner],
+                )
+                .await;
+        }
+    }
+
+    pub(super) async fn workers_now(&self) -> Result<Vec<crate::store::WorkerInfo>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT w.worker_id, w.host, w.pid,
+                     (extract(epoch FROM w.started_at) * 1000)::bigint,
+                     (extract(epoch FROM w.heartbeat_at) * 1000)::bigint,
+                     array(SELECT r.run_id FROM minder_runs r
+                           WHERE r.owner = w.worker_id AND r.lease_until >= now()
+                           ORDER BY r.run_id)
+                 FROM minder_workers w
+                 WHERE w.heartbeat_at > now() - make_interval(secs => w.lease_ms / 1000.0)
+                 ORDER BY w.worker_id",
+                &[],
+            )
+            .await
+            .map_err(|e| self.inner.error("cannot list workers", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                crate::store::WorkerInfo::new(
+                    r.get(0),
+                    r.get(1),
+                    r.get::<_, i32>(2) as u32,
+                    r.get::<_, i64>(3) as u64,
+                )
+                .heartbeat(r.get::<_, i64>(4) as u64)
+                .holding(r.get(5))
+            })
+            .collect())
     }
 }
 

@@ -60,14 +60,18 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 mod background;
+mod batch;
 mod claims;
+mod connect;
+mod inbox;
 mod schema;
 mod writer;
 
 use background::{heartbeat, listener};
+use connect::{connect_client, db_error, mask, open_connection, split_root_cert};
 use schema::migrate;
 use writer::{writer, Pending, PgLog, Write};
 
@@ -100,7 +104,7 @@ struct Inner {
     /// The writer task's queue.
     pub(super) writes: mpsc::UnboundedSender<Write>,
     /// The writer's connection and statements, shared with lone flushes.
-    pub(super) writer_conn: Arc<tokio::sync::Mutex<Option<(Client, writer::Prepared)>>>,
+    pub(super) writer_conn: Arc<tokio::sync::Mutex<Option<(Client, batch::Prepared)>>>,
     /// The size of the writer's last batch (a lone flush writes itself only after small ones).
     pub(super) last_batch: std::sync::atomic::AtomicUsize,
     /// The runs this instance holds, with the epoch of its claim.
@@ -158,221 +162,18 @@ impl Hold {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-fn mask(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 impl Inner {
     fn error(&self, doing: &str, e: tokio_postgres::Error) -> StoreError {
         db_error(&self.url, doing, e)
     }
 }
 
-fn db_error(url: &str, doing: &str, e: tokio_postgres::Error) -> StoreError {
-    let detail = match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
-    };
-    StoreError::Database {
-        url: url.to_string(),
-        message: format!("{doing}: {detail}"),
-    }
-}
-
 /// How often an open asks again, 25 ms apart, for a run another writer holds.
 const OPEN_TRIES: u32 = 20;
 
-/// How often a claim is tried again when a writer whose lease ran out wrote the row it
-/// numbered (see "Leases and fencing").
-const CLAIM_TRIES: u32 = 5;
-
-/// The row a claim writes: the run's next sequence number, the claim's epoch, no events. A
-/// writer whose lease ran out tries to write its next row at this number (or one before it)
-/// and is refused by the primary key: the fence. `u` is the claimed runs (`run_id`, `epoch`).
-macro_rules! claim_row {
-    () => {
-        "INSERT INTO minder_events (run_id, seq, epoch, body)
-         SELECT u.run_id,
-             coalesce((SELECT max(e.seq) FROM minder_events e WHERE e.run_id = u.run_id), 0) + 1,
-             u.epoch, '[]'
-         FROM u
-         RETURNING run_id, seq"
-    };
-}
-pub(super) use claim_row;
-
-/// Takes one run when nobody holds it or its holder's lease ran out, and writes the claim's row:
-/// $1 the run, $2 the owner, $3 the lease (s). Answers the epoch and the claim row's number.
-const OPEN: &str = concat!(
-    "WITH u AS (
-        UPDATE minder_runs SET owner = $2, epoch = epoch + 1,
-            lease_until = now() + make_interval(secs => $3), updated_at = now()
-        WHERE run_id = $1 AND (owner IS NULL OR lease_until < now())
-        RETURNING run_id, epoch),
-    m AS (",
-    claim_row!(),
-    ")
-    SELECT u.epoch, m.seq FROM u JOIN m USING (run_id)"
-);
-
-/// How long connecting may take unless the URL sets `connect_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a writer reads the inbox of a run that waits while it holds it, when no
 /// notification announced an item.
 const INBOX_LOOK: Duration = Duration::from_secs(2);
-
-/// How long one statement may take.
-const STATEMENT_TIMEOUT: &str = "30s";
-
-/// A connection's messages (notifications, and its end); polling them drives the connection.
-pub(super) type Messages = futures::stream::BoxStream<
-    'static,
-    Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>,
->;
-
-/// The URL's `sslrootcert=PATH` query parameter (libpq's; tokio-postgres does not know it),
-/// and the URL without it.
-fn split_root_cert(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), None);
-    };
-    let mut root = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
-            Some(path) => {
-                root = Some(path.to_string());
-                false
-            }
-            None => true,
-        })
-        .collect();
-    let url = if rest.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    (url, root)
-}
-
-/// The TLS connector for `sslmode=require`: the server's certificate is verified against
-/// Mozilla's roots and the certificates (PEM) in the URL's `sslrootcert=PATH` or, without
-/// one, in `PGSSLROOTCERT`, and its name checked, as libpq's `verify-full` would.
-fn tls(url: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
-    use rustls::pki_types::pem::PemObject;
-    let fail = |message: String| StoreError::Database {
-        url: url.to_string(),
-        message,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let root = match split_root_cert(url).1 {
-        Some(path) => Some(("sslrootcert", std::path::PathBuf::from(path))),
-        None => std::env::var_os("PGSSLROOTCERT").map(|p| ("PGSSLROOTCERT", p.into())),
-    };
-    if let Some((from, path)) = root {
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| {
-                fail(format!(
-                    "cannot read the CA certificates in {from}={}: {e}",
-                    path.display()
-                ))
-            })?;
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| fail(format!("a certificate in {from}: {e}")))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fail(format!("cannot set up TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// Opens a connection, with TLS when the URL asks for it (`sslmode=require`; `prefer`, the
-/// default, and `disable` connect without).
-pub(super) async fn open_connection(
-    url: &str,
-    config: &Config,
-) -> Result<(Client, Messages), StoreError> {
-    use futures::StreamExt;
-    fn messages<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> Messages
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        futures::stream::poll_fn(move |cx| connection.poll_message(cx)).boxed()
-    }
-    let failed = |e| db_error(url, "cannot connect", e);
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        let (client, connection) = config.connect(tls(url)?).await.map_err(failed)?;
-        Ok((client, messages(connection)))
-    } else {
-        let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
-        Ok((client, messages(connection)))
-    }
-}
-
-async fn connect_client(url: &str, config: &Config) -> Result<Client, StoreError> {
-    let mut config = config.clone();
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    let connecting = open_connection(url, &config);
-    let (client, mut connection) =
-        match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connecting).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(StoreError::Database {
-                    url: url.to_string(),
-                    message: format!("cannot connect: no answer within {CONNECT_TIMEOUT:?}"),
-                })
-            }
-        };
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        while let Some(message) = connection.next().await {
-            if let Err(e) = message {
-                tracing::debug!(error = %e, "a PostgreSQL connection ended");
-                break;
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
-        .await
-        .map_err(|e| db_error(url, "cannot set the statement timeout", e))?;
-    Ok(client)
-}
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or
@@ -517,58 +318,6 @@ impl PgStore {
         Ok(events)
     }
 
-    /// Why `run_id` could not be taken: it does not exist, or another writer holds it.
-    async fn not_taken(&self, client: &Client, run_id: &str) -> StoreError {
-        match client
-            .query_opt("SELECT 1 FROM minder_runs WHERE run_id = $1", &[&run_id])
-            .await
-        {
-            Ok(Some(_)) => StoreError::Locked(run_id.to_string()),
-            Ok(None) => StoreError::UnknownRun(run_id.to_string()),
-            Err(e) => self.inner.error("cannot look up the run", e),
-        }
-    }
-
-    async fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
-        validate_run_id(run_id)?;
-        let client = self.client().await?;
-        let mut tries = 0;
-        let row = loop {
-            let claimed = client
-                .query_opt(OPEN, &[&run_id, &self.inner.owner, &self.lease_secs()])
-                .await;
-            match claimed {
-                // A writer whose lease ran out was writing the row this claim numbered: its
-                // row is in, so it is before the claim; number the claim's after it.
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && tries < CLAIM_TRIES => {
-                    tries += 1
-                }
-                claimed => {
-                    break claimed.map_err(|e| self.inner.error("cannot open the run", e))?
-                }
-            }
-        };
-        let Some(row) = row else {
-            return Err(self.not_taken(&client, run_id).await);
-        };
-        let (epoch, seq): (i64, i64) = (row.get(0), row.get(1));
-        let events = match self.events_of(&client, run_id).await {
-            Ok(events) => events,
-            Err(e) => {
-                // Let it go at once rather than at the end of the lease.
-                let _ = self.inner.writes.send(Write::Release {
-                    run_id: run_id.to_string(),
-                    hold: Arc::new(Hold::new(epoch, seq + 1)),
-                    readiness: Readiness::Ready,
-                    done: None,
-                });
-                return Err(e);
-            }
-        };
-        let log = self.hold(run_id, epoch, seq + 1, &events);
-        Ok(OpenRun::new(events, log))
-    }
-
     async fn create_now(&self, run_id: &str, first: Event) -> Result<Arc<dyn RunLog>, StoreError> {
         validate_run_id(run_id)?;
         let Some((process, fingerprint, queue, priority)) = created_facts(&first) else {
@@ -577,7 +326,7 @@ impl PgStore {
             )));
         };
         let body =
-            writer::row_body(&[serde_json::to_string(&first).expect("an event is plain data")]);
+            batch::row_body(&[serde_json::to_string(&first).expect("an event is plain data")]);
         let client = self.client().await?;
         let inserted = client
             .execute(
@@ -738,72 +487,16 @@ impl Store for PgStore {
     ) -> BoxFuture<'a, Result<crate::store::WorkerGuard, StoreError>> {
         // The worker is known by this instance's identity, which its leases carry.
         let _ = id;
-        Box::pin(async move {
-            let client = self.client().await?;
-            client
-                .execute(
-                    "INSERT INTO minder_workers (worker_id, host, pid, lease_ms)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now()",
-                    &[
-                        &self.inner.owner,
-                        &crate::store::hostname(),
-                        &(std::process::id() as i32),
-                        &(self.inner.lease.as_millis() as i64),
-                    ],
-                )
-                .await
-                .map_err(|e| self.inner.error("cannot register the worker", e))?;
-            Ok(crate::store::WorkerGuard::none())
-        })
+        Box::pin(self.register_worker_now())
     }
 
     fn unregister_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
         let _ = id;
-        Box::pin(async move {
-            if let Ok(client) = self.client().await {
-                let _ = client
-                    .execute(
-                        "DELETE FROM minder_workers WHERE worker_id = $1",
-                        &[&self.inner.owner],
-                    )
-                    .await;
-            }
-        })
+        Box::pin(self.unregister_worker_now())
     }
 
     fn workers(&self) -> BoxFuture<'_, Result<Vec<crate::store::WorkerInfo>, StoreError>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT w.worker_id, w.host, w.pid,
-                         (extract(epoch FROM w.started_at) * 1000)::bigint,
-                         (extract(epoch FROM w.heartbeat_at) * 1000)::bigint,
-                         array(SELECT r.run_id FROM minder_runs r
-                               WHERE r.owner = w.worker_id AND r.lease_until >= now()
-                               ORDER BY r.run_id)
-                     FROM minder_workers w
-                     WHERE w.heartbeat_at > now() - make_interval(secs => w.lease_ms / 1000.0)
-                     ORDER BY w.worker_id",
-                    &[],
-                )
-                .await
-                .map_err(|e| self.inner.error("cannot list workers", e))?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    crate::store::WorkerInfo::new(
-                        r.get(0),
-                        r.get(1),
-                        r.get::<_, i32>(2) as u32,
-                        r.get::<_, i64>(3) as u64,
-                    )
-                    .heartbeat(r.get::<_, i64>(4) as u64)
-                    .holding(r.get(5))
-                })
-                .collect())
-        })
+        Box::pin(self.workers_now())
     }
 
     fn last_write<'a>(
@@ -916,67 +609,11 @@ impl Store for PgStore {
         run_id: &'a str,
         item: InboxItem,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            validate_run_id(run_id)?;
-            let client = self.client().await?;
-            let outcome = serde_json::to_string(&item.outcome).expect("an outcome is plain data");
-            let n = client
-                .execute(
-                    "WITH i AS (INSERT INTO minder_inbox (run_id, id, key, outcome)
-                                SELECT run_id, $2, $3, $4 FROM minder_runs WHERE run_id = $1
-                                RETURNING run_id)
-                     SELECT pg_notify('minder_inbox', run_id) FROM i",
-                    &[&run_id, &item.id, &item.key, &outcome],
-                )
-                .await
-                .map_err(|e| self.inner.error("cannot post to the run's inbox", e))?;
-            if n == 0 {
-                return Err(StoreError::UnknownRun(run_id.to_string()));
-            }
-            Ok(())
-        })
+        Box::pin(self.post_to_inbox_now(run_id, item))
     }
 
     fn inbox<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Vec<InboxItem>, StoreError>> {
-        Box::pin(async move {
-            // Asked often while a held run waits: the database only when an item was
-            // announced, or now and then in case a notification was missed.
-            let announced = self.inner.inboxes.lock().unwrap().remove(run_id);
-            {
-                let mut looks = self.inner.inbox_looks.lock().unwrap();
-                let now = std::time::Instant::now();
-                let due = looks
-                    .get(run_id)
-                    .is_none_or(|last| now.duration_since(*last) >= INBOX_LOOK);
-                if !announced && !due {
-                    return Ok(Vec::new());
-                }
-                looks.insert(run_id.to_string(), now);
-            }
-            let client = self.client().await?;
-            let rows = client
-                .query(
-                    "SELECT id, key, outcome FROM minder_inbox
-                     WHERE run_id = $1 AND answer IS NULL ORDER BY id",
-                    &[&run_id],
-                )
-                .await
-                .map_err(|e| self.inner.error("cannot read the run's inbox", e))?;
-            rows.iter()
-                .map(|row| {
-                    let outcome: String = row.get(2);
-                    Ok(InboxItem {
-                        id: row.get(0),
-                        key: row.get(1),
-                        outcome: serde_json::from_str(&outcome).map_err(|e| {
-                            StoreError::Corrupt(format!(
-                                "an item in the inbox of run `{run_id}` does not decode: {e}"
-                            ))
-                        })?,
-                    })
-                })
-                .collect()
-        })
+        Box::pin(self.inbox_now(run_id))
     }
 
     fn answer_inbox<'a>(
@@ -985,18 +622,7 @@ impl Store for PgStore {
         id: &'a str,
         answer: InboxAnswer,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let answer = serde_json::to_string(&answer).expect("an answer is plain data");
-            client
-                .execute(
-                    "UPDATE minder_inbox SET answer = $3 WHERE run_id = $1 AND id = $2",
-                    &[&run_id, &id, &answer],
-                )
-                .await
-                .map_err(|e| self.inner.error("cannot answer an inbox item", e))?;
-            Ok(())
-        })
+        Box::pin(self.answer_inbox_now(run_id, id, answer))
     }
 
     fn take_inbox_answer<'a>(
@@ -1005,20 +631,7 @@ impl Store for PgStore {
         id: &'a str,
         withdraw: bool,
     ) -> BoxFuture<'a, Result<Option<InboxAnswer>, StoreError>> {
-        Box::pin(async move {
-            let client = self.client().await?;
-            let row = client
-                .query_opt(
-                    "DELETE FROM minder_inbox
-                     WHERE run_id = $1 AND id = $2 AND ($3 OR answer IS NOT NULL)
-                     RETURNING answer",
-                    &[&run_id, &id, &withdraw],
-                )
-                .await
-                .map_err(|e| self.inner.error("cannot take an inbox item", e))?;
-            let answer: Option<String> = row.and_then(|row| row.get(0));
-            Ok(answer.and_then(|a| serde_json::from_str(&a).ok()))
-        })
+        Box::pin(self.take_inbox_answer_now(run_id, id, withdraw))
     }
 }
 
