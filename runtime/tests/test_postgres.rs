@@ -1049,6 +1049,17 @@ async fn answers_reach_a_run_another_writer_holds_through_its_inbox_on_postgres(
     common::inbox::answers_reach_a_held_run(holder, poster, dir.path()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_a_silent_holder_never_takes_waits_in_the_inbox_for_the_next_driver_on_postgres()
+{
+    let url = pg::fresh_db("silent").await;
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let poster: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    common::inbox::a_silent_holder_leaves_the_answer_for_the_next_driver(store, poster, dir.path())
+        .await;
+}
+
 /// The tables of schema versions 1 and 2 (version 1 kept bodies as `jsonb`): one row an
 /// event, a foreign key from events to runs, the runs' `next_seq`.
 const OLD_SCHEMA: &str = "

@@ -546,6 +546,16 @@ async fn answers_reach_a_run_another_writer_holds_through_its_inbox_on_the_file_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_a_silent_holder_never_takes_waits_in_the_inbox_for_the_next_driver() {
+    let dir = scratch();
+    let runs = dir.path().join("runs");
+    let store: Arc<dyn Store> = Arc::new(FileStore::new(&runs));
+    let poster: Arc<dyn Store> = Arc::new(FileStore::new(&runs));
+    common::inbox::a_silent_holder_leaves_the_answer_for_the_next_driver(store, poster, dir.path())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_reach_a_run_another_writer_holds_through_its_inbox_in_memory() {
     let dir = scratch();
     let store = minder::store::MemoryStore::new();

@@ -182,3 +182,62 @@ pub async fn answers_reach_a_held_run(holder: Arc<dyn Store>, poster: Arc<dyn St
         .unwrap();
     assert_eq!(finished.unwrap().output, "100 true");
 }
+
+/// A holder that never looks at the inbox (a writer stuck in a long step, or one that does not
+/// know inboxes): `post` gives up after its wait with [`EffectProblem::InInbox`], nothing is
+/// journaled meanwhile, and the answer stays in the inbox until the next writer to drive the
+/// run checks and journals it.
+pub async fn a_silent_holder_leaves_the_answer_for_the_next_driver(
+    store: Arc<dyn Store>,
+    poster: Arc<dyn Store>,
+    dir: &Path,
+) {
+    let gate = dir.join("gate-silent");
+    std::fs::write(&gate, "").unwrap();
+    let job = Gated {
+        gate: gate.display().to_string(),
+    };
+    let runner = Runner::from_store(store.clone());
+    let run_id = runner.create::<reviewed_build>(&job).await.unwrap();
+    // Driven until it waits for the review, then let go.
+    let waiting = runner.resume::<reviewed_build>(&run_id).await.unwrap_err();
+    assert!(matches!(waiting, RunError::Suspended { .. }), "{waiting}");
+    let key = &requested(&store, &run_id, "review").await;
+    // A writer takes the run and sits on it.
+    let held = store.open(&run_id).await.unwrap();
+    let started = std::time::Instant::now();
+    let e = Runner::from_store(poster.clone())
+        .post::<reviewed_build>(&run_id, key, Ok(serde_json::json!({ "score": 5 })))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    match &e {
+        RunError::Effect {
+            problem: EffectProblem::InInbox { waited: w },
+            ..
+        } => assert_eq!(*w, minder::CANCEL_WAIT),
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("stays in the run's inbox"), "{e}");
+    assert!(waited >= minder::CANCEL_WAIT, "{waited:?}");
+    assert!(!poster
+        .read(&run_id)
+        .await
+        .unwrap()
+        .iter()
+        .any(resolved(key)));
+    // The silent writer lets go; the next writer to drive the run finds the answer.
+    held.log.close().await.unwrap();
+    drop(held);
+    let done = runner.resume::<reviewed_build>(&run_id).await.unwrap();
+    assert_eq!(done.output, 105);
+    let resolutions = poster
+        .read(&run_id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| resolved(key)(e))
+        .count();
+    assert_eq!(resolutions, 1);
+    println!("post gave up after {waited:?}");
+}
