@@ -625,6 +625,63 @@ async fn a_flush_dropped_half_way_still_writes_whole_and_in_order() {
     assert_eq!(rows, 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flush_stops_the_hold_and_the_run_is_let_go_as_its_rows_say() {
+    let url = pg::fresh_db("failed_flush").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    let client = pg::sql(&url).await;
+    let log = store.create("f", created("f")).await.unwrap();
+    log.append(log_event(1)).unwrap();
+    log.flush().await.unwrap();
+    // The server refuses the next row (a constraint the test adds): the flush that would end
+    // the run fails.
+    client
+        .batch_execute(
+            "ALTER TABLE minder_events ADD CONSTRAINT refuse_ends
+                 CHECK (body NOT LIKE '%run_completed%')",
+        )
+        .await
+        .unwrap();
+    log.append(Event::RunCompleted {
+        output: serde_json::json!(1),
+    })
+    .unwrap();
+    let e = log.flush().await.unwrap_err();
+    assert!(e.to_string().contains("refuse_ends"), "{e}");
+    // Nothing more goes through this hold, whatever the server would take now.
+    client
+        .batch_execute("ALTER TABLE minder_events DROP CONSTRAINT refuse_ends")
+        .await
+        .unwrap();
+    let later = log.append(log_event(2)).unwrap_err();
+    assert!(
+        later.to_string().contains("an earlier write of it failed"),
+        "{later}"
+    );
+    assert!(log.flush().await.is_err());
+    // Let go in the readiness of its rows (ready: the end never landed), not of what was
+    // appended; so a worker takes it again.
+    let _ = log.close().await;
+    drop(log);
+    let row = client
+        .query_one(
+            "SELECT state, owner IS NULL FROM minder_runs WHERE run_id = 'f'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("ready".to_string(), true)
+    );
+    assert_eq!(
+        store.read("f").await.unwrap(),
+        vec![created("f"), log_event(1)]
+    );
+    let OpenRun { events, .. } = store.open("f").await.unwrap();
+    assert_eq!(events, vec![created("f"), log_event(1)]);
+}
+
 /// Set in the child of the kill test: the database URL.
 const WORKER_CHILD: &str = "MINDER_TEST_PG_WORKER_CHILD";
 

@@ -52,8 +52,8 @@ pub(super) fn refusal(run_id: &str, hold: &Hold) -> Option<StoreError> {
 pub(super) const APPEND: &str =
     "INSERT INTO minder_events (run_id, seq, epoch, body) VALUES ($1, $2, $3, $4)";
 
-/// Lets a run go in its readiness (fenced on the claim), and announces it when a worker can
-/// take it.
+/// Lets a run go in the readiness of what of it is written (fenced on the claim), and
+/// announces it when a worker can take it.
 pub(super) const RELEASE: &str = "WITH r AS (
         UPDATE minder_runs SET owner = NULL, lease_until = NULL, state = $4, wake_at = $5,
             updated_at = now()
@@ -95,12 +95,13 @@ pub(super) enum Op {
         run_id: String,
         hold: Arc<Hold>,
         events: Vec<String>,
+        /// The run's readiness after the events.
+        readiness: Readiness,
         dones: Vec<oneshot::Sender<Result<(), StoreError>>>,
     },
     Release {
         run_id: String,
         hold: Arc<Hold>,
-        readiness: Readiness,
         done: Option<oneshot::Sender<()>>,
     },
 }
@@ -125,15 +126,18 @@ pub(super) fn merge(batch: Vec<Write>) -> Vec<Op> {
                 run_id,
                 hold,
                 events,
+                readiness,
                 done,
             } => match open.get(&run_id).map(|&i| &mut ops[i]) {
                 Some(Op::Append {
                     hold: h,
                     events: all,
+                    readiness: r,
                     dones,
                     ..
                 }) if Arc::ptr_eq(h, &hold) => {
                     all.extend(events);
+                    *r = readiness;
                     dones.push(done);
                 }
                 _ => {
@@ -142,23 +146,14 @@ pub(super) fn merge(batch: Vec<Write>) -> Vec<Op> {
                         run_id,
                         hold,
                         events,
+                        readiness,
                         dones: vec![done],
                     });
                 }
             },
-            Write::Release {
-                run_id,
-                hold,
-                readiness,
-                done,
-            } => {
+            Write::Release { run_id, hold, done } => {
                 open.remove(&run_id);
-                ops.push(Op::Release {
-                    run_id,
-                    hold,
-                    readiness,
-                    done,
-                });
+                ops.push(Op::Release { run_id, hold, done });
             }
         }
     }
@@ -247,7 +242,7 @@ pub(super) async fn write_batch(
 /// events, or of a run that takes no more writes, sends nothing).
 async fn send(store: &Inner, client: &Client, prepared: &Prepared, ops: &[Op]) -> Vec<Outcome> {
     let owner = store.owner.as_str();
-    let statements = ops.iter().map(|op| async move {
+    let statements = ops.iter().enumerate().map(|(at, op)| async move {
         match op {
             Op::Append {
                 run_id,
@@ -269,13 +264,17 @@ async fn send(store: &Inner, client: &Client, prepared: &Prepared, ops: &[Op]) -
                     Err(e) => Outcome::Failed(store.error("cannot write events", e).to_string()),
                 }
             }
-            Op::Release {
-                run_id,
-                hold,
-                readiness,
-                ..
-            } => {
-                let (state, wake_at) = state_of(*readiness);
+            Op::Release { run_id, hold, .. } => {
+                // The readiness of what is written of the run: its row in this transaction
+                // (committed with the release or not at all), else its last row committed.
+                let in_batch = ops[..at].iter().rev().find_map(|op| match op {
+                    Op::Append {
+                        hold: h, readiness, ..
+                    } if Arc::ptr_eq(h, hold) && op.writes() => Some(*readiness),
+                    _ => None,
+                });
+                let readiness = in_batch.unwrap_or_else(|| *hold.durable.lock().unwrap());
+                let (state, wake_at) = state_of(readiness);
                 match client
                     .execute(
                         &prepared.release,
@@ -295,14 +294,19 @@ async fn send(store: &Inner, client: &Client, prepared: &Prepared, ops: &[Op]) -
 /// Records how an op's write went, before the writer's connection is let go: the run's next
 /// row number, or the hold taken over or failed.
 fn settle(op: &Op, outcome: &Outcome, committed: &Result<(), String>) {
-    let Op::Append { hold, .. } = op else {
+    let Op::Append {
+        hold, readiness, ..
+    } = op
+    else {
         return;
     };
     match (outcome, committed) {
         (Outcome::Fenced, _) => hold.lost.store(true, Ordering::SeqCst),
-        // The row is in: the run's next one takes the next number.
+        // The row is in: the run's next one takes the next number, and the run is let go in
+        // the readiness its rows give.
         (Outcome::Written, Ok(())) => {
             hold.next_seq.fetch_add(1, Ordering::SeqCst);
+            *hold.durable.lock().unwrap() = *readiness;
         }
         (Outcome::Written | Outcome::Failed(_), Err(why)) => poison(hold, why),
         // A flush that sent nothing waited for the run's writes before it: the hold says how
@@ -353,6 +357,7 @@ pub(super) fn unmerge(ops: Vec<Op>) -> Vec<Write> {
                 run_id,
                 hold,
                 events,
+                readiness,
                 dones,
             } => {
                 let mut dones = dones.into_iter();
@@ -361,6 +366,7 @@ pub(super) fn unmerge(ops: Vec<Op>) -> Vec<Write> {
                     run_id: run_id.clone(),
                     hold: hold.clone(),
                     events,
+                    readiness,
                     done: first,
                 });
                 // The others wait for the same statement: empty flushes after it.
@@ -369,21 +375,12 @@ pub(super) fn unmerge(ops: Vec<Op>) -> Vec<Write> {
                         run_id: run_id.clone(),
                         hold: hold.clone(),
                         events: Vec::new(),
+                        readiness,
                         done,
                     });
                 }
             }
-            Op::Release {
-                run_id,
-                hold,
-                readiness,
-                done,
-            } => batch.push(Write::Release {
-                run_id,
-                hold,
-                readiness,
-                done,
-            }),
+            Op::Release { run_id, hold, done } => batch.push(Write::Release { run_id, hold, done }),
         }
     }
     batch

@@ -77,8 +77,7 @@ impl PgStore {
                 // Let it go at once rather than at the end of the lease.
                 let _ = self.inner.writes.send(Write::Release {
                     run_id: run_id.to_string(),
-                    hold: Arc::new(Hold::new(epoch, seq + 1)),
-                    readiness: Readiness::Ready,
+                    hold: Arc::new(Hold::new(epoch, seq + 1, Readiness::Ready)),
                     done: None,
                 });
                 return Err(e);

@@ -144,15 +144,19 @@ struct Hold {
     /// Set when a flush failed (or may have: the connection dropped before its answer):
     /// nothing more is written through this hold.
     pub(super) failed: Mutex<Option<String>>,
+    /// The run's readiness after its last row committed: the run is let go in it (never in
+    /// the readiness of events appended and not written).
+    pub(super) durable: Mutex<Readiness>,
 }
 
 impl Hold {
-    fn new(epoch: i64, next_seq: i64) -> Hold {
+    fn new(epoch: i64, next_seq: i64, durable: Readiness) -> Hold {
         Hold {
             epoch,
             lost: AtomicBool::new(false),
             next_seq: AtomicI64::new(next_seq),
             failed: Mutex::new(None),
+            durable: Mutex::new(durable),
         }
     }
 
@@ -266,7 +270,7 @@ impl PgStore {
     /// Holds `run_id` at `epoch`, its next row numbered `next_seq`: the log a writer appends
     /// through.
     fn hold(&self, run_id: &str, epoch: i64, next_seq: i64, events: &[Event]) -> Arc<dyn RunLog> {
-        let hold = Arc::new(Hold::new(epoch, next_seq));
+        let hold = Arc::new(Hold::new(epoch, next_seq, Readiness::of(events)));
         self.inner
             .held
             .lock()

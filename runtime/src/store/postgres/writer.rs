@@ -14,13 +14,15 @@ pub(super) enum Write {
         run_id: String,
         hold: Arc<Hold>,
         events: Vec<String>,
+        /// The run's readiness after these events.
+        readiness: Readiness,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Let the run go (after its last flush) in `readiness`; `done` hears when it was let go.
+    /// Let the run go (after its last flush) in the readiness of what of it is written;
+    /// `done` hears when it was let go.
     Release {
         run_id: String,
         hold: Arc<Hold>,
-        readiness: Readiness,
         done: Option<oneshot::Sender<()>>,
     },
 }
@@ -54,7 +56,7 @@ pub(super) struct PgLog {
 pub(super) struct Pending {
     /// Encoded events not yet handed to the writer.
     pub(super) events: Vec<String>,
-    /// The run's readiness after the last event appended (written when the run is let go).
+    /// The run's readiness after the last event appended.
     pub(super) readiness: Readiness,
 }
 
@@ -76,6 +78,7 @@ impl PgLog {
                 run_id: self.run_id.clone(),
                 hold: self.hold.clone(),
                 events,
+                readiness: pending.readiness,
                 done,
             })
             .map_err(|_| StoreError::Io {
@@ -95,11 +98,9 @@ impl RunLog for PgLog {
         let flushed = self.flush();
         let (done, released) = oneshot::channel();
         if !self.closed.swap(true, Ordering::SeqCst) {
-            let readiness = self.pending.lock().unwrap().readiness;
             let _ = self.writes.send(Write::Release {
                 run_id: self.run_id.clone(),
                 hold: self.hold.clone(),
-                readiness,
                 done: Some(done),
             });
         }
@@ -141,6 +142,7 @@ impl RunLog for PgLog {
                 run_id: self.run_id.clone(),
                 hold: self.hold.clone(),
                 events: std::mem::take(&mut pending.events),
+                readiness: pending.readiness,
                 done,
             };
             drop(pending);
@@ -257,7 +259,6 @@ impl Drop for PgLog {
         let _ = self.writes.send(Write::Release {
             run_id: self.run_id.clone(),
             hold: self.hold.clone(),
-            readiness: pending.readiness,
             done: None,
         });
     }
