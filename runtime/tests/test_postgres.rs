@@ -682,6 +682,44 @@ async fn a_failed_flush_stops_the_hold_and_the_run_is_let_go_as_its_rows_say() {
     assert_eq!(events, vec![created("f"), log_event(1)]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_run_that_was_due_does_not_wake_the_workers_until_its_lease_runs_out() {
+    let url = pg::fresh_db("held_due").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    // A run claimed while due (its sleep over), held by a live writer: its row keeps `due`
+    // and a past wake time until it is let go.
+    pg::sql(&url)
+        .await
+        .execute(
+            "INSERT INTO minder_runs (run_id, process, fingerprint, queue, state, wake_at, owner,
+                 epoch, lease_until)
+             VALUES ('held', 'p', 'f', 'default', 'due', 1, 'someone', 1,
+                 now() + interval '1 hour')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    store.wait_for_work(Duration::from_millis(600)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600),
+        "a worker woke at once for a run another holds ({waited:?})"
+    );
+    // Once its holder's lease ran out, it is due at once.
+    pg::sql(&url)
+        .await
+        .execute(
+            "UPDATE minder_runs SET lease_until = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    store.wait_for_work(PATIENCE).await;
+    assert!(started.elapsed() < PATIENCE / 2, "{:?}", started.elapsed());
+}
+
 /// Set in the child of the kill test: the database URL.
 const WORKER_CHILD: &str = "MINDER_TEST_PG_WORKER_CHILD";
 

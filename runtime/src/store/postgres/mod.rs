@@ -531,12 +531,15 @@ impl Store for PgStore {
 
     fn wait_for_work(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            // The next due run wakes us at its time, not at the next poll.
+            // The next due run wakes us at its time, not at the next poll. A held run keeps
+            // the state it was claimed in until it is let go: it counts only once its lease
+            // ran out.
             let mut wait = timeout;
             if let Ok(client) = self.client().await {
                 if let Ok(Some(row)) = client
                     .query_opt(
-                        "SELECT min(wake_at) FROM minder_runs WHERE state = 'due'",
+                        "SELECT min(wake_at) FROM minder_runs
+                         WHERE state = 'due' AND (owner IS NULL OR lease_until < now())",
                         &[],
                     )
                     .await
