@@ -720,6 +720,47 @@ async fn a_held_run_that_was_due_does_not_wake_the_workers_until_its_lease_runs_
     assert!(started.elapsed() < PATIENCE / 2, "{:?}", started.elapsed());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_renews_the_runs_held_and_no_other_row_that_names_the_instance() {
+    let url = pg::fresh_db("heartbeat_held").await;
+    let store = PgStore::connect_with_lease(&url, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let _kept = store.create("kept", created("kept")).await.unwrap();
+    // A row that names this instance but is not held by it (a release that could not be
+    // sent): its lease must run out, so another worker takes the run.
+    let client = pg::sql(&url).await;
+    client
+        .execute(
+            "INSERT INTO minder_runs (run_id, process, fingerprint, queue, state, owner, epoch,
+                 lease_until)
+             VALUES ('leaked', 'p', 'f', 'default', 'ready', $1, 1, now() + interval '1 second')",
+            &[&store.owner()],
+        )
+        .await
+        .unwrap();
+    // Four heartbeats (a third of the lease apart): more than the lease.
+    let from = store.heartbeat_statements();
+    common::wait_until("four heartbeats", || {
+        store.heartbeat_statements() >= from + 4
+    })
+    .await;
+    let rows: Vec<(String, bool)> = client
+        .query(
+            "SELECT run_id, lease_until > now() FROM minder_runs ORDER BY run_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("kept".to_string(), true), ("leaked".to_string(), false)]
+    );
+}
+
 /// Set in the child of the kill test: the database URL.
 const WORKER_CHILD: &str = "MINDER_TEST_PG_WORKER_CHILD";
 

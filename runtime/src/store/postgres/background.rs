@@ -23,13 +23,24 @@ pub(super) async fn heartbeat(inner: Weak<Inner>) {
             continue;
         };
         store.heartbeats.fetch_add(1, Ordering::Relaxed);
+        // The runs held now: only these are renewed (a run whose release could not be sent
+        // is not, and lapses), and only these can be found lost by this answer (a run claimed
+        // while the statement was under way is renewed by the next one).
+        let held: Vec<(String, Arc<Hold>)> = store
+            .held
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, hold)| (id.clone(), hold.clone()))
+            .collect();
+        let ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
         let renewed = client
             .query(
                 "WITH w AS (UPDATE minder_workers SET heartbeat_at = now() WHERE worker_id = $1)
                  UPDATE minder_runs SET lease_until = now() + make_interval(secs => $2)
-                 WHERE owner = $1 AND lease_until >= now()
+                 WHERE owner = $1 AND lease_until >= now() AND run_id = ANY($3)
                  RETURNING run_id, epoch, cancel_requested",
-                &[&store.owner, &store.lease.as_secs_f64()],
+                &[&store.owner, &store.lease.as_secs_f64(), &ids],
             )
             .await;
         let Ok(rows) = renewed else {
@@ -42,7 +53,7 @@ pub(super) async fn heartbeat(inner: Weak<Inner>) {
                 cancels.insert(row.get(0));
             }
         }
-        for (run_id, hold) in store.held.lock().unwrap().iter() {
+        for (run_id, hold) in &held {
             if kept.get(run_id) != Some(&hold.epoch) && !hold.lost.swap(true, Ordering::SeqCst) {
                 tracing::warn!(%run_id, "lost the lease on a run: another writer took it");
             }

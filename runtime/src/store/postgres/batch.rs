@@ -6,13 +6,30 @@ use super::writer::{state_of, LoneConn, Write};
 use super::*;
 
 /// Answers every flush of `batch` with `why`; their runs take no more writes (see
-/// [`poison`]).
-pub(super) fn fail_all(batch: Vec<Write>, why: &str) {
+/// [`poison`]). A run whose release could not be sent is no longer held by this instance
+/// (`store`): the heartbeat stops renewing its lease, and it is taken again once the lease ran
+/// out.
+pub(super) fn fail_all(store: Option<&Inner>, batch: Vec<Write>, why: &str) {
     for write in batch {
-        if let Write::Flush { hold, done, .. } = write {
-            poison(&hold, why);
-            let _ = done.send(Err(io_error("cannot write to PostgreSQL", why)));
+        match write {
+            Write::Flush { hold, done, .. } => {
+                poison(&hold, why);
+                let _ = done.send(Err(io_error("cannot write to PostgreSQL", why)));
+            }
+            Write::Release { run_id, hold, .. } => {
+                if let Some(store) = store {
+                    forget(store, &run_id, &hold);
+                }
+            }
         }
+    }
+}
+
+/// Takes `hold` out of the runs this instance holds (if it is still the hold of `run_id`).
+fn forget(store: &Inner, run_id: &str, hold: &Arc<Hold>) {
+    let mut held = store.held.lock().unwrap();
+    if held.get(run_id).is_some_and(|h| Arc::ptr_eq(h, hold)) {
+        held.remove(run_id);
     }
 }
 
@@ -335,12 +352,7 @@ fn answer(store: &Inner, op: Op) {
         Op::Release {
             run_id, hold, done, ..
         } => {
-            {
-                let mut held = store.held.lock().unwrap();
-                if held.get(&run_id).is_some_and(|h| Arc::ptr_eq(h, &hold)) {
-                    held.remove(&run_id);
-                }
-            }
+            forget(store, &run_id, &hold);
             if let Some(done) = done {
                 let _ = done.send(());
             }

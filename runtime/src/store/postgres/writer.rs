@@ -149,7 +149,7 @@ impl RunLog for PgLog {
             let write = Box::pin(async move {
                 // One statement, no transaction to begin: it is not given back.
                 if let Err((back, _)) = write_batch(&store, conn, vec![write]).await {
-                    fail_all(back, "cannot write to PostgreSQL");
+                    fail_all(Some(&store), back, "cannot write to PostgreSQL");
                 }
             });
             return Box::pin(LoneFlush {
@@ -291,7 +291,7 @@ pub(super) async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceive
             }
         }
         let Some(store) = inner.upgrade() else {
-            fail_all(batch, "the store was dropped");
+            fail_all(None, batch, "the store was dropped");
             continue;
         };
         store.last_batch.store(batch.len(), Ordering::SeqCst);
@@ -304,7 +304,7 @@ pub(super) async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceive
                 *conn = match connect_writer(&store).await {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        fail_all(batch, &e.to_string());
+                        fail_all(Some(&store), batch, &e.to_string());
                         break;
                     }
                 };
@@ -323,7 +323,7 @@ pub(super) async fn writer(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceive
                     *conn = None;
                     tries += 1;
                     if tries > 1 {
-                        fail_all(back, "cannot begin a transaction");
+                        fail_all(Some(&store), back, "cannot begin a transaction");
                         break;
                     }
                     batch = back;
