@@ -25,7 +25,10 @@ pub(super) async fn heartbeat(inner: Weak<Inner>) {
         store.heartbeats.fetch_add(1, Ordering::Relaxed);
         // The runs held now: only these are renewed (a run whose release could not be sent
         // is not, and lapses), and only these can be found lost by this answer (a run claimed
-        // while the statement was under way is renewed by the next one).
+        // while the statement was under way is renewed by the next one). A lease that ran out
+        // while this heartbeat was late is renewed as long as nobody took the run (its row
+        // still names this instance): a claim and this statement take the row in turn, and
+        // whichever comes second sees what the first did.
         let held: Vec<(String, Arc<Hold>)> = store
             .held
             .lock()
@@ -38,7 +41,7 @@ pub(super) async fn heartbeat(inner: Weak<Inner>) {
             .query(
                 "WITH w AS (UPDATE minder_workers SET heartbeat_at = now() WHERE worker_id = $1)
                  UPDATE minder_runs SET lease_until = now() + make_interval(secs => $2)
-                 WHERE owner = $1 AND lease_until >= now() AND run_id = ANY($3)
+                 WHERE owner = $1 AND run_id = ANY($3)
                  RETURNING run_id, epoch, cancel_requested",
                 &[&store.owner, &store.lease.as_secs_f64(), &ids],
             )
