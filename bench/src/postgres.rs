@@ -68,17 +68,19 @@ async fn server() -> String {
 }
 
 /// The floor's tables: a bare one-row table, and events in the shape of minder's (the writes
-/// of a step, without the engine).
+/// of a step, without the engine). Made afresh by each run of the bench (its rows would
+/// collide with the last run's), under names of the bench's own.
 const SHAPE_TABLES: &str = "
-CREATE TABLE IF NOT EXISTS floor (id bigserial, v text);
-CREATE TABLE IF NOT EXISTS shape_events (
+DROP TABLE IF EXISTS minder_bench_floor, minder_bench_shape;
+CREATE TABLE minder_bench_floor (id bigserial, v text);
+CREATE TABLE minder_bench_shape (
     run_id text NOT NULL, seq bigint NOT NULL, epoch bigint NOT NULL, body text NOT NULL,
     PRIMARY KEY (run_id, seq));";
 
 /// A step's writes as minder makes them: one row (the step's events), numbered by the holder
 /// (the fence: see the PostgreSQL store's "Leases and fencing"), in one statement.
 const SHAPE_APPEND: &str =
-    "INSERT INTO shape_events (run_id, seq, epoch, body) VALUES ($1, $2, $3, $4)";
+    "INSERT INTO minder_bench_shape (run_id, seq, epoch, body) VALUES ($1, $2, $3, $4)";
 
 /// Runs the PostgreSQL section and prints its table (Markdown); `sequential_only`: the first
 /// row only, in `rounds` rounds (default 3).
@@ -100,7 +102,7 @@ pub fn run(quick: bool, sequential_only: bool, rounds: Option<usize>) {
             .await
             .unwrap();
         let floor_insert = client
-            .prepare("INSERT INTO floor (v) VALUES ($1)")
+            .prepare("INSERT INTO minder_bench_floor (v) VALUES ($1)")
             .await
             .unwrap();
         let shape_append = client.prepare(SHAPE_APPEND).await.unwrap();
