@@ -21,6 +21,10 @@
 //! `--quick` (smaller and fewer runs, for a smoke test), `--keep` (keep the journals and the
 //! generated crates, and print where), `--instructions` (also count the two crates' `rustc`
 //! checks in instructions with valgrind's cachegrind: about two minutes more).
+//!
+//! `--store postgres [--only sequential] [--rounds N] [--quick]` runs the PostgreSQL section
+//! instead (see `postgres.rs`): the server is `MINDER_BENCH_POSTGRES_URL`, else a throwaway
+//! cluster.
 
 mod compile;
 mod fanout;
@@ -102,7 +106,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 return Err(
                     "usage: minder-bench [--dir DIR] [--compile-target DIR] [--skip-compile] \
                      [--quick] [--keep] [--instructions] \
-                     [--only fan-out,sequential,replay,memory,compile]"
+                     [--only fan-out,sequential,replay,memory,compile]\n       \
+                     minder-bench --store postgres [--only sequential] [--rounds N] [--quick]"
                         .to_string(),
                 )
             }
