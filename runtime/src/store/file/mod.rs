@@ -133,7 +133,9 @@
 //! durable offset of a poisoned journal; `writer` the writer thread of an open journal (group
 //! commit, the lone flush, poisoning).
 
+mod cancel;
 mod codec;
+mod create;
 mod durable;
 mod ended;
 mod flat;
@@ -150,17 +152,16 @@ use super::{
     StoreError,
 };
 use crate::journal::Event;
-use codec::{decode, encode_record, MAGIC, VERSION};
+use codec::decode;
 use durable::{read_durable, trusted_len, DURABLE};
 use ended::{read_ends, read_note};
 use futures::future::BoxFuture;
-use lock::{create_private_dir, lock_run, open_error, run_file_options, set_file_mode, sync_dir};
+use lock::{create_private_dir, lock_run, open_error, run_file_options, sync_dir};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use writer::FileLog;
 
 /// The journal's file name inside a run directory.
 const JOURNAL: &str = "journal.log";
@@ -328,79 +329,6 @@ impl FileStore {
 }
 
 impl FileStore {
-    fn create_now(&self, run_id: &str, first: &Event) -> Result<Arc<dyn RunLog>, StoreError> {
-        validate_run_id(run_id)?;
-        let mut bytes = Vec::with_capacity(256);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
-        encode_record(first, &mut bytes)?;
-
-        self.ensure_runs_dir()?;
-        let dir = self.run_dir(run_id);
-        if dir.symlink_metadata().is_ok() {
-            return Err(StoreError::RunExists(run_id.to_string()));
-        }
-        static STAGE: AtomicU64 = AtomicU64::new(0);
-        let stage = self.runs_dir.join(format!(
-            ".create-{run_id}-{}-{}",
-            std::process::id(),
-            STAGE.fetch_add(1, Ordering::Relaxed)
-        ));
-        create_private_dir(&stage)
-            .map_err(|e| io_error(format!("cannot create {}", stage.display()), e))?;
-        let staged = (|| {
-            let lock = lock_run(run_id, &stage)?;
-            let path = stage.join(JOURNAL);
-            let mut file = run_file_options()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| open_error(&path, "create", e))?;
-            set_file_mode(&file, &path)?;
-            file.write_all(&bytes)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io_error(format!("cannot write {}", path.display()), e))?;
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            sync_dir(&stage)?;
-            if let Err(e) = fs::rename(&stage, &dir) {
-                if dir.symlink_metadata().is_ok() {
-                    return Err(StoreError::RunExists(run_id.to_string()));
-                }
-                return Err(io_error(format!("cannot create {}", dir.display()), e));
-            }
-            Ok((lock, file))
-        })();
-        let (lock, file) = match staged {
-            Ok(staged) => staged,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&stage);
-                return Err(e);
-            }
-        };
-        sync_dir(&self.runs_dir)?;
-        let log = FileLog::start(
-            dir.join(JOURNAL),
-            file,
-            lock,
-            bytes.len() as u64,
-            self.syncs.clone(),
-            self.fail_sync.clone(),
-        )?;
-        // Ready for workers once this returns (a crash before it: the caller never got the id).
-        ready::write_entry(
-            &self.runs_dir,
-            run_id,
-            ready::Entry::of(first, super::Readiness::Ready).as_ref(),
-        )?;
-        Ok(Arc::new(ready::IndexedLog::created(
-            Arc::new(log),
-            &self.runs_dir,
-            run_id,
-            first,
-        )))
-    }
-
     fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
         let (log, events) = self.start_log(self.open_journal(run_id)?)?;
         Ok(OpenRun::new(events, log))
@@ -471,42 +399,6 @@ impl FileStore {
         }
         ids.sort();
         Ok(ids)
-    }
-
-    fn request_cancel_now(&self, run_id: &str, reason: Option<String>) -> Result<(), StoreError> {
-        let dir = self.existing_run(run_id)?;
-        // Written whole, then renamed into place: the writer never reads half a request.
-        let staged = dir.join(format!("{CANCEL}.{}", std::process::id()));
-        let text = serde_json::json!({ "reason": reason }).to_string();
-        let context = || format!("cannot ask run `{run_id}` to cancel");
-        let mut file = run_file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&staged)
-            .map_err(|e| match open_error(&staged, "create", e) {
-                StoreError::Io { source, .. } => io_error(context(), source),
-                other => other,
-            })?;
-        set_file_mode(&file, &staged)?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| fs::rename(&staged, dir.join(CANCEL)))
-            .map_err(|e| io_error(context(), e))
-    }
-
-    fn cancel_request_now(&self, run_id: &str) -> Option<Option<String>> {
-        let dir = self.real_run_dir(run_id)?;
-        let mut file = run_file_options().read(true).open(dir.join(CANCEL)).ok()?;
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
-        Some(value["reason"].as_str().map(str::to_string))
-    }
-
-    fn clear_cancel_request_now(&self, run_id: &str) {
-        if let Some(dir) = self.real_run_dir(run_id) {
-            let _ = fs::remove_file(dir.join(CANCEL));
-        }
     }
 
     fn delete_now(&self, run_id: &str) -> Result<(), StoreError> {
