@@ -761,6 +761,46 @@ async fn the_heartbeat_renews_the_runs_held_and_no_other_row_that_names_the_inst
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_rows_cannot_be_read_is_let_go_at_once_in_the_state_it_had() {
+    let url = pg::fresh_db("unreadable").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    let log = store.create("u", created("u")).await.unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    // The run waits for a person, and one of its rows does not decode.
+    let client = pg::sql(&url).await;
+    client
+        .batch_execute(
+            "UPDATE minder_runs SET state = 'parked' WHERE run_id = 'u';
+             INSERT INTO minder_events (run_id, seq, epoch, body)
+             VALUES ('u', (SELECT max(seq) + 1 FROM minder_events WHERE run_id = 'u'), 1,
+                 'not json')",
+        )
+        .await
+        .unwrap();
+    let e = store.open("u").await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("does not hold known events"), "{e}");
+    // Let go at once (not at the end of the lease), still parked: no worker is sent to it.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT owner IS NULL, state FROM minder_runs WHERE run_id = 'u'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, bool>(0) {
+            assert_eq!(row.get::<_, String>(1), "parked");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never let go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Set in the child of the kill test: the database URL.
 const WORKER_CHILD: &str = "MINDER_TEST_PG_WORKER_CHILD";
 

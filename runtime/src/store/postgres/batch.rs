@@ -69,11 +69,12 @@ pub(super) fn refusal(run_id: &str, hold: &Hold) -> Option<StoreError> {
 pub(super) const APPEND: &str =
     "INSERT INTO minder_events (run_id, seq, epoch, body) VALUES ($1, $2, $3, $4)";
 
-/// Lets a run go in the readiness of what of it is written (fenced on the claim), and
-/// announces it when a worker can take it.
+/// Lets a run go in the readiness of what of it is written (fenced on the claim; `$4` null:
+/// in the state its row has), and announces it when a worker can take it.
 pub(super) const RELEASE: &str = "WITH r AS (
-        UPDATE minder_runs SET owner = NULL, lease_until = NULL, state = $4, wake_at = $5,
-            updated_at = now()
+        UPDATE minder_runs SET owner = NULL, lease_until = NULL,
+            state = coalesce($4, state),
+            wake_at = CASE WHEN $4::text IS NULL THEN wake_at ELSE $5 END, updated_at = now()
         WHERE run_id = $1 AND epoch = $2 AND owner = $3
         RETURNING run_id, state)
     SELECT pg_notify('minder_work', run_id) FROM r WHERE state IN ('ready', 'due')";
@@ -290,8 +291,11 @@ async fn send(store: &Inner, client: &Client, prepared: &Prepared, ops: &[Op]) -
                     } if Arc::ptr_eq(h, hold) && op.writes() => Some(*readiness),
                     _ => None,
                 });
-                let readiness = in_batch.unwrap_or_else(|| *hold.durable.lock().unwrap());
-                let (state, wake_at) = state_of(readiness);
+                let readiness = in_batch.or_else(|| *hold.durable.lock().unwrap());
+                let (state, wake_at) = match readiness.map(state_of) {
+                    Some((state, wake_at)) => (Some(state), wake_at),
+                    None => (None, None),
+                };
                 match client
                     .execute(
                         &prepared.release,
@@ -323,7 +327,7 @@ fn settle(op: &Op, outcome: &Outcome, committed: &Result<(), String>) {
         // the readiness its rows give.
         (Outcome::Written, Ok(())) => {
             hold.next_seq.fetch_add(1, Ordering::SeqCst);
-            *hold.durable.lock().unwrap() = *readiness;
+            *hold.durable.lock().unwrap() = Some(*readiness);
         }
         (Outcome::Written | Outcome::Failed(_), Err(why)) => poison(hold, why),
         // A flush that sent nothing waited for the run's writes before it: the hold says how

@@ -74,10 +74,10 @@ impl PgStore {
         let events = match self.events_of(&client, run_id).await {
             Ok(events) => events,
             Err(e) => {
-                // Let it go at once rather than at the end of the lease.
+                // Let it go at once rather than at the end of the lease, in the state it had.
                 let _ = self.inner.writes.send(Write::Release {
                     run_id: run_id.to_string(),
-                    hold: Arc::new(Hold::new(epoch, seq + 1, Readiness::Ready)),
+                    hold: Arc::new(Hold::new(epoch, seq + 1, None)),
                     done: None,
                 });
                 return Err(e);

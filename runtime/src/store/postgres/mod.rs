@@ -145,12 +145,13 @@ struct Hold {
     /// nothing more is written through this hold.
     pub(super) failed: Mutex<Option<String>>,
     /// The run's readiness after its last row committed: the run is let go in it (never in
-    /// the readiness of events appended and not written).
-    pub(super) durable: Mutex<Readiness>,
+    /// the readiness of events appended and not written). `None`: not known (the run's rows
+    /// could not be read), the run's row keeps the state it has.
+    pub(super) durable: Mutex<Option<Readiness>>,
 }
 
 impl Hold {
-    fn new(epoch: i64, next_seq: i64, durable: Readiness) -> Hold {
+    fn new(epoch: i64, next_seq: i64, durable: Option<Readiness>) -> Hold {
         Hold {
             epoch,
             lost: AtomicBool::new(false),
@@ -270,7 +271,7 @@ impl PgStore {
     /// Holds `run_id` at `epoch`, its next row numbered `next_seq`: the log a writer appends
     /// through.
     fn hold(&self, run_id: &str, epoch: i64, next_seq: i64, events: &[Event]) -> Arc<dyn RunLog> {
-        let hold = Arc::new(Hold::new(epoch, next_seq, Readiness::of(events)));
+        let hold = Arc::new(Hold::new(epoch, next_seq, Some(Readiness::of(events))));
         self.inner
             .held
             .lock()
