@@ -801,6 +801,53 @@ async fn a_run_whose_rows_cannot_be_read_is_let_go_at_once_in_the_state_it_had()
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_lets_go_a_run_it_cannot_read_and_keeps_the_others() {
+    let url = pg::fresh_db("unreadable_claim").await;
+    let store = PgStore::connect(&url).await.unwrap();
+    for id in ["good", "bad"] {
+        let log = store.create(id, created(id)).await.unwrap();
+        log.close().await.unwrap();
+    }
+    let client = pg::sql(&url).await;
+    client
+        .batch_execute(
+            "INSERT INTO minder_events (run_id, seq, epoch, body)
+             VALUES ('bad', (SELECT max(seq) + 1 FROM minder_events WHERE run_id = 'bad'), 1,
+                 'not json')",
+        )
+        .await
+        .unwrap();
+    let request =
+        minder::store::ClaimRequest::new("w", vec![("p".to_string(), "f".to_string())], 10);
+    let claimed = store.claim(&request).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.run_id.as_str()).collect();
+    assert_eq!(ids, ["good"]);
+    // The unreadable run is let go at once (not at the end of the lease), due again in one
+    // lease (for a build that reads it), so the next claim leaves it alone.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT owner IS NULL, state, wake_at - (extract(epoch FROM now()) * 1000)::bigint
+                 FROM minder_runs WHERE run_id = 'bad'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, bool>(0) {
+            assert_eq!(row.get::<_, String>(1), "due");
+            let ahead = row.get::<_, i64>(2);
+            assert!(ahead > 5_000 && ahead <= 15_000, "due in {ahead} ms");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never let go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let again = store.claim(&request).await.unwrap();
+    assert!(again.is_empty(), "claimed again at once");
+}
+
 /// Set in the child of the kill test: the database URL.
 const WORKER_CHILD: &str = "MINDER_TEST_PG_WORKER_CHILD";
 

@@ -74,12 +74,7 @@ impl PgStore {
         let events = match self.events_of(&client, run_id).await {
             Ok(events) => events,
             Err(e) => {
-                // Let it go at once rather than at the end of the lease, in the state it had.
-                let _ = self.inner.writes.send(Write::Release {
-                    run_id: run_id.to_string(),
-                    hold: Arc::new(Hold::new(epoch, seq + 1, None)),
-                    done: None,
-                });
+                self.let_go_unread(run_id, epoch, seq, None);
                 return Err(e);
             }
         };
@@ -143,16 +138,43 @@ impl PgStore {
             rows.extend(self.claim_limited(queue, &wanted, left, lease).await?);
         }
         let mut claimed = Vec::new();
+        let mut unreadable = None;
         for row in rows {
             let run_id: String = row.get(0);
             let process: String = row.get(1);
             let epoch: i64 = row.get(2);
             let seq: i64 = row.get(3);
-            let events = self.events_of(&client, &run_id).await?;
-            let log = self.hold(&run_id, epoch, seq + 1, &events);
-            claimed.push(Claimed::new(run_id, process, OpenRun::new(events, log)));
+            match self.events_of(&client, &run_id).await {
+                Ok(events) => {
+                    let log = self.hold(&run_id, epoch, seq + 1, &events);
+                    claimed.push(Claimed::new(run_id, process, OpenRun::new(events, log)));
+                }
+                // Let go at once, due again in one lease: a build that reads it (a newer
+                // minder) takes it then, and no worker claims it over and over meanwhile. The
+                // others claimed with it go on.
+                Err(e) => {
+                    tracing::warn!(%run_id, error = %e,
+                        "cannot read a claimed run; let go, due again in one lease");
+                    let again = now_ms() + request.lease.as_millis() as u64;
+                    self.let_go_unread(&run_id, epoch, seq, Some(Readiness::Due(again)));
+                    unreadable.get_or_insert(e);
+                }
+            }
         }
-        Ok(claimed)
+        match unreadable {
+            Some(e) if claimed.is_empty() => Err(e),
+            _ => Ok(claimed),
+        }
+    }
+
+    /// Lets a run go that was taken but whose rows could not be read: at once rather than at
+    /// the end of the lease, in `readiness` (`None`: the state its row has).
+    fn let_go_unread(&self, run_id: &str, epoch: i64, seq: i64, readiness: Option<Readiness>) {
+        let _ = self.inner.writes.send(Write::Release {
+            run_id: run_id.to_string(),
+            hold: Arc::new(Hold::new(epoch, seq + 1, readiness)),
+            done: None,
+        });
     }
 
     /// Claims up to `max` runs of a queue with limits: in one transaction that holds the
