@@ -761,6 +761,44 @@ async fn the_heartbeat_renews_the_runs_held_and_no_other_row_that_names_the_inst
     );
 }
 
+/// Appends to run `run_id` a row that does not decode.
+async fn add_unreadable_row(client: &tokio_postgres::Client, run_id: &str) {
+    client
+        .execute(
+            "INSERT INTO minder_events (run_id, seq, epoch, body)
+             VALUES ($1, (SELECT max(seq) + 1 FROM minder_events WHERE run_id = $1), 1,
+                 'not json')",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until run `run_id` is let go (its row names no holder); answers its state and how
+/// far ahead its wake time is, in ms.
+async fn let_go(client: &tokio_postgres::Client, run_id: &str) -> (String, Option<i64>) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT owner IS NULL, state,
+                     wake_at - (extract(epoch FROM now()) * 1000)::bigint
+                 FROM minder_runs WHERE run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, bool>(0) {
+            return (row.get(1), row.get(2));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{run_id} never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_rows_cannot_be_read_is_let_go_at_once_in_the_state_it_had() {
     let url = pg::fresh_db("unreadable").await;
@@ -771,34 +809,16 @@ async fn a_run_whose_rows_cannot_be_read_is_let_go_at_once_in_the_state_it_had()
     // The run waits for a person, and one of its rows does not decode.
     let client = pg::sql(&url).await;
     client
-        .batch_execute(
-            "UPDATE minder_runs SET state = 'parked' WHERE run_id = 'u';
-             INSERT INTO minder_events (run_id, seq, epoch, body)
-             VALUES ('u', (SELECT max(seq) + 1 FROM minder_events WHERE run_id = 'u'), 1,
-                 'not json')",
-        )
+        .batch_execute("UPDATE minder_runs SET state = 'parked' WHERE run_id = 'u'")
         .await
         .unwrap();
+    add_unreadable_row(&client, "u").await;
     let e = store.open("u").await.unwrap_err();
     assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
     assert!(e.to_string().contains("does not hold known events"), "{e}");
     // Let go at once (not at the end of the lease), still parked: no worker is sent to it.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let row = client
-            .query_one(
-                "SELECT owner IS NULL, state FROM minder_runs WHERE run_id = 'u'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get::<_, bool>(0) {
-            assert_eq!(row.get::<_, String>(1), "parked");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never let go");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (state, _) = let_go(&client, "u").await;
+    assert_eq!(state, "parked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,14 +830,7 @@ async fn a_claim_lets_go_a_run_it_cannot_read_and_keeps_the_others() {
         log.close().await.unwrap();
     }
     let client = pg::sql(&url).await;
-    client
-        .batch_execute(
-            "INSERT INTO minder_events (run_id, seq, epoch, body)
-             VALUES ('bad', (SELECT max(seq) + 1 FROM minder_events WHERE run_id = 'bad'), 1,
-                 'not json')",
-        )
-        .await
-        .unwrap();
+    add_unreadable_row(&client, "bad").await;
     let request =
         minder::store::ClaimRequest::new("w", vec![("p".to_string(), "f".to_string())], 10);
     let claimed = store.claim(&request).await.unwrap();
@@ -825,25 +838,10 @@ async fn a_claim_lets_go_a_run_it_cannot_read_and_keeps_the_others() {
     assert_eq!(ids, ["good"]);
     // The unreadable run is let go at once (not at the end of the lease), due again in one
     // lease (for a build that reads it), so the next claim leaves it alone.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let row = client
-            .query_one(
-                "SELECT owner IS NULL, state, wake_at - (extract(epoch FROM now()) * 1000)::bigint
-                 FROM minder_runs WHERE run_id = 'bad'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get::<_, bool>(0) {
-            assert_eq!(row.get::<_, String>(1), "due");
-            let ahead = row.get::<_, i64>(2);
-            assert!(ahead > 5_000 && ahead <= 15_000, "due in {ahead} ms");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never let go");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (state, ahead) = let_go(&client, "bad").await;
+    assert_eq!(state, "due");
+    let ahead = ahead.expect("a due run has a wake time");
+    assert!(ahead > 5_000 && ahead <= 15_000, "due in {ahead} ms");
     let again = store.claim(&request).await.unwrap();
     assert!(again.is_empty(), "claimed again at once");
 }
@@ -981,20 +979,7 @@ async fn a_worker_that_lost_its_lease_drops_the_run_at_once_and_writes_nothing()
         .await
         .unwrap()
         .get(0);
-    // As a claim does: the run's row taken (epoch + 1), and the claim's row written at the
-    // run's next number.
-    client
-        .execute(
-            "WITH u AS (UPDATE minder_runs SET owner = 'thief', epoch = epoch + 1
-                 WHERE run_id = $1 RETURNING run_id, epoch)
-             INSERT INTO minder_events (run_id, seq, epoch, body)
-             SELECT u.run_id, (SELECT max(seq) + 1 FROM minder_events WHERE run_id = $1),
-                 u.epoch, '[]'
-             FROM u",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    steal(&client, &id).await;
     // The heartbeat finds the lease gone; the runner drops the body (the task with it).
     common::wait_until("the stale worker to drop the task", || {
         GUARDED_DROPPED.load(std::sync::atomic::Ordering::SeqCst)
