@@ -33,7 +33,7 @@ fn forget(store: &Inner, run_id: &str, hold: &Arc<Hold>) {
     }
 }
 
-fn io_error(context: &str, why: &str) -> StoreError {
+pub(super) fn io_error(context: &str, why: &str) -> StoreError {
     StoreError::Io {
         context: context.to_string(),
         source: std::io::Error::other(why.to_string()),
@@ -120,6 +120,9 @@ pub(super) enum Op {
     Release {
         run_id: String,
         hold: Arc<Hold>,
+        /// The readiness of the run's row written just before, in this batch (committed with
+        /// the release or not at all).
+        after: Option<Readiness>,
         done: Option<oneshot::Sender<()>>,
     },
 }
@@ -170,8 +173,21 @@ pub(super) fn merge(batch: Vec<Write>) -> Vec<Op> {
                 }
             },
             Write::Release { run_id, hold, done } => {
-                open.remove(&run_id);
-                ops.push(Op::Release { run_id, hold, done });
+                let after = match open.remove(&run_id).map(|i| &ops[i]) {
+                    Some(Op::Append {
+                        hold: h,
+                        readiness,
+                        events,
+                        ..
+                    }) if Arc::ptr_eq(h, &hold) && !events.is_empty() => Some(*readiness),
+                    _ => None,
+                };
+                ops.push(Op::Release {
+                    run_id,
+                    hold,
+                    after,
+                    done,
+                });
             }
         }
     }
@@ -260,7 +276,7 @@ pub(super) async fn write_batch(
 /// events, or of a run that takes no more writes, sends nothing).
 async fn send(store: &Inner, client: &Client, prepared: &Prepared, ops: &[Op]) -> Vec<Outcome> {
     let owner = store.owner.as_str();
-    let statements = ops.iter().enumerate().map(|(at, op)| async move {
+    let statements = ops.iter().map(|op| async move {
         match op {
             Op::Append {
                 run_id,
@@ -278,20 +294,21 @@ async fn send(store: &Inner, client: &Client, prepared: &Prepared, ops: &[Op]) -
                     .await
                 {
                     Ok(_) => Outcome::Written,
-                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Outcome::Fenced,
+                    Err(e) if super::claims::taken(&e) => Outcome::Fenced,
                     Err(e) => Outcome::Failed(store.error("cannot write events", e).to_string()),
                 }
             }
-            Op::Release { run_id, hold, .. } => {
+            Op::Release {
+                run_id,
+                hold,
+                after,
+                ..
+            } => {
                 // The readiness of what is written of the run: its row in this transaction
-                // (committed with the release or not at all), else its last row committed.
-                let in_batch = ops[..at].iter().rev().find_map(|op| match op {
-                    Op::Append {
-                        hold: h, readiness, ..
-                    } if Arc::ptr_eq(h, hold) && op.writes() => Some(*readiness),
-                    _ => None,
-                });
-                let readiness = in_batch.or_else(|| *hold.durable.lock().unwrap());
+                // (if it is written: the hold still takes writes), else its last row committed.
+                let readiness = after
+                    .filter(|_| hold.takes_writes())
+                    .or_else(|| *hold.durable.lock().unwrap());
                 let (state, wake_at) = match readiness.map(state_of) {
                     Some((state, wake_at)) => (Some(state), wake_at),
                     None => (None, None),
@@ -396,7 +413,9 @@ pub(super) fn unmerge(ops: Vec<Op>) -> Vec<Write> {
                     });
                 }
             }
-            Op::Release { run_id, hold, done } => batch.push(Write::Release { run_id, hold, done }),
+            Op::Release {
+                run_id, hold, done, ..
+            } => batch.push(Write::Release { run_id, hold, done }),
         }
     }
     batch

@@ -21,6 +21,29 @@ macro_rules! claim_row {
     };
 }
 
+/// Whether a statement failed because a row number it wrote was taken: by a claim's row (a
+/// writer's lease ran out), or, for a claim, by the row of a writer whose lease ran out.
+pub(super) fn taken(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Runs a claim statement, again (up to [`CLAIM_TRIES`] times) while it finds the row it
+/// numbered taken: a writer whose lease ran out was writing that row; its row is in, so it is
+/// before the claim, and the claim numbers its own after it.
+async fn claiming<T, F, Fut>(mut claim: F) -> Result<T, tokio_postgres::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match claim().await {
+            Err(e) if taken(&e) && tries < CLAIM_TRIES => tries += 1,
+            done => return done,
+        }
+    }
+}
+
 /// Takes one run when nobody holds it or its holder's lease ran out, and writes the claim's row:
 /// $1 the run, $2 the owner, $3 the lease (s). Answers the epoch and the claim row's number.
 const OPEN: &str = concat!(
@@ -51,22 +74,14 @@ impl PgStore {
     pub(super) async fn open_now(&self, run_id: &str) -> Result<OpenRun, StoreError> {
         validate_run_id(run_id)?;
         let client = self.client().await?;
-        let mut tries = 0;
-        let row = loop {
-            let claimed = client
-                .query_opt(OPEN, &[&run_id, &self.inner.owner, &self.lease_secs()])
-                .await;
-            match claimed {
-                // A writer whose lease ran out was writing the row this claim numbered: its
-                // row is in, so it is before the claim; number the claim's after it.
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && tries < CLAIM_TRIES => {
-                    tries += 1
-                }
-                claimed => {
-                    break claimed.map_err(|e| self.inner.error("cannot open the run", e))?
-                }
-            }
-        };
+        let row = claiming(|| async {
+            let lease = self.lease_secs();
+            client
+                .query_opt(OPEN, &[&run_id, &self.inner.owner, &lease])
+                .await
+        })
+        .await
+        .map_err(|e| self.inner.error("cannot open the run", e))?;
         let Some(row) = row else {
             return Err(self.not_taken(&client, run_id).await);
         };
@@ -105,31 +120,26 @@ impl PgStore {
             .filter(|q: &String| request.queues.is_empty() || request.queues.contains(q))
             .collect();
         let lease = request.lease.as_secs_f64();
-        let mut tries = 0;
-        let mut rows = loop {
-            let claimed = client
+        let now = now_ms() as i64;
+        let max = request.max as i64;
+        let mut rows = claiming(|| async {
+            client
                 .query(
                     CLAIM,
                     &[
-                        &(now_ms() as i64),
+                        &now,
                         &wanted,
                         &request.queues,
-                        &(request.max as i64),
+                        &max,
                         &self.inner.owner,
                         &lease,
                         &limited,
                     ],
                 )
-                .await;
-            match claimed {
-                // A writer whose lease ran out wrote the row a claim numbered: again (see
-                // `OPEN`).
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && tries < CLAIM_TRIES => {
-                    tries += 1
-                }
-                claimed => break claimed.map_err(|e| self.inner.error("cannot claim runs", e))?,
-            }
-        };
+                .await
+        })
+        .await
+        .map_err(|e| self.inner.error("cannot claim runs", e))?;
         for queue in &limited {
             let left = request.max.saturating_sub(rows.len());
             if left == 0 {
@@ -252,7 +262,7 @@ impl PgStore {
         {
             // A writer whose lease ran out wrote the row a claim numbered (see `OPEN`): the
             // transaction is rolled back, the runs are claimed by a later look.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(Vec::new()),
+            Err(e) if taken(&e) => return Ok(Vec::new()),
             rows => rows.map_err(err)?,
         };
         if rate_max.is_some() && !rows.is_empty() {

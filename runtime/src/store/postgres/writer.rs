@@ -3,7 +3,7 @@
 //! sequence number: the fence). A lone flush (sequential steps) writes itself on the writer's
 //! connection when it is free, without the hand-off to the writer task.
 
-use super::batch::{fail_all, poison, prepare, refusal, write_batch, Prepared};
+use super::batch::{fail_all, io_error, poison, prepare, refusal, write_batch, Prepared};
 use super::*;
 
 /// A job for the writer task.
@@ -81,9 +81,11 @@ impl PgLog {
                 readiness: pending.readiness,
                 done,
             })
-            .map_err(|_| StoreError::Io {
-                context: format!("cannot flush run `{}`", self.run_id),
-                source: std::io::Error::other("the PostgreSQL writer stopped"),
+            .map_err(|_| {
+                io_error(
+                    &format!("cannot flush run `{}`", self.run_id),
+                    "the PostgreSQL writer stopped",
+                )
             })?;
         Ok(wait)
     }
@@ -170,10 +172,10 @@ impl RunLog for PgLog {
             queued.fetch_sub(1, Ordering::SeqCst);
             match answered {
                 Ok(result) => result,
-                Err(_) => Err(StoreError::Io {
-                    context: format!("cannot flush run `{run_id}`"),
-                    source: std::io::Error::other("the PostgreSQL writer stopped"),
-                }),
+                Err(_) => Err(io_error(
+                    &format!("cannot flush run `{run_id}`"),
+                    "the PostgreSQL writer stopped",
+                )),
             }
         })
     }
@@ -222,10 +224,10 @@ impl std::future::Future for LoneFlush {
         }
         std::pin::Pin::new(&mut self.wait).poll(cx).map(|answer| {
             answer.unwrap_or_else(|_| {
-                Err(StoreError::Io {
-                    context: format!("cannot flush run `{}`", self.run_id),
-                    source: std::io::Error::other("the flush was not answered"),
-                })
+                Err(io_error(
+                    &format!("cannot flush run `{}`", self.run_id),
+                    "the flush was not answered",
+                ))
             })
         })
     }
