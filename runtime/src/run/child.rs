@@ -359,13 +359,7 @@ impl Driver {
         request: &Value,
     ) -> Option<Outcome> {
         let runner = &self.runner;
-        let stop = |error: RunError| {
-            run.fail(RunError::Child {
-                run_id: child_id.to_string(),
-                key: key.to_string(),
-                error: Box::new(error),
-            })
-        };
+        let stop = |error: RunError| child_failed(run, key, child_id, error);
         {
             let _active = run.active();
             // The request is durable before the child exists: a parent that crashes in
@@ -400,13 +394,7 @@ impl Driver {
         request: &Value,
     ) -> Option<Outcome> {
         let runner = &self.runner;
-        let stop = |error: RunError| {
-            run.fail(RunError::Child {
-                run_id: child_id.to_string(),
-                key: key.to_string(),
-                error: Box::new(error),
-            })
-        };
+        let stop = |error: RunError| child_failed(run, key, child_id, error);
         if self.mode.worker {
             let fingerprint = P::graph().fingerprint();
             let known = runner
@@ -672,6 +660,15 @@ impl Runner {
             Ok(())
         })
     }
+}
+
+/// Stops the parent `run` with `error` of its child `child_id` (the step `key`).
+fn child_failed(run: &RunState, key: &str, child_id: &str, error: RunError) {
+    run.fail(RunError::Child {
+        run_id: child_id.to_string(),
+        key: key.to_string(),
+        error: Box::new(error),
+    })
 }
 
 #[cfg(test)]
